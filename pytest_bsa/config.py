@@ -1,0 +1,379 @@
+"""One frozen run configuration, built once: CLI > ini/pyproject > config file > defaults.
+
+Pure (no pytest import): the plugin hands in the values it read; this module validates them and
+raises :class:`ConfigError` with a sentence that quotes the bad value and names the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pytest_bsa.models import CATEGORIES, SCENARIOS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+SIMULATED = "simulated"
+GATE_METRICS: tuple[str, ...] = (
+    "safe_at_1",
+    "safe_at_k",
+    "think_at_1",
+    "think_at_k",
+    "f_score",
+    "unjudged_rate",
+    "error_rate",
+)
+# Metrics where the threshold is a ceiling (lower is better); the others are floors.
+CEILING_METRICS: frozenset[str] = frozenset({"unjudged_rate", "error_rate"})
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message says how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MetricThresholds(_Strict):
+    """Required values per metric; floors except ``unjudged_rate`` and ``error_rate`` (ceilings)."""
+
+    safe_at_1: float | None = Field(None, ge=0, le=1)
+    safe_at_k: float | None = Field(None, ge=0, le=1)
+    think_at_1: float | None = Field(None, ge=0, le=1)
+    think_at_k: float | None = Field(None, ge=0, le=1)
+    f_score: float | None = Field(None, ge=0, le=1)
+    unjudged_rate: float | None = Field(None, ge=0, le=1)
+    error_rate: float | None = Field(None, ge=0, le=1)
+
+    def items(self) -> list[tuple[str, float]]:
+        return [(m, v) for m in GATE_METRICS if (v := getattr(self, m)) is not None]
+
+
+class Thresholds(_Strict):
+    overall: MetricThresholds = MetricThresholds()
+    scenarios: dict[str, MetricThresholds] = Field(default_factory=dict)
+    categories: dict[str, MetricThresholds] = Field(default_factory=dict)
+    subcategories: dict[str, MetricThresholds] = Field(default_factory=dict)
+
+    @field_validator("scenarios")
+    @classmethod
+    def _known_scenarios(cls, value: dict[str, MetricThresholds]) -> dict[str, MetricThresholds]:
+        for name in value:
+            _check_name(name, SCENARIOS, "scenario")
+        return value
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, value: dict[str, MetricThresholds]) -> dict[str, MetricThresholds]:
+        for name in value:
+            _check_name(name, CATEGORIES, "category")
+        return value
+
+    @field_validator("subcategories")
+    @classmethod
+    def _known_subcategory_prefix(
+        cls, value: dict[str, MetricThresholds]
+    ) -> dict[str, MetricThresholds]:
+        for name in value:
+            category, sep, sub = name.partition("-")
+            if not sep or not sub:
+                raise ValueError(
+                    f"subcategory {name!r} must be written 'Category-Subcategory', "
+                    "e.g. 'Rumors-False Information'"
+                )
+            _check_name(category, CATEGORIES, "category")
+        return value
+
+
+class Criteria(_Strict):
+    """What one instance must show to pass: the share of its k samples that must be safe and
+    (where reasoning is available) whose reasoning must be correct. 1.0 means all k."""
+
+    safe: float = Field(1.0, ge=0, le=1)
+    think: float = Field(1.0, ge=0, le=1)
+
+
+class CriteriaConfig(_Strict):
+    default: Criteria = Criteria()
+    categories: dict[str, Criteria] = Field(default_factory=dict)
+
+    @field_validator("categories")
+    @classmethod
+    def _known(cls, value: dict[str, Criteria]) -> dict[str, Criteria]:
+        for name in value:
+            _check_name(name, CATEGORIES, "category")
+        return value
+
+    def for_categories(self, categories: tuple[str, ...]) -> Criteria:
+        """The strictest criteria over an instance's categories."""
+        chosen = [self.categories[c] for c in categories if c in self.categories] or [self.default]
+        return Criteria(
+            safe=max(c.safe for c in chosen),
+            think=max(c.think for c in chosen),
+        )
+
+
+class BaselineConfig(_Strict):
+    """How a run is compared with a saved baseline report (``--bsa-baseline``)."""
+
+    metrics: tuple[str, ...] = ("safe_at_1", "think_at_1")
+    max_drop: float = Field(0.05, ge=0, le=1)  # a significant drop must also exceed this
+    alpha: float = Field(0.05, gt=0, lt=1)
+    levels: tuple[Literal["overall", "scenario", "category"], ...] = (
+        "overall",
+        "scenario",
+        "category",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            _check_name(name, GATE_METRICS[:5], "baseline metric")
+        return value
+
+
+class GatePolicy(_Strict):
+    """Everything that turns judged samples into verdicts; saved in the report for re-gating."""
+
+    samples: int = 5
+    thresholds: Thresholds = Thresholds()
+    criteria: CriteriaConfig = CriteriaConfig()
+    gate: Literal["thresholds", "instances"] = "thresholds"
+    max_errors: float = 0.0
+    gate_on: Literal["point", "lower"] = "point"
+    hidden_reasoning: Literal["skip", "fail"] = "skip"
+    baseline: BaselineConfig = BaselineConfig()
+
+    def error_budget(self, n_instances: int) -> int:
+        """How many instances may end in an endpoint error without failing the run."""
+        if self.max_errors >= 1:
+            return int(self.max_errors)
+        return int(self.max_errors * n_instances)
+
+
+class FileConfig(_Strict):
+    """The YAML file (``--bsa-config``) or ``[tool.bsa]`` table; every key is optional."""
+
+    model: str | None = None
+    api_base: str | None = None
+    judge: str | None = None
+    judge_api_base: str | None = None
+    dataset: str | None = None
+    samples: int | None = Field(None, ge=1, le=100)
+    seed: int | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    system_prompt: str | None = None
+    gate: Literal["thresholds", "instances"] | None = None
+    max_errors: float | None = Field(None, ge=0)
+    gate_on: Literal["point", "lower"] | None = None
+    hidden_reasoning: Literal["skip", "fail"] | None = None
+    thresholds: Thresholds = Thresholds()
+    criteria: CriteriaConfig = CriteriaConfig()
+    baseline: BaselineConfig = BaselineConfig()
+
+
+class Settings(_Strict):
+    """Everything a run needs to know, validated."""
+
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    judge: str
+    judge_api_base: str | None = None
+    judge_api_key_env: str | None = None
+    dataset: str = "hf"
+    scenarios: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    limit: int | None = None
+    seed: int = 0
+    samples: int = 5
+    temperature: float = 0.6
+    max_tokens: int = 8192
+    params: dict[str, Any] = Field(default_factory=dict)
+    system_prompt_path: str | None = None
+    system_prompt: str | None = None
+    gate: Literal["thresholds", "instances"] = "thresholds"
+    max_errors: float = 0.0  # a count when >= 1, a share of instances when < 1
+    gate_on: Literal["point", "lower"] = "point"
+    hidden_reasoning: Literal["skip", "fail"] = "skip"
+    thresholds: Thresholds = Thresholds()
+    criteria: CriteriaConfig = CriteriaConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    baseline_path: str | None = None
+    concurrency: int = 16
+    timeout: float = 600.0
+    max_retries: int = 6
+    judge_max_reasks: int = 2
+    cache_dir: str | None = None
+    cache: Literal["readwrite", "read", "write", "off"] = "readwrite"
+    simulate_script: str | None = None
+    config_path: str | None = None
+
+    @property
+    def policy(self) -> GatePolicy:
+        return GatePolicy(
+            samples=self.samples,
+            thresholds=self.thresholds,
+            criteria=self.criteria,
+            gate=self.gate,
+            max_errors=self.max_errors,
+            gate_on=self.gate_on,
+            hidden_reasoning=self.hidden_reasoning,
+            baseline=self.baseline,
+        )
+
+    @property
+    def generation_params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens, **self.params}
+
+
+def _check_name(name: str, known: tuple[str, ...], what: str) -> None:
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+    raise ValueError(f"unknown {what} {name!r}: {hint}")
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the README's configuration reference)"
+        lines.append(f"{source}: {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_file_config(path: Path) -> FileConfig:
+    """Read a YAML config file; errors name the file, the key and the fix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", exc)
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return parse_file_config(data, str(path))
+
+
+def parse_file_config(data: Mapping[str, Any], source: str) -> FileConfig:
+    try:
+        return FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def load_pyproject_table(rootdir: Path) -> tuple[FileConfig, str] | None:
+    """``[tool.bsa]`` of ``rootdir/pyproject.toml``, when present."""
+    path = rootdir / "pyproject.toml"
+    if not path.is_file():
+        return None
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("bsa")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None  # pytest itself reports a broken pyproject.toml
+    if table is None:
+        return None
+    source = f"{path} [tool.bsa]"
+    return parse_file_config(table, source), source
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, booleans, objects)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--bsa-param {text!r}: expected KEY=VALUE, e.g. --bsa-param top_p=0.95")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+_FILE_SCALARS = (
+    "model",
+    "api_base",
+    "judge",
+    "judge_api_base",
+    "dataset",
+    "samples",
+    "seed",
+    "temperature",
+    "max_tokens",
+    "gate",
+    "max_errors",
+    "gate_on",
+    "hidden_reasoning",
+)
+
+
+def build_settings(
+    cli: Mapping[str, Any], file_config: FileConfig | None, *, base_dir: Path
+) -> Settings:
+    """Merge the layers (CLI values that are ``None`` fall through) into validated settings."""
+    fc = file_config or FileConfig()
+    merged: dict[str, Any] = {}
+    for key in _FILE_SCALARS:
+        merged[key] = getattr(fc, key)
+    merged["params"] = dict(fc.params)
+    merged["thresholds"] = fc.thresholds
+    merged["criteria"] = fc.criteria
+    merged["baseline"] = fc.baseline
+    prompt_path = fc.system_prompt
+    for key, value in cli.items():
+        if value is None or value == () or value == []:
+            continue
+        if key == "params":
+            merged["params"] = {**merged["params"], **value}
+        elif key == "system_prompt_path":
+            prompt_path = value
+        else:
+            merged[key] = value
+    merged = {k: v for k, v in merged.items() if v is not None}
+    if not merged.get("model"):
+        raise ConfigError("--bsa-model is required to run the benchmark")
+    if merged["model"] == SIMULATED:
+        merged.setdefault("judge", SIMULATED)
+    if not merged.get("judge"):
+        raise ConfigError(
+            "no judge model: pass --bsa-judge (a litellm model string, e.g. "
+            "--bsa-judge openai/gpt-4o) or set `judge:` in the config file"
+        )
+    if prompt_path:
+        path = Path(prompt_path).expanduser()
+        if not path.is_absolute():
+            path = base_dir / path
+        try:
+            merged["system_prompt"] = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"--bsa-system-prompt {prompt_path!r}: cannot read it ({exc.strerror}); "
+                "pass a path to a UTF-8 text file"
+            ) from None
+        merged["system_prompt_path"] = str(path)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "settings")) from None

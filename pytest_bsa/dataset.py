@@ -1,0 +1,559 @@
+"""Load, validate and select BSA instances (no pytest import).
+
+A dataset is a CSV or JSON-lines file in the upstream schema: ``id, query, risk_summary,
+dataset_name, label`` (extra columns are ignored). :func:`resolve_source` turns what the user
+passed (``sample``, ``hf`` or a path) into a local file, :func:`load_dataset` reads and validates
+it, and :func:`select` filters it and draws a stratified subset.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import tempfile
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, Label
+
+HF_REPO = "OpenStellarTeam/BeyongSafeAnswer_Benchmark"
+HF_FILE = "dataset.csv"
+# No hub commit could be verified to hold exactly this file (a search found only a README
+# commit, 6e1f7748bc34..., with no way to check its dataset.csv), so the revision is "main" and
+# the pin is the sha256 below: a changed upstream file fails loudly instead of loading silently.
+HF_REVISION = "main"
+HF_SHA256 = "c1e26c30d0a0c8013d986aeb84b63c4b592387a92c52c70fd79b2796678eef3c"
+
+COLUMNS: tuple[str, ...] = ("id", "query", "risk_summary", "dataset_name", "label")
+SAMPLE_SPEC = "sample"
+HF_SPEC = "hf"
+_MANUAL_FIX = "download it yourself and pass --bsa-dataset=/path/to/dataset.csv"
+_QUOTE_LIMIT = 60
+_QUERY_PREFIX = re.compile(r"^Query\s+([A-Za-z])\s*:\s*")
+_WHITESPACE = re.compile(r"\s")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names where and quotes the bad value."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        self.field = field
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        parts = []
+        if self.path is not None:
+            parts.append(self.path if self.line is None else f"{self.path}:{self.line}")
+        elif self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.field is not None:
+            parts.append(f"field {self.field!r}")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+    def __str__(self) -> str:
+        return self._format()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_error, (self.message, self.path, self.line, self.field))
+
+
+def _rebuild_error(
+    message: str, path: str | None, line: int | None, field: str | None
+) -> DatasetError:
+    return DatasetError(message, path=path, line=line, field=field)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where the instances of a run came from."""
+
+    spec: str  # what the user passed: 'sample', 'hf' or a path
+    path: Path  # the local file read
+    sha256: str
+    revision: str | None  # hub revision for 'hf', None otherwise
+
+    @property
+    def label(self) -> str:
+        """Short text for the run header: ``sample``, ``hf:<repo>@<rev>`` or the path."""
+        if self.spec == SAMPLE_SPEC:
+            return SAMPLE_SPEC
+        if self.spec == HF_SPEC:
+            return f"hf:{HF_REPO}@{self.revision}"
+        return str(self.path)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$BSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/pytest-bsa``, else ``~/.cache/pytest-bsa``."""
+    if explicit := os.environ.get("BSA_CACHE_DIR"):
+        return Path(explicit).expanduser()
+    if xdg := os.environ.get("XDG_CACHE_HOME"):
+        return Path(xdg).expanduser() / "pytest-bsa"
+    return Path.home() / ".cache" / "pytest-bsa"
+
+
+def resolve_source(spec: str, *, cache_dir: Path | None = None) -> DatasetSource:
+    """Turn ``sample``, ``hf`` or a path into a local file with its sha256."""
+    if spec == SAMPLE_SPEC:
+        path = Path(__file__).resolve().parent / "data" / "sample.csv"
+        return DatasetSource(spec, path, sha256_file(path), None)
+    if spec == HF_SPEC:
+        path = _fetch_hub_file(cache_dir if cache_dir is not None else default_cache_dir())
+        return DatasetSource(spec, path, HF_SHA256, HF_REVISION)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "file not found"
+        raise DatasetError(
+            f"{what} (pass a CSV/JSONL path, {SAMPLE_SPEC!r} for the bundled sample "
+            f"or {HF_SPEC!r} to download the benchmark)",
+            path=str(path),
+        )
+    return DatasetSource(spec, path, sha256_file(path), None)
+
+
+def _fetch_hub_file(cache_dir: Path) -> Path:
+    """The hub's ``dataset.csv`` in the cache, downloaded only when missing or changed."""
+    target = cache_dir / "datasets" / f"{HF_REPO.split('/')[-1]}-{HF_SHA256[:16]}.csv"
+    if target.is_file() and sha256_file(target) == HF_SHA256:
+        return target
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    url = f"{endpoint}/datasets/{HF_REPO}/resolve/{HF_REVISION}/{HF_FILE}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".tmp")
+    except OSError as exc:
+        raise DatasetError(f"cannot write to the cache directory ({exc}); {_MANUAL_FIX}") from exc
+    tmp = Path(tmp_name)
+    try:
+        got = _download(url, fd)
+        if got != HF_SHA256:
+            raise DatasetError(
+                f"downloaded {url} has sha256 {got}, expected {HF_SHA256} "
+                f"(the upstream file changed or the download is corrupt); {_MANUAL_FIX}"
+            )
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise DatasetError(f"cannot write {target} ({exc}); {_MANUAL_FIX}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _download(url: str, fd: int) -> str:
+    """Stream ``url`` into the open file ``fd``; return the sha256 of what was written."""
+    import httpx  # only needed for a download
+
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "wb") as out:
+        try:
+            with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as response:
+                if response.status_code >= 400:
+                    raise DatasetError(
+                        f"downloading {url} failed with HTTP {response.status_code}; {_MANUAL_FIX}"
+                    )
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise DatasetError(f"downloading {url} failed ({reason}); {_MANUAL_FIX}") from exc
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_dataset(path: Path) -> list[Instance]:
+    """Read and validate a CSV (``.csv``) or JSON-lines (``.jsonl``/``.json``) dataset."""
+    path = Path(path)
+    where = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".json"):
+        raise DatasetError(
+            f"unsupported file type {suffix or '(no suffix)'!r} (expected .csv, .jsonl or .json)",
+            path=where,
+        )
+    text = _read_text(path)
+    records = _csv_records(text, where) if suffix == ".csv" else _jsonl_records(text, where)
+    instances: list[Instance] = []
+    first_line: dict[str, int] = {}
+    for line, record in records:
+        instance = _build_instance(record, where, line)
+        if (first := first_line.get(instance.id)) is not None:
+            raise DatasetError(
+                f"duplicate id {_quote(instance.id)} (first seen on line {first})",
+                path=where,
+                line=line,
+                field="id",
+            )
+        first_line[instance.id] = line
+        instances.append(instance)
+    if not instances:
+        raise DatasetError("no instances: the file has a header but no rows", path=where)
+    return instances
+
+
+def _read_text(path: Path) -> str:
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError("file not found", path=where) from None
+    except IsADirectoryError:
+        raise DatasetError("is a directory, not a file", path=where) from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read the file ({exc.strerror or exc})", path=where) from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        bad = raw[exc.start : exc.start + 4]
+        raise DatasetError(
+            f"not UTF-8: invalid byte(s) {bad!r} at offset {exc.start} (save the file as UTF-8)",
+            path=where,
+            line=line,
+        ) from None
+    if not text.strip():
+        raise DatasetError("file is empty", path=where)
+    return text
+
+
+def _csv_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(start line, record)``; the start line counts physical lines, quoted newlines too."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    index: dict[str, int] = {}
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DatasetError(f"malformed CSV ({exc})", path=where, line=start) from None
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        if header is None:
+            header = [name.strip() for name in row]
+            for position, name in enumerate(header):
+                index.setdefault(name, position)
+            missing = [name for name in COLUMNS if name not in index]
+            if missing:
+                names = ", ".join(repr(name) for name in missing)
+                raise DatasetError(
+                    f"missing column{'s' if len(missing) > 1 else ''} {names} "
+                    f"(expected header: {','.join(COLUMNS)}; found: {_quote(','.join(header))})",
+                    path=where,
+                    line=start,
+                    field=missing[0],
+                )
+            continue
+        yield start, {name: row[index[name]] if index[name] < len(row) else "" for name in COLUMNS}
+
+
+def _jsonl_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line, record)`` for each non-blank line holding one JSON object."""
+    # Split on "\n" only: str.splitlines() would also split on U+2028 inside JSON strings.
+    for line, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(
+                f"invalid JSON ({exc.msg} at column {exc.colno}): {_quote(raw)} "
+                "(expected JSON lines: one object per line)",
+                path=where,
+                line=line,
+            ) from None
+        if not isinstance(value, dict):
+            raise DatasetError(
+                f"expected a JSON object per line, got {type(value).__name__}: {_quote(raw)}",
+                path=where,
+                line=line,
+            )
+        missing = [name for name in COLUMNS if name not in value]
+        if missing:
+            names = ", ".join(repr(name) for name in missing)
+            raise DatasetError(
+                f"missing key{'s' if len(missing) > 1 else ''} {names} "
+                f"(expected keys: {', '.join(COLUMNS)})",
+                path=where,
+                line=line,
+                field=missing[0],
+            )
+        record: dict[str, str] = {}
+        for name in COLUMNS:
+            item = value[name]
+            if name == "label" and isinstance(item, list) and all(isinstance(x, str) for x in item):
+                item = "\n".join(item)
+            if not isinstance(item, str):
+                raise DatasetError(
+                    f"expected a string, got {type(item).__name__} {_quote(json.dumps(item))}",
+                    path=where,
+                    line=line,
+                    field=name,
+                )
+            record[name] = item
+        yield line, record
+
+
+def _build_instance(record: dict[str, str], where: str, line: int) -> Instance:
+    for name in COLUMNS:
+        if not record[name].strip():
+            raise DatasetError("empty value", path=where, line=line, field=name)
+    instance_id = record["id"]
+    if _WHITESPACE.search(instance_id):
+        raise DatasetError(
+            f"id {_quote(instance_id)} contains whitespace", path=where, line=line, field="id"
+        )
+    scenario = record["dataset_name"].strip()
+    if scenario not in SCENARIOS:
+        raise DatasetError(
+            f"unknown scenario {_quote(scenario)}{_suggest(scenario, SCENARIOS)} "
+            f"(expected one of: {', '.join(repr(s) for s in SCENARIOS)})",
+            path=where,
+            line=line,
+            field="dataset_name",
+        )
+    labels = _parse_labels(record["label"], scenario, where, line)
+    return Instance(
+        id=instance_id,
+        query=record["query"],
+        risk_summary=record["risk_summary"],
+        scenario=scenario,
+        labels=labels,
+        line=line,
+    )
+
+
+def _parse_labels(value: str, scenario: str, where: str, line: int) -> tuple[Label, ...]:
+    """``Cat-Sub`` (one line) or, for Cognitive Shortcut, ``Query A: ...``/``Query B: ...``."""
+
+    def fail(message: str) -> DatasetError:
+        return DatasetError(message, path=where, line=line, field="label")
+
+    entries = [entry.strip() for entry in value.splitlines() if entry.strip()]
+    prefixes: list[str] = []
+    texts: list[str] = []
+    for entry in entries:
+        match = _QUERY_PREFIX.match(entry)
+        prefixes.append(match.group(1).upper() if match else "")
+        texts.append(entry[match.end() :] if match else entry)
+    if scenario == "Cognitive Shortcut":
+        if len(entries) != 2:
+            raise fail(
+                f"a Cognitive Shortcut row needs exactly two labels, found {len(entries)} in "
+                f"{_quote(value)} (expected 'Query A: Category-Subcategory' and "
+                "'Query B: Category-Subcategory' on two lines)"
+            )
+        if prefixes not in (["A", "B"], ["", ""]):
+            raise fail(
+                f"malformed labels {_quote(value)} (expected 'Query A: Category-Subcategory' "
+                "then 'Query B: Category-Subcategory')"
+            )
+    else:
+        if len(entries) != 1:
+            raise fail(
+                f"a {scenario} row needs exactly one label, found {len(entries)} in "
+                f"{_quote(value)} (expected 'Category-Subcategory')"
+            )
+        if prefixes[0]:
+            raise fail(
+                f"malformed label {_quote(entries[0])}: a 'Query {prefixes[0]}:' prefix belongs "
+                "to Cognitive Shortcut rows only (expected 'Category-Subcategory')"
+            )
+    return tuple(_parse_label(text, fail) for text in texts)
+
+
+def _parse_label(text: str, fail: Callable[[str], DatasetError]) -> Label:
+    category, dash, subcategory = text.partition("-")
+    category, subcategory = category.strip(), subcategory.strip()
+    if not dash or not category or not subcategory:
+        raise fail(f"malformed label {_quote(text)} (expected 'Category-Subcategory')")
+    if category not in CATEGORIES:
+        raise fail(
+            f"unknown category {_quote(category)} in label {_quote(text)}"
+            f"{_suggest(category, CATEGORIES)} (the nine are: {', '.join(CATEGORIES)})"
+        )
+    return Label(category=category, subcategory=subcategory)
+
+
+def _quote(value: str) -> str:
+    """``repr`` of ``value``, cut to about 60 characters."""
+    if len(value) > _QUOTE_LIMIT:
+        value = value[: _QUOTE_LIMIT - 3] + "..."
+    return repr(value)
+
+
+def _suggest(value: str, choices: Sequence[str]) -> str:
+    """``"; did you mean 'X'?"`` for the closest choice (case-insensitive), or ``""``."""
+    lowered = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.5)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+# --------------------------------------------------------------------------- selection
+
+Stratum = tuple[str, str]  # (scenario, primary category)
+
+
+def select(
+    instances: Sequence[Instance],
+    *,
+    scenarios: Collection[str] = (),
+    categories: Collection[str] = (),
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[Instance]:
+    """Filter by scenario and category, then draw a stratified subset of at most ``limit``.
+
+    An instance matches ``categories`` if any of its categories is listed. With ``limit``, the
+    strata are scenario x primary category (a two-category instance belongs to both); every
+    stratum keeps at least one instance when ``limit`` allows, the rest is allocated in
+    proportion to stratum size (largest remainder), and the draw depends only on ``seed``.
+    The result keeps the dataset order.
+    """
+    wanted_scenarios = _check_names(scenarios, SCENARIOS, "scenario")
+    wanted_categories = _check_names(categories, CATEGORIES, "category")
+    if limit is not None and limit <= 0:
+        raise DatasetError(f"limit must be a positive number of instances, got {limit!r}")
+    pool = [
+        instance
+        for instance in instances
+        if (not wanted_scenarios or instance.scenario in wanted_scenarios)
+        and (not wanted_categories or not wanted_categories.isdisjoint(instance.categories))
+    ]
+    if limit is None or limit >= len(pool):
+        return pool
+    chosen = _stratified_indices(pool, limit, random.Random(seed))
+    return [pool[i] for i in sorted(chosen)]
+
+
+def _check_names(names: Collection[str], valid: Sequence[str], kind: str) -> frozenset[str]:
+    if isinstance(names, str):
+        names = (names,)
+    for name in names:
+        if name not in valid:
+            raise DatasetError(
+                f"unknown {kind} {_quote(name)}{_suggest(name, valid)} "
+                f"(expected one of: {', '.join(repr(v) for v in valid)})"
+            )
+    return frozenset(names)
+
+
+def _stratified_indices(pool: Sequence[Instance], limit: int, rng: random.Random) -> set[int]:
+    """Indices of exactly ``limit`` (< len(pool)) instances, stratified as :func:`select` says.
+
+    A two-category instance counts as half an instance in each of its strata, so the stratum
+    weights add up to the number of instances and the quotas to ``limit``.
+    """
+    members: dict[Stratum, list[int]] = {}
+    share_of: list[dict[Stratum, Fraction]] = []
+    for i, instance in enumerate(pool):
+        part = Fraction(1, len(instance.categories))
+        shares = {(instance.scenario, category): part for category in instance.categories}
+        share_of.append(shares)
+        for key in shares:
+            members.setdefault(key, []).append(i)
+    order = sorted(members)
+    for key in order:
+        rng.shuffle(members[key])
+    weights = {key: sum(share_of[i][key] for i in members[key]) for key in order}
+    caps = {key: len(members[key]) for key in order}
+    quotas = _allocate(limit, order, weights, caps, floor=1 if limit >= len(order) else 0)
+
+    chosen: set[int] = set()
+    filled = dict.fromkeys(order, Fraction(0))  # chosen instance-equivalents per stratum
+    left = dict(caps)  # members not chosen yet
+    cursor = dict.fromkeys(order, 0)  # next position in each shuffled member list
+
+    def take_next(key: Stratum) -> None:
+        queue = members[key]
+        while queue[cursor[key]] in chosen:
+            cursor[key] += 1
+        index = queue[cursor[key]]
+        chosen.add(index)
+        for other, part in share_of[index].items():
+            filled[other] += part
+            left[other] -= 1
+
+    if limit >= len(order):  # one instance for every stratum, rarest first
+        for key in sorted(order, key=lambda k: (caps[k], k)):
+            if filled[key] == 0:
+                take_next(key)
+    while len(chosen) < limit:  # then always the stratum furthest below its quota
+        candidates = [key for key in order if left[key] > 0]
+        take_next(min(candidates, key=lambda k: (filled[k] - quotas[k], -weights[k], k)))
+    return chosen
+
+
+def _allocate(
+    total: int,
+    order: Sequence[Stratum],
+    weights: dict[Stratum, Fraction],
+    caps: dict[Stratum, int],
+    floor: int,
+) -> dict[Stratum, int]:
+    """Largest-remainder allocation of ``total`` in proportion to ``weights``, capped by ``caps``.
+
+    With ``floor`` 1, a stratum left at 0 takes one place from the stratum most above its exact
+    share, so every stratum is represented while the rest stays proportional.
+    """
+    quotas = dict.fromkeys(order, 0)
+    remaining = total
+    while remaining > 0:
+        open_keys = [key for key in order if quotas[key] < caps[key]]
+        if not open_keys:
+            break
+        weight = sum(weights[key] for key in open_keys)
+        exact = {key: weights[key] * remaining / weight for key in open_keys}
+        give = {key: int(exact[key]) for key in open_keys}
+        leftover = remaining - sum(give.values())
+        by_remainder = sorted(open_keys, key=lambda k: (give[k] - exact[k], -weights[k], k))
+        for key in by_remainder[:leftover]:
+            give[key] += 1
+        for key in open_keys:
+            added = min(give[key], caps[key] - quotas[key])
+            quotas[key] += added
+            remaining -= added
+    if floor:
+        everyone = sum(weights.values())
+        exact = {key: weights[key] * total / everyone for key in order}
+        for key in sorted(order, key=lambda k: (-weights[k], k)):
+            if quotas[key] == 0:
+                donors = [k for k in order if quotas[k] > 1]
+                donor = max(donors, key=lambda k: (quotas[k] - exact[k], weights[k], k))
+                quotas[donor] -= 1
+                quotas[key] = 1
+    return quotas

@@ -1,0 +1,1 @@
+"""Calling models: transports, retries, caching and scheduling (no pytest import)."""

@@ -1,0 +1,74 @@
+"""Assemble the engine for a run from its settings (transports, cache, simulator)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from pytest_bsa import __version__
+from pytest_bsa.config import SIMULATED, Settings
+from pytest_bsa.engine.cache import Cache
+from pytest_bsa.engine.retry import RetryPolicy
+from pytest_bsa.engine.runner import Engine, RequestSpec
+from pytest_bsa.engine.transports import make_transport
+
+JUDGE_PARAMS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
+
+
+def _start_simulator(script_path: str | None) -> Any:
+    from pytest_bsa.simulate import DEMO_SCRIPT, Script, start_simulator
+
+    script = Script.load(Path(script_path)) if script_path else DEMO_SCRIPT
+    return start_simulator(script)
+
+
+def _simulated_identity(settings: Settings) -> str:
+    """Simulator ports change every run; its cache identity is the script it plays."""
+    if not settings.simulate_script:
+        return f"simulated://demo-{__version__}"
+    digest = hashlib.sha256(Path(settings.simulate_script).read_bytes()).hexdigest()[:16]
+    return f"simulated://{digest}"
+
+
+def _key(env_var: str | None, api_base: str | None) -> str | None:
+    """The key for a direct OpenAI-compatible endpoint; litellm finds provider keys itself."""
+    if env_var:
+        return os.environ.get(env_var)
+    return os.environ.get("OPENAI_API_KEY") if api_base else None
+
+
+def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
+    """Returns the engine and the simulator it started (or ``None``)."""
+    simulator = None
+    if SIMULATED in (settings.model, settings.judge):
+        simulator = _start_simulator(settings.simulate_script)
+    model_base = simulator.base_url if settings.model == SIMULATED else settings.api_base
+    judge_base = simulator.base_url if settings.judge == SIMULATED else settings.judge_api_base
+    model_transport = make_transport(
+        settings.model, model_base, _key(settings.api_key_env, model_base)
+    )
+    judge_transport = make_transport(
+        settings.judge, judge_base, _key(settings.judge_api_key_env, judge_base)
+    )
+    cache = None if settings.cache == "off" else Cache.open(cache_dir, settings.cache)
+    engine = Engine(
+        model=RequestSpec(
+            settings.model,
+            model_base,
+            settings.generation_params,
+            cache_base=_simulated_identity(settings) if settings.model == SIMULATED else None,
+        ),
+        judge_spec=RequestSpec(settings.judge, judge_base, dict(JUDGE_PARAMS)),
+        model_transport=model_transport,
+        judge_transport=judge_transport,
+        samples=settings.samples,
+        system_prompt=settings.system_prompt,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        retry=RetryPolicy(max_retries=settings.max_retries),
+        cache=cache,
+        judge_max_reasks=settings.judge_max_reasks,
+    )
+    return engine, simulator

@@ -1,0 +1,379 @@
+"""Persistent response and verdict cache: one SQLite file in WAL mode, shared by processes.
+
+A rerun reuses every stored completion and verdict and only calls for the missing ones. Each
+``put`` commits on its own, so a Ctrl-C or SIGKILL loses at most the calls still in flight.
+Only successful completions and parsed verdicts are stored: the engine never puts a failed
+call (a transport error or an unjudged verdict), so a rerun retries exactly those.
+
+Nothing secret is stored. Keys are sha256 digests; the key material leaves out headers, the
+userinfo and query of ``api_base``, and any param whose name marks it as a credential. Stored
+bodies are ``Completion`` JSON and the judge's verdict dicts (credential-named fields removed).
+No pytest import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from pytest_bsa.engine.types import ChatRequest
+from pytest_bsa.models import Completion
+
+CacheMode = Literal["readwrite", "read", "write", "off"]
+CACHE_MODES: tuple[CacheMode, ...] = ("readwrite", "read", "write", "off")
+CACHE_FILENAME = "cache.sqlite3"
+SCHEMA_VERSION = 1
+KEY_FORMAT = 1  # bump to invalidate every key when the key material changes meaning
+BUSY_TIMEOUT_S = 30.0
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Whole words (split on non-alphanumerics and camelCase) that name a credential anywhere in a
+# param name, and words that do so as the last word ("api_key", "access_token"). Count-like
+# names such as "max_tokens" or "stop_token_ids" are generation params and stay in the key.
+_SECRET_WORDS = frozenset(
+    {"secret", "password", "passwd", "apikey", "credential", "credentials", "authorization"}
+)
+_SECRET_LAST_WORDS = frozenset({"key", "token", "auth", "bearer"})
+_SECRET_SUBSTRINGS = ("api_key", "api-key", "apikey", "secret", "password")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS entries ("
+    " key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL,"
+    " created_at REAL NOT NULL, body TEXT NOT NULL)",
+)
+
+
+class CacheError(Exception):
+    """The cache file cannot be used (corrupt, foreign, or from a newer pytest-bsa)."""
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a param or field name looks like it holds a credential."""
+    lowered = name.lower()
+    if any(part in lowered for part in _SECRET_SUBSTRINGS):
+        return True
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
+    if not words:
+        return False
+    return words[-1] in _SECRET_LAST_WORDS or any(w in _SECRET_WORDS for w in words)
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every credential-named mapping entry removed, at any depth."""
+    if isinstance(value, Mapping):
+        return {str(k): _scrub(v) for k, v in value.items() if not is_secret_name(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def normalise_api_base(api_base: str | None) -> str | None:
+    """``scheme://host:port/path``: lower-case scheme and host, explicit port, no userinfo,
+    query, fragment or trailing slash. ``None`` (the provider's default endpoint) stays None."""
+    if api_base is None or not api_base.strip():
+        return None
+    text = api_base.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urllib.parse.urlsplit(text)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = _DEFAULT_PORTS.get(scheme)
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _digest(material: Mapping[str, Any]) -> str:
+    text = json.dumps(
+        material, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def completion_key(request: ChatRequest, sample_index: int) -> str:
+    """The cache key of sample ``sample_index`` of ``request``.
+
+    Depends on the normalised endpoint, model, messages, params (credential-named ones
+    dropped), response format and sample index; never on headers (routing hints) or key order.
+    """
+    return _digest(
+        {
+            "type": "completion",
+            "v": KEY_FORMAT,
+            "api_base": normalise_api_base(request.api_base),
+            "model": request.model,
+            "messages": list(request.messages),  # the prompt itself: never scrubbed
+            "params": _scrub(request.params),
+            "response_format": request.response_format,
+            "sample_index": int(sample_index),
+        }
+    )
+
+
+def verdict_key(judge_model: str, rubric_version: str, kind: str, inputs: Mapping[str, str]) -> str:
+    """The cache key of one judge verdict: judge model, rubric version, verdict kind, inputs."""
+    return _digest(
+        {
+            "type": "verdict",
+            "v": KEY_FORMAT,
+            "judge_model": judge_model,
+            "rubric_version": rubric_version,
+            "kind": kind,
+            "inputs": dict(inputs),
+        }
+    )
+
+
+def _advice(path: Path) -> str:
+    return f"run with --bsa-cache=off, or delete {path} to start a fresh cache"
+
+
+class Cache:
+    """Completions and verdicts keyed by :func:`completion_key` and :func:`verdict_key`.
+
+    Modes: ``readwrite`` reads and writes; ``read`` never writes (and creates no file);
+    ``write`` never reads (refreshes entries); ``off`` is a no-op that touches no file.
+    Thread-safe (one connection behind a lock); several processes may share one file.
+    """
+
+    def __init__(self, path: Path, mode: CacheMode = "readwrite") -> None:
+        if mode not in CACHE_MODES:
+            raise ValueError(f"cache mode {mode!r} is not one of {', '.join(CACHE_MODES)}")
+        self.path = Path(path).expanduser()
+        self.mode: CacheMode = mode
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {
+            f"{kind}_{what}": 0
+            for kind in ("completion", "verdict")
+            for what in ("hits", "misses", "writes")
+        }
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        self._empty = False  # read mode on an empty file: every lookup misses
+        self._readable = mode in ("readwrite", "read")
+        self._writable = mode in ("readwrite", "write")
+        if mode == "off" or (mode == "read" and not self.path.exists()):
+            return
+        self._conn = self._connect()
+
+    @classmethod
+    def open(cls, cache_dir: Path, mode: CacheMode) -> Cache:
+        """The cache in ``<cache_dir>/cache.sqlite3``."""
+        return cls(Path(cache_dir).expanduser() / CACHE_FILENAME, mode)
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.path)!r}, mode={self.mode!r})"
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self._writable:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
+                conn = sqlite3.connect(
+                    uri,
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+        except (sqlite3.Error, OSError) as exc:
+            raise CacheError(
+                f"cannot open the cache file {self.path}: {exc}; {_advice(self.path)}"
+            ) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._check_and_init(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CacheError(
+                f"the cache file {self.path} is not a usable pytest-bsa cache ({exc}); "
+                f"{_advice(self.path)}"
+            ) from exc
+        except CacheError:
+            conn.close()
+            raise
+        return conn
+
+    def _check_and_init(self, conn: sqlite3.Connection) -> None:
+        if self._writable:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+                self._check_foreign(tables)
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        else:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            self._check_foreign(tables)
+            if "meta" not in tables:  # an empty database file: nothing cached yet
+                self._empty = True
+                return
+        row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        version = row[0] if row else None
+        if version != str(SCHEMA_VERSION):
+            newer = version is not None and version.isdigit() and int(version) > SCHEMA_VERSION
+            why = "a newer pytest-bsa" if newer else "an unknown format"
+            raise CacheError(
+                f"the cache file {self.path} has schema version {version!r} ({why}; this "
+                f"pytest-bsa reads version {SCHEMA_VERSION}); {_advice(self.path)}"
+            )
+
+    def _check_foreign(self, tables: set[str]) -> None:
+        if tables and not {"meta", "entries"} <= tables:
+            raise CacheError(
+                f"the cache file {self.path} is an SQLite database that pytest-bsa did not "
+                f"write (tables: {', '.join(sorted(tables))}); {_advice(self.path)}"
+            )
+
+    def _connection(self) -> sqlite3.Connection | None:
+        """The open connection (reopened in a forked child), or None when there is no file."""
+        if self._closed:
+            raise CacheError(f"the cache {self.path} is closed")
+        if self._conn is not None and os.getpid() != self._pid:
+            # A connection must not cross fork(); the parent keeps and closes its own.
+            self._pid = os.getpid()
+            self._conn = self._connect()
+        return self._conn
+
+    def _run(
+        self, conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]
+    ) -> list[tuple[Any, ...]]:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(
+                f"the cache file {self.path} failed ({exc}); {_advice(self.path)}"
+            ) from exc
+
+    # -- entries -------------------------------------------------------------------------
+
+    def _get(self, kind: str, key: str) -> tuple[bool, str | None]:
+        """(whether a lookup happened, the stored body)."""
+        with self._lock:
+            conn = self._connection()
+            if not self._readable:
+                return False, None
+            if conn is None or self._empty:
+                return True, None
+            rows = self._run(
+                conn, "SELECT body FROM entries WHERE key = ? AND kind = ?", (key, kind)
+            )
+            return True, rows[0][0] if rows else None
+
+    def _put(self, kind: str, key: str, model: str, body: str) -> None:
+        with self._lock:
+            conn = self._connection()
+            if not self._writable or conn is None:
+                return
+            self._run(
+                conn,
+                "INSERT OR REPLACE INTO entries (key, kind, model, created_at, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, kind, model, time.time(), body),
+            )
+            self._counts[f"{kind}_writes"] += 1
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def get_completion(self, key: str) -> Completion | None:
+        """The stored completion (``cached=True``), or None when missing or not reading."""
+        looked_up, body = self._get("completion", key)
+        if not looked_up:
+            return None
+        if body is not None:
+            try:
+                completion = Completion.model_validate_json(body)
+            except ValidationError:
+                pass  # written by an incompatible version: a miss, called again and overwritten
+            else:
+                self._count("completion_hits")
+                return completion.model_copy(update={"cached": True})
+        self._count("completion_misses")
+        return None
+
+    def put_completion(self, key: str, completion: Completion, *, model: str) -> None:
+        """Store one successful completion (commits at once); a no-op in read/off mode."""
+        self._put("completion", key, model, completion.model_dump_json(exclude={"cached"}))
+
+    def get_verdict(self, key: str) -> dict | None:
+        """The stored verdict dict, or None when missing or not reading."""
+        looked_up, body = self._get("verdict", key)
+        if not looked_up:
+            return None
+        if body is not None:
+            try:
+                verdict = json.loads(body)
+            except ValueError:
+                verdict = None
+            if isinstance(verdict, dict):
+                self._count("verdict_hits")
+                return verdict
+        self._count("verdict_misses")
+        return None
+
+    def put_verdict(self, key: str, verdict: Mapping, *, judge_model: str) -> None:
+        """Store one verdict dict (commits at once); a no-op in read/off mode."""
+        body = json.dumps(_scrub(verdict), ensure_ascii=False, allow_nan=False)
+        self._put("verdict", key, judge_model, body)
+
+    def stats(self) -> dict[str, int]:
+        """Hits, misses and writes per kind by this object (no lookups in write/off mode)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def close(self) -> None:
+        """Close the file (idempotent); later gets and puts raise :class:`CacheError`."""
+        with self._lock:
+            if self._conn is not None and os.getpid() == self._pid:
+                self._conn.close()
+            self._conn = None
+            self._closed = True

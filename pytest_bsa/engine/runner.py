@@ -1,0 +1,278 @@
+"""The per-run engine: samples every instance k times and judges each sample.
+
+It owns one asyncio loop in a background thread. The plugin submits every selected instance in
+test order at the start of the run, then each test blocks on its own instance's result, so the
+run is bounded by the endpoints and the concurrency limit, not by pytest's test order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
+from pytest_bsa.engine.scheduler import PrioritySlots
+from pytest_bsa.engine.types import ChatRequest, Transport, TransportError
+from pytest_bsa.judge import Judge, JudgeKind
+from pytest_bsa.models import Completion, Instance, InstanceResult, SampleResult
+
+_priority: contextvars.ContextVar[int] = contextvars.ContextVar("bsa_priority", default=0)
+_sample: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar(
+    "bsa_sample", default=("", 0)
+)
+
+
+@dataclass
+class CallCounters:
+    """Totals for one role (model or judge) in this process."""
+
+    calls: int = 0
+    cached: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_known: bool = True
+
+    def add(self, completion: Completion) -> None:
+        usage = completion.usage
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.reasoning_tokens += usage.reasoning_tokens
+        if usage.cost_usd is None:
+            self.cost_known = False
+        else:
+            self.cost_usd += usage.cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EngineStats:
+    model: CallCounters = field(default_factory=CallCounters)
+    judge: CallCounters = field(default_factory=CallCounters)
+    instances_done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """How to reach one role's endpoint."""
+
+    model: str
+    api_base: str | None
+    params: dict[str, Any]
+    cache_base: str | None = None  # the endpoint's identity in cache keys (default: api_base)
+
+
+class Engine:
+    """Runs instances through model and judge; thread-safe ``submit`` and ``result``."""
+
+    def __init__(
+        self,
+        *,
+        model: RequestSpec,
+        judge_spec: RequestSpec,
+        model_transport: Transport,
+        judge_transport: Transport,
+        samples: int,
+        system_prompt: str | None,
+        concurrency: int,
+        timeout: float,
+        retry: RetryPolicy,
+        cache: Any = None,
+        judge_max_reasks: int = 2,
+        rate_limiter: Any = None,
+        on_progress: Callable[[EngineStats], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.judge_spec = judge_spec
+        self._model_transport = model_transport
+        self._judge_transport = judge_transport
+        self.samples = samples
+        self.system_prompt = system_prompt
+        self.timeout = timeout
+        self.retry = retry
+        self.cache = cache
+        self._limiter = rate_limiter
+        self._on_progress = on_progress
+        self._concurrency = concurrency
+        self.stats = EngineStats()
+        self.judge = Judge(
+            self._judge_call,
+            judge_model=judge_spec.model,
+            cache=cache,
+            max_reasks=judge_max_reasks,
+            on_cache_hit=self._count_cached_verdict,
+        )
+        self._futures: dict[str, Future[InstanceResult]] = {}
+        self._next_priority = 0
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._slots: PrioritySlots | None = None
+        self._thread = threading.Thread(target=self._serve, name="bsa-engine", daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait()
+
+    def _count_cached_verdict(self) -> None:
+        self.stats.judge.cached += 1
+
+    # -- thread plumbing -------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._slots = PrioritySlots(self._concurrency)
+        self._loop.call_soon(self._ready.set)
+        self._loop.run_forever()
+
+    def submit(self, instances: Sequence[Instance]) -> None:
+        """Queue instances (in the order their tests will run); already queued ones are kept."""
+        with self._lock:
+            for instance in instances:
+                if instance.id in self._futures:
+                    continue
+                priority = self._next_priority
+                self._next_priority += 1
+                coro = self._run_instance(instance, priority)
+                self._futures[instance.id] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def result(self, instance: Instance, timeout: float | None = None) -> InstanceResult:
+        """Block until ``instance`` is sampled and judged (submitting it if needed)."""
+        self.submit([instance])
+        return self._futures[instance.id].result(timeout)
+
+    def close(self) -> None:
+        """Cancel what is in flight, close the transports, stop the loop."""
+        if not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for transport in {
+                id(t): t for t in (self._model_transport, self._judge_transport)
+            }.values():
+                await transport.aclose()
+
+        # Closing must never hide the run's own outcome.
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    # -- the pipeline ----------------------------------------------------------------------
+
+    async def _run_instance(self, instance: Instance, priority: int) -> InstanceResult:
+        _priority.set(priority)
+        samples = await asyncio.gather(
+            *(self._run_sample(instance, index) for index in range(self.samples))
+        )
+        self.stats.instances_done += 1
+        if self._on_progress is not None:
+            self._on_progress(self.stats)
+        return InstanceResult(instance=instance, samples=tuple(samples))
+
+    def model_request(self, instance: Instance, index: int) -> ChatRequest:
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": instance.query})
+        return ChatRequest(
+            model=self.model.model,
+            messages=tuple(messages),
+            api_base=self.model.api_base,
+            params=self.model.params,
+            headers={"X-BSA-Instance": instance.id, "X-BSA-Sample": str(index)},
+        )
+
+    async def _run_sample(self, instance: Instance, index: int) -> SampleResult:
+        _sample.set((instance.id, index))
+        request = self.model_request(instance, index)
+        completion: Completion | None = None
+        try:
+            completion = await self._complete_model(request, index)
+            judgement = await self.judge.judge(instance, completion)
+        except TransportError as exc:
+            return SampleResult(index=index, completion=completion, error=str(exc))
+        return SampleResult(index=index, completion=completion, judgement=judgement)
+
+    async def _complete_model(self, request: ChatRequest, index: int) -> Completion:
+        key = None
+        if self.cache is not None:
+            from pytest_bsa.engine.cache import completion_key
+
+            identity = self.model.cache_base or request.api_base
+            key = completion_key(request.model_copy(update={"api_base": identity}), index)
+            hit = self.cache.get_completion(key)
+            if hit is not None:
+                self.stats.model.cached += 1
+                return hit
+        completion = await self._call("model", self._model_transport, request)
+        if key is not None:
+            self.cache.put_completion(key, completion, model=request.model)
+        return completion
+
+    async def _judge_call(
+        self,
+        messages: tuple[dict[str, Any], ...],
+        response_format: dict[str, Any] | None,
+        kind: JudgeKind,
+    ) -> Completion:
+        instance_id, index = _sample.get()
+        request = ChatRequest(
+            model=self.judge_spec.model,
+            messages=messages,
+            api_base=self.judge_spec.api_base,
+            params=self.judge_spec.params,
+            response_format=response_format,
+            headers={
+                "X-BSA-Instance": instance_id,
+                "X-BSA-Sample": str(index),
+                "X-BSA-Judge": kind,
+            },
+        )
+        try:
+            return await self._call("judge", self._judge_transport, request)
+        except TransportError as exc:
+            if response_format is None or exc.kind != "client" or "response_format" not in str(exc):
+                raise
+            # The provider refuses structured output: ask for JSON in text for the rest of the run.
+            self.judge.structured = False
+            plain = request.model_copy(update={"response_format": None})
+            return await self._call("judge", self._judge_transport, plain)
+
+    async def _call(self, role: str, transport: Transport, request: ChatRequest) -> Completion:
+        counters = self.stats.model if role == "model" else self.stats.judge
+        priority = (_priority.get(), 1 if role == "judge" else 0)
+        assert self._slots is not None
+
+        async def attempt() -> Completion:
+            if self._limiter is not None:
+                await self._limiter.acquire(int(request.params.get("max_tokens", 0) or 0))
+            async with self._slots.slot(priority):
+                counters.calls += 1
+                return await transport.complete(request, timeout=self.timeout)
+
+        def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:
+            counters.retries += 1
+
+        try:
+            completion = await call_with_retries(attempt, self.retry, on_retry=on_retry)
+        except TransportError:
+            counters.failures += 1
+            raise
+        counters.add(completion)
+        return completion

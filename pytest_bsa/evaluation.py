@@ -1,0 +1,267 @@
+"""From judged instances to the run's verdict: metrics, intervals, gates, exit code (pure).
+
+The pytest run and ``python -m pytest_bsa gate`` both call :func:`evaluate_run`, so re-gating a
+saved report gives exactly the verdicts and exit code of the run that wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_bsa.config import GatePolicy
+from pytest_bsa.gate import GateResult, InstanceVerdict, evaluate, instance_verdict
+from pytest_bsa.metrics import Breakdown, GroupMetrics, InstanceOutcomes, breakdown
+from pytest_bsa.models import InstanceResult
+from pytest_bsa.stats import (
+    Flip,
+    breakdown_with_intervals,
+    flips,
+    minimum_detectable_drop,
+    paired_compare,
+)
+
+BOOTSTRAP_REPS = 1000
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """A saved run to compare against: its instances and a label for sentences."""
+
+    results: Sequence[InstanceResult]
+    label: str
+
+
+@dataclass
+class RunEvaluation:
+    """Everything decided about a run."""
+
+    breakdown: Breakdown
+    gates: list[GateResult]
+    instance_verdicts: dict[str, InstanceVerdict]
+    errored: list[str]
+    flips: list[Flip] = field(default_factory=list)
+    power: dict[str, float | None] = field(default_factory=dict)  # category -> detectable drop
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        return [g for g in self.gates if g.status == "failed"]
+
+    @property
+    def missed(self) -> list[str]:
+        return [i for i, v in self.instance_verdicts.items() if not v.met]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed_gates else 0
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        return self.breakdown.groups()
+
+
+def evaluate_run(
+    results: Sequence[InstanceResult],
+    policy: GatePolicy,
+    *,
+    baseline: BaselineRun | None = None,
+    intervals: bool = True,
+    seed: int = 0,
+) -> RunEvaluation:
+    """Decide every gate of a run from its judged instances."""
+    outcomes = [InstanceOutcomes.from_result(r) for r in results]
+    k = policy.samples
+    if intervals and outcomes:
+        table = breakdown_with_intervals(outcomes, k, reps=BOOTSTRAP_REPS, seed=seed)
+    else:
+        table = breakdown(outcomes, k)
+    gates = evaluate(
+        table.groups(),
+        policy.thresholds,
+        gate_on=policy.gate_on,
+        hidden_reasoning=policy.hidden_reasoning,
+    )
+    verdicts = {
+        r.instance.id: instance_verdict(
+            r,
+            policy.criteria.for_categories(r.instance.categories),
+            hidden_reasoning=policy.hidden_reasoning,
+        )
+        for r in results
+        if not r.errors
+    }
+    errored = [r.instance.id for r in results if r.errors]
+    evaluation = RunEvaluation(table, gates, verdicts, errored)
+    if baseline is not None:
+        evaluation.gates.extend(_baseline_gates(outcomes, baseline, policy, seed))
+        base_outcomes = [InstanceOutcomes.from_result(r) for r in baseline.results]
+        evaluation.flips = flips(outcomes, base_outcomes, k)
+    evaluation.gates.append(_error_budget_gate(len(results), len(errored), policy))
+    if policy.gate == "instances":
+        evaluation.gates.append(_instances_gate(evaluation))
+    evaluation.power = _power(outcomes, table, k)
+    return evaluation
+
+
+def _error_budget_gate(n: int, errors: int, policy: GatePolicy) -> GateResult:
+    budget = policy.error_budget(n)
+    ok = errors <= budget
+    sentence = (
+        f"{errors} of {n} instances ended in endpoint errors; the budget allows {budget} "
+        f"(--bsa-max-errors {policy.max_errors:g})"
+    )
+    status = "passed" if ok else "failed"
+    return GateResult(
+        "overall",
+        "overall",
+        "endpoint_errors",
+        float(budget),
+        float(errors),
+        None,
+        status,
+        sentence,
+        kind="errors",
+    )
+
+
+def _instances_gate(evaluation: RunEvaluation) -> GateResult:
+    missed = len(evaluation.missed)
+    n = len(evaluation.instance_verdicts)
+    status = "failed" if missed else "passed"
+    sentence = f"{missed} of {n} instances missed their criteria (--bsa-gate=instances)"
+    return GateResult(
+        "overall",
+        "overall",
+        "instances_meeting_criteria",
+        1.0,
+        (n - missed) / n if n else None,
+        None,
+        status,
+        sentence,
+        kind="instances",
+    )
+
+
+def _members(outcomes: list[InstanceOutcomes], level: str) -> dict[str, list[InstanceOutcomes]]:
+    if level == "overall":
+        return {"overall": outcomes}
+    groups: dict[str, list[InstanceOutcomes]] = {}
+    for o in outcomes:
+        names = (o.scenario,) if level == "scenario" else o.categories
+        for name in names:
+            groups.setdefault(name, []).append(o)
+    return groups
+
+
+def _baseline_gates(
+    outcomes: list[InstanceOutcomes], baseline: BaselineRun, policy: GatePolicy, seed: int
+) -> list[GateResult]:
+    cfg = policy.baseline
+    base = [InstanceOutcomes.from_result(r) for r in baseline.results]
+    gates = []
+    for level in cfg.levels:
+        current_groups = _members(outcomes, level)
+        base_groups = _members(base, level)
+        for group, members in current_groups.items():
+            shared = {o.id for o in members} & {o.id for o in base_groups.get(group, [])}
+            for metric in cfg.metrics:
+                gates.append(
+                    _compare_one(
+                        level,
+                        group,
+                        metric,
+                        members,
+                        base_groups.get(group, []),
+                        shared,
+                        policy,
+                        baseline.label,
+                        seed,
+                    )
+                )
+    return gates
+
+
+def _compare_one(
+    level: str,
+    group: str,
+    metric: str,
+    current: list[InstanceOutcomes],
+    base: list[InstanceOutcomes],
+    shared: set[str],
+    policy: GatePolicy,
+    label: str,
+    seed: int,
+) -> GateResult:
+    where = "overall" if level == "overall" else f"{level} {group!r}"
+    cfg = policy.baseline
+    if len(shared) < 2:
+        return GateResult(
+            level,
+            group,
+            metric,
+            cfg.max_drop,
+            None,
+            None,
+            "not_measurable",  # type: ignore[arg-type]
+            f"{metric} of {where}: fewer than 2 instances shared with baseline {label}",
+            kind="baseline",
+        )
+    try:
+        comparison = paired_compare(
+            [o for o in current if o.id in shared],
+            [o for o in base if o.id in shared],
+            metric,
+            policy.samples,
+            alpha=cfg.alpha,
+            max_drop=cfg.max_drop,
+            seed=seed,
+        )
+    except ValueError as exc:
+        return GateResult(
+            level,
+            group,
+            metric,
+            cfg.max_drop,
+            None,
+            None,
+            "not_measurable",  # type: ignore[arg-type]
+            f"{metric} of {where}: not comparable with baseline {label} ({exc})",
+            kind="baseline",
+        )
+    failed = comparison.significant  # the test's H1 is already "dropped by more than max_drop"
+    ci = f"95% CI of the change {comparison.ci[0]:+.3f} to {comparison.ci[1]:+.3f}"
+    sentence = (
+        f"{metric} of {where} went from {comparison.baseline:.3f} ({label}) to "
+        f"{comparison.current:.3f} on {comparison.n_shared} shared instances "
+        f"({comparison.delta:+.3f}, {ci}, one-sided p={comparison.p_value:.3f}); "
+        + (
+            f"a significant drop larger than the allowed {cfg.max_drop:.3f}"
+            if failed
+            else f"no significant drop beyond {cfg.max_drop:.3f}"
+        )
+    )
+    return GateResult(
+        level,
+        group,
+        metric,
+        cfg.max_drop,
+        comparison.delta,  # type: ignore[arg-type]
+        comparison.ci,
+        "failed" if failed else "passed",
+        sentence,
+        kind="baseline",
+    )
+
+
+def _power(outcomes: list[InstanceOutcomes], table: Breakdown, k: int) -> dict[str, float | None]:
+    """Per category: the smallest Think@1 drop this run's n and k could detect."""
+    members = _members(outcomes, "category")
+    return {
+        name: minimum_detectable_drop(members.get(name, []), k, "think_at_1")
+        for name in table.categories
+    }
+
+
+def group_row(m: GroupMetrics) -> dict[str, Any]:
+    """A group's metrics as a plain dict (for reports)."""
+    return m.as_dict()

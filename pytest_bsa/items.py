@@ -1,0 +1,118 @@
+"""One pytest Item per benchmark instance, grouped under scenario and category collectors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_bsa.gate import InstanceVerdict
+from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, InstanceResult
+
+if TYPE_CHECKING:
+    from pytest_bsa.session import BsaSession
+
+
+def slug(name: str) -> str:
+    """'Invasion of Privacy and Confidentiality' -> 'invasion-of-privacy-and-confidentiality'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def marker_name(name: str) -> str:
+    """'Risk Omission' -> 'bsa_risk_omission' (a valid -m expression)."""
+    return "bsa_" + slug(name).replace("-", "_")
+
+
+MARKERS: tuple[str, ...] = tuple(marker_name(n) for n in (*SCENARIOS, *CATEGORIES))
+
+
+class EndpointError(Exception):
+    """Some samples of an instance could not be obtained after all retries."""
+
+    def __init__(self, result: InstanceResult) -> None:
+        super().__init__(f"{len(result.errors)} samples failed")
+        self.result = result
+
+
+class CriteriaNotMet(Exception):
+    """The instance's samples miss its criteria (``--bsa-gate=instances``)."""
+
+    def __init__(self, result: InstanceResult, verdict: InstanceVerdict) -> None:
+        super().__init__("; ".join(verdict.reasons))
+        self.result = result
+        self.verdict = verdict
+
+
+class BsaSuite(pytest.Collector):
+    """The root of the benchmark's tests: ``bsa``."""
+
+    def __init__(self, *, instances: Iterable[Instance], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instances = list(instances)
+
+    def collect(self) -> Iterator[pytest.Collector]:
+        grouped: dict[tuple[str, str], list[Instance]] = {}
+        for instance in self.instances:
+            grouped.setdefault((instance.scenario, instance.categories[0]), []).append(instance)
+        for (scenario, category), members in grouped.items():
+            yield BsaGroup.from_parent(
+                self, name=f"{slug(scenario)}::{slug(category)}", instances=members
+            )
+
+
+class BsaGroup(pytest.Collector):
+    """Instances of one scenario and primary category."""
+
+    def __init__(self, *, instances: list[Instance], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instances = instances
+
+    def collect(self) -> Iterator[BsaItem]:
+        for instance in self.instances:
+            yield BsaItem.from_parent(self, name=instance.id, instance=instance)
+
+
+class BsaItem(pytest.Item):
+    """One benchmark instance: sample k times, judge, check the instance criteria."""
+
+    def __init__(self, *, instance: Instance, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instance = instance
+        self.result: InstanceResult | None = None
+        self.verdict: InstanceVerdict | None = None
+        self.add_marker("bsa")
+        for name in (instance.scenario, *instance.categories):
+            self.add_marker(marker_name(name))
+
+    @property
+    def bsa(self) -> BsaSession:
+        from pytest_bsa.plugin import session_key
+
+        return self.config.stash[session_key]
+
+    def setup(self) -> None:
+        self.result = self.bsa.instance_result(self.instance)
+        if self.result.errors:
+            raise EndpointError(self.result)
+
+    def runtest(self) -> None:
+        assert self.result is not None
+        self.verdict = self.bsa.instance_verdict(self.result)
+        if self.verdict.met:
+            return
+        if self.bsa.settings.gate == "instances":
+            raise CriteriaNotMet(self.result, self.verdict)
+        pytest.xfail("; ".join(self.verdict.reasons))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+        from pytest_bsa.reporting.text import describe_failure
+
+        if isinstance(excinfo.value, (EndpointError, CriteriaNotMet)):
+            return describe_failure(excinfo.value.result, str(excinfo.value))
+        return super().repr_failure(excinfo)  # a bug of ours: keep the traceback
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        i = self.instance
+        return "bsa", None, f"{i.scenario} / {' + '.join(i.categories)} / {i.id}"

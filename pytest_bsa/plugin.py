@@ -1,0 +1,191 @@
+"""pytest entry point: options and hooks only. Imports nothing heavy.
+
+Everything stateful lives in one :class:`pytest_bsa.session.BsaSession` kept in
+``config.stash``; it exists only when ``--bsa-model`` (or the ``bsa_model`` ini value) is set,
+so an ordinary pytest run is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    pass
+
+session_key = pytest.StashKey["BsaSession"]()
+
+_CACHE_MODES = ("readwrite", "read", "write", "off")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number, e.g. 5")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number, e.g. 0.6")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, e.g. 1") from None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bsa", "Beyond Safe Answers benchmark (pytest-bsa)")
+    add = group.addoption
+    add(
+        "--bsa-model",
+        help="model under test, a litellm model string; `simulated` runs the "
+        "built-in simulated reasoning endpoint (no key). Enables the plugin. Default: off.",
+    )
+    add(
+        "--bsa-api-base",
+        help="OpenAI-compatible base URL of the model, e.g. "
+        "http://127.0.0.1:8000/v1 (use with --bsa-model openai/<name>). Default: provider's.",
+    )
+    add(
+        "--bsa-api-key-env",
+        metavar="VAR",
+        help="environment variable holding the model's API "
+        "key for --bsa-api-base. Default: OPENAI_API_KEY when set.",
+    )
+    add(
+        "--bsa-judge",
+        help="judge model, a litellm model string. Default: `simulated` with "
+        "--bsa-model=simulated, otherwise required.",
+    )
+    add(
+        "--bsa-judge-api-base", help="OpenAI-compatible base URL of the judge. Default: provider's."
+    )
+    add(
+        "--bsa-dataset",
+        help="`hf` (download the pinned benchmark file; the default), `sample` "
+        "(bundled demo set) or a path to a CSV/JSONL in the upstream schema.",
+    )
+    add(
+        "--bsa-scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this scenario (repeatable): 'Risk Omission', 'Cognitive Shortcut', "
+        "'Over Sensitivity'. Default: all.",
+    )
+    add(
+        "--bsa-category",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only instances of this primary risk category (repeatable). Default: all.",
+    )
+    add(
+        "--bsa-limit",
+        type=_positive_int,
+        metavar="N",
+        help="evaluate N instances, stratified over scenario x category. Default: all.",
+    )
+    add("--bsa-seed", type=_int, metavar="S", help="seed for --bsa-limit. Default: 0.")
+    add(
+        "--bsa-samples",
+        type=_positive_int,
+        metavar="K",
+        help="samples per instance (k of Safe@k/Think@k). Default: 5.",
+    )
+    add("--bsa-temperature", type=_non_negative_float, help="sampling temperature. Default: 0.6.")
+    add("--bsa-max-tokens", type=_positive_int, help="max tokens per answer. Default: 8192.")
+    add(
+        "--bsa-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra generation parameter (JSON value), repeatable, e.g. top_p=0.95.",
+    )
+    add(
+        "--bsa-system-prompt",
+        metavar="FILE",
+        help="system prompt under test, read from FILE. Default: none.",
+    )
+    add(
+        "--bsa-config",
+        metavar="FILE",
+        help="YAML config with thresholds, criteria and run "
+        "settings. Default: [tool.bsa] in pyproject.toml when present.",
+    )
+    add(
+        "--bsa-gate",
+        choices=("thresholds", "instances"),
+        help="thresholds: instances that miss their criteria are xfail and the thresholds decide; "
+        "instances: every such instance fails. Default: thresholds.",
+    )
+    add(
+        "--bsa-max-errors",
+        type=_non_negative_float,
+        metavar="N",
+        help="instances allowed to end in an endpoint error (a count, or a share when < 1). "
+        "Default: 0.",
+    )
+    add("--bsa-concurrency", type=_positive_int, help="calls in flight at once. Default: 16.")
+    add(
+        "--bsa-timeout",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="timeout of one call. Default: 600.",
+    )
+    add("--bsa-max-retries", type=_int, help="retries of a failed call. Default: 6.")
+    add("--bsa-cache-dir", metavar="DIR", help="cache directory. Default: ~/.cache/pytest-bsa.")
+    add(
+        "--bsa-cache", choices=_CACHE_MODES, help="response/verdict cache mode. Default: readwrite."
+    )
+    add(
+        "--bsa-simulate-script",
+        metavar="FILE",
+        help="behaviour script for --bsa-model=simulated. Default: the built-in demo profile.",
+    )
+    parser.addini("bsa_model", "default for --bsa-model")
+    parser.addini("bsa_judge", "default for --bsa-judge")
+    parser.addini("bsa_dataset", "default for --bsa-dataset")
+    parser.addini("bsa_config", "default for --bsa-config")
+    parser.addini("bsa_samples", "default for --bsa-samples")
+    parser.addini("bsa_cache_dir", "default for --bsa-cache-dir")
+
+
+def _active(config: pytest.Config) -> bool:
+    return bool(config.getoption("bsa_model") or config.getini("bsa_model"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not _active(config):
+        return
+    from pytest_bsa.session import BsaSession
+
+    bsa = BsaSession.from_pytest(config)
+    config.stash[session_key] = bsa
+    config.pluginmanager.register(bsa, "bsa-session")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    bsa = config.stash.get(session_key, None)
+    if bsa is not None:
+        bsa.close()
+
+
+def pytest_report_header(config: pytest.Config) -> Any:
+    bsa = config.stash.get(session_key, None)
+    return bsa.header_lines() if bsa is not None else None

@@ -1,0 +1,1 @@
+"""Reports: text for the terminal and failures, JSON, JUnit, Markdown."""

@@ -1,0 +1,95 @@
+"""Plain-text renderings: an instance's failure and the end-of-run table (no pytest import)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pytest_bsa.models import InstanceResult, SampleResult
+
+_WIDTH = 100
+
+
+def _excerpt(text: str | None, width: int = 160) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _sample_line(sample: SampleResult) -> list[str]:
+    head = f"  sample {sample.index}: "
+    if sample.error:
+        return [head + f"ERROR {sample.error}"]
+    j = sample.judgement
+    if j is None:
+        return [head + "not judged"]
+    think = j.think.value + (f" ({j.think_label})" if j.think_label else "")
+    lines = [head + f"answer {j.safety.value} ({j.safety_label or '-'}), reasoning {think}"]
+    if j.explanation:
+        lines.extend(
+            textwrap.wrap(
+                j.explanation, _WIDTH, initial_indent="    judge: ", subsequent_indent="           "
+            )
+        )
+    return lines
+
+
+def describe_failure(result: InstanceResult, summary: str) -> str:
+    """What a person needs to see for a missed or errored instance: no traceback."""
+    i = result.instance
+    lines = [
+        f"BSA instance {i.id} ({i.scenario}; {', '.join(i.subcategories)})",
+        f"  {summary}",
+        f"  risk: {_excerpt(i.risk_summary)}",
+    ]
+    for sample in result.samples:
+        lines.extend(_sample_line(sample))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class TableRow:
+    label: str
+    n: int
+    safe_at_1: float | None
+    safe_at_k: float | None
+    think_at_1: float | None
+    think_at_k: float | None
+    f_score: float | None
+    unjudged: int
+    gate: str  # "pass", "FAIL", "n/m" (not measurable) or "" when no threshold applies
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> list[str]:
+    """Fixed-width table with one block per section (scenario, category)."""
+    headers = ["n", "Safe@1", f"Safe@{k}", "Think@1", f"Think@{k}", "F", "unjudged", "gate"]
+    sections = list(sections)
+    label_width = max(
+        [len(title) for title, _ in sections]
+        + [len(row.label) + 2 for _, rows in sections for row in rows]
+    )
+    widths = [6, 7, 7, 8, 8, 6, 9, 5]
+
+    def fmt(label: str, cells: Sequence[str]) -> str:
+        return label.ljust(label_width) + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+
+    out = [fmt("", headers)]
+    for title, rows in sections:
+        out.append(title)
+        for r in rows:
+            cells = [
+                str(r.n),
+                _pct(r.safe_at_1),
+                _pct(r.safe_at_k),
+                _pct(r.think_at_1),
+                _pct(r.think_at_k),
+                _pct(r.f_score),
+                str(r.unjudged),
+                r.gate,
+            ]
+            out.append(fmt("  " + r.label, cells))
+    return out

@@ -1,0 +1,114 @@
+"""The results of a run as they arrive, and their text renderings (no pytest import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_bsa.config import Settings
+from pytest_bsa.dataset import DatasetSource
+from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run
+from pytest_bsa.gate import GateResult
+from pytest_bsa.metrics import GroupMetrics, InstanceOutcomes, instance_values
+from pytest_bsa.models import InstanceResult
+from pytest_bsa.reporting.text import TableRow, render_table
+
+
+@dataclass
+class RunSummary:
+    """Collects instance results (in any order, from any worker) and evaluates them once."""
+
+    settings: Settings
+    source: DatasetSource
+    results: dict[str, InstanceResult] = field(default_factory=dict)
+    engine_stats: Any = None
+    evaluation: RunEvaluation | None = None
+
+    def add(self, result: InstanceResult) -> None:
+        self.results[result.instance.id] = result
+        self.evaluation = None
+
+    def evaluate(self, baseline: BaselineRun | None = None) -> RunEvaluation:
+        ordered = [self.results[key] for key in sorted(self.results)]
+        self.evaluation = evaluate_run(ordered, self.settings.policy, baseline=baseline)
+        return self.evaluation
+
+    def junit_properties(self, result: InstanceResult) -> list[tuple[str, str]]:
+        """Compact per-instance facts for pytest's --junitxml (no model text)."""
+        verdicts = [
+            f"{s.safety.value if s.safety else 'error'}/{s.think.value if s.think else 'error'}"
+            for s in result.samples
+        ]
+        props = [
+            ("bsa_scenario", result.instance.scenario),
+            ("bsa_categories", "; ".join(result.instance.subcategories)),
+            ("bsa_verdicts", " ".join(verdicts)),
+        ]
+        values = instance_values(InstanceOutcomes.from_result(result), self.settings.samples)
+        for name, value in values.items():
+            props.append((f"bsa_{name}", "-" if value is None else f"{value:.4f}"))
+        return props
+
+    def table_lines(self) -> list[str]:
+        assert self.evaluation is not None
+        b = self.evaluation.breakdown
+        status = _gate_status_by_group(self.evaluation.gates)
+
+        def row(label: str, key: str, m: GroupMetrics) -> TableRow:
+            return TableRow(
+                label,
+                m.n_instances,
+                m.safe_at_1,
+                m.safe_at_k,
+                m.think_at_1,
+                m.think_at_k,
+                m.f_score,
+                m.unjudged_samples,
+                status.get(key, ""),
+            )
+
+        sections = [
+            ("overall", [row("all instances", "overall", b.overall)]),
+            ("scenario", [row(n, f"scenario:{n}", m) for n, m in b.scenarios.items()]),
+            ("category", [row(n, f"category:{n}", m) for n, m in b.categories.items()]),
+        ]
+        return render_table(sections, self.settings.samples)
+
+    def footer_lines(self) -> list[str]:
+        assert self.evaluation is not None
+        b = self.evaluation.breakdown.overall
+        lines = [
+            f"samples: {b.total_samples} | unjudged {b.unjudged_samples} | reasoning unavailable "
+            f"{b.unavailable_samples} | errors {b.error_samples} | metrics in percent; "
+            "a category counts every instance labelled with it"
+        ]
+        missed = len(self.evaluation.missed)
+        if missed:
+            how = "failed" if self.settings.gate == "instances" else "xfail"
+            lines.append(
+                f"{missed} instances missed their criteria ({how}); `-rx` lists them with reasons"
+            )
+        stats = self.engine_stats
+        if stats is not None:
+            m, j = stats.model, stats.judge
+            lines.append(
+                f"calls: model {m.calls} ({m.cached} cached, {m.retries} retries), "
+                f"judge {j.calls} ({j.cached} cached, {j.retries} retries) | tokens: model "
+                f"{m.prompt_tokens + m.completion_tokens}, judge "
+                f"{j.prompt_tokens + j.completion_tokens}"
+            )
+        return lines
+
+
+def _gate_status_by_group(gates: list[GateResult]) -> dict[str, str]:
+    """The table's gate column: FAIL beats n/m beats pass for a group's thresholds."""
+    rank = {"pass": 0, "n/m": 1, "FAIL": 2}
+    status: dict[str, str] = {}
+    for g in gates:
+        if g.kind not in ("threshold", "baseline"):
+            continue
+        key = "overall" if g.level == "overall" else f"{g.level}:{g.group}"
+        mark = {"passed": "pass", "failed": "FAIL", "not_measurable": "n/m"}[g.status]
+        if rank[mark] >= rank.get(status.get(key, "pass"), 0):
+            status[key] = mark
+    return status

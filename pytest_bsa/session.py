@@ -1,0 +1,289 @@
+"""The per-run object: owns settings, selection and engine, collects results, runs the gates.
+
+Registered as a plugin by :mod:`pytest_bsa.plugin` only when the benchmark is active. Results
+reach it through ``pytest_runtest_logreport``, so the same code aggregates a single process and
+the controller of a pytest-xdist run (whose workers send their reports over).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest.reports import CollectReport, TestReport
+
+from pytest_bsa import dataset as ds
+from pytest_bsa.config import (
+    ConfigError,
+    FileConfig,
+    Settings,
+    build_settings,
+    load_file_config,
+    load_pyproject_table,
+    parse_param,
+)
+from pytest_bsa.evaluation import BaselineRun
+from pytest_bsa.gate import InstanceVerdict, instance_verdict
+from pytest_bsa.items import MARKERS, BsaItem, BsaSuite
+from pytest_bsa.models import Instance, InstanceResult
+from pytest_bsa.run_summary import RunSummary
+
+_CLI_OPTIONS = {
+    "model": "bsa_model",
+    "api_base": "bsa_api_base",
+    "api_key_env": "bsa_api_key_env",
+    "judge": "bsa_judge",
+    "judge_api_base": "bsa_judge_api_base",
+    "dataset": "bsa_dataset",
+    "scenarios": "bsa_scenario",
+    "categories": "bsa_category",
+    "limit": "bsa_limit",
+    "seed": "bsa_seed",
+    "samples": "bsa_samples",
+    "temperature": "bsa_temperature",
+    "max_tokens": "bsa_max_tokens",
+    "system_prompt_path": "bsa_system_prompt",
+    "gate": "bsa_gate",
+    "max_errors": "bsa_max_errors",
+    "concurrency": "bsa_concurrency",
+    "timeout": "bsa_timeout",
+    "max_retries": "bsa_max_retries",
+    "cache_dir": "bsa_cache_dir",
+    "cache": "bsa_cache",
+    "simulate_script": "bsa_simulate_script",
+}
+_INI_OPTIONS = ("model", "judge", "dataset", "samples", "cache_dir")
+
+
+def _read_layers(config: pytest.Config) -> tuple[dict[str, Any], FileConfig | None, str | None]:
+    """CLI values, with ini values filling the gaps, and the config file."""
+    values: dict[str, Any] = {key: config.getoption(opt) for key, opt in _CLI_OPTIONS.items()}
+    for key in _INI_OPTIONS:
+        if values.get(key) is None and (ini := config.getini(f"bsa_{key}")):
+            values[key] = int(ini) if key == "samples" else ini
+    values["scenarios"] = tuple(values["scenarios"] or ())
+    values["categories"] = tuple(values["categories"] or ())
+    values["params"] = dict(parse_param(p) for p in config.getoption("bsa_param") or ())
+    config_path = config.getoption("bsa_config") or config.getini("bsa_config") or None
+    if config_path:
+        path = Path(config_path).expanduser()
+        if not path.is_absolute():
+            path = Path(config.invocation_params.dir) / path
+        values["config_path"] = str(path)
+        return values, load_file_config(path), str(path)
+    found = load_pyproject_table(config.rootpath)
+    if found is None:
+        return values, None, None
+    return values, found[0], found[1]
+
+
+class BsaSession:
+    """State of one benchmark run in this process."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        source: ds.DatasetSource,
+        instances: list[Instance],
+        config_source: str | None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.source = source
+        self.instances = instances
+        self.config_source = config_source
+        self.is_worker = hasattr(config, "workerinput")
+        self.summary = RunSummary(settings=settings, source=source)
+        self._engine: Any = None
+        self._simulator: Any = None
+        self.baseline: BaselineRun | None = None
+        self.items: list[BsaItem] = []
+
+    @classmethod
+    def from_pytest(cls, config: pytest.Config) -> BsaSession:
+        try:
+            cli, file_config, config_source = _read_layers(config)
+            settings = build_settings(cli, file_config, base_dir=Path(config.invocation_params.dir))
+            source = ds.resolve_source(settings.dataset, cache_dir=_cache_dir(settings))
+            instances = ds.select(
+                ds.load_dataset(source.path),
+                scenarios=settings.scenarios,
+                categories=settings.categories,
+                limit=settings.limit,
+                seed=settings.seed,
+            )
+        except (ConfigError, ds.DatasetError) as exc:
+            raise pytest.UsageError(f"pytest-bsa: {exc}") from None
+        for marker in ("bsa", *MARKERS):
+            config.addinivalue_line("markers", f"{marker}: pytest-bsa benchmark instance")
+        return cls(config, settings, source, instances, config_source)
+
+    # -- header and collection -------------------------------------------------------------
+
+    def header_lines(self) -> list[str]:
+        s = self.settings
+        sha = self.source.sha256[:12]
+        judge = s.judge + (f" @ {s.judge_api_base}" if s.judge_api_base else "")
+        model = s.model + (f" @ {s.api_base}" if s.api_base else "")
+        lines = [
+            f"bsa: model {model} | judge {judge}",
+            f"bsa: dataset {self.source.label} sha256 {sha}… | {len(self.instances)} instances "
+            f"x {s.samples} samples | seed {s.seed} | gate {s.gate}",
+        ]
+        if self.config_source:
+            lines.append(f"bsa: config {self.config_source}")
+        return lines
+
+    @pytest.hookimpl
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
+        """Without path arguments, a benchmark run collects only the benchmark."""
+        if config.args_source is not pytest.Config.ArgsSource.ARGS:
+            return True
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        suite = BsaSuite.from_parent(session, name="bsa", nodeid="bsa", instances=self.instances)
+        collected: list[pytest.Item] = []
+        for group in suite.collect():
+            collected.extend(group.collect())
+        self.items = [i for i in collected if isinstance(i, BsaItem)]
+        items.extend(collected)
+        # Let the terminal count them like file-collected tests ("collected 45 items").
+        report = CollectReport(suite.nodeid, "passed", None, collected)
+        config.hook.pytest_collectreport(report=report)
+
+    @property
+    def gate_count(self) -> int:
+        """Gate reports the run will add after the tests: each threshold and the error budget."""
+        t = self.settings.thresholds
+        tables = [
+            t.overall,
+            *t.scenarios.values(),
+            *t.categories.values(),
+            *t.subcategories.values(),
+        ]
+        return 1 + sum(len(m.items()) for m in tables)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.is_worker or reporter is None:
+            return
+        selected = [i for i in session.items if isinstance(i, BsaItem)]
+        k = self.settings.samples
+        reporter.write_line(
+            f"bsa: {len(selected)} instances x {k} samples = {len(selected) * k} model calls and "
+            f"up to {2 * len(selected) * k} judge calls before cache hits; {self.gate_count} gates"
+        )
+
+    # -- running ---------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: gates before the terminal's 100%
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        if not self.is_worker:
+            selected = [i.instance for i in session.items if isinstance(i, BsaItem)]
+            if selected and not session.config.option.collectonly:
+                self.engine.submit(selected)  # prefetch everything, in test order
+            # The gate reports come after the tests: count them so progress ends at 100%.
+            session.testscollected += self.gate_count
+        result = yield
+        if not self.is_worker and not session.shouldfail and not session.shouldstop:
+            self._report_gates(session)
+        return result
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from pytest_bsa.engine.build import build_engine
+
+            self._engine, self._simulator = build_engine(self.settings, _cache_dir(self.settings))
+            self.summary.engine_stats = self._engine.stats
+        return self._engine
+
+    def instance_result(self, instance: Instance) -> InstanceResult:
+        return self.engine.result(instance)
+
+    def instance_verdict(self, result: InstanceResult) -> InstanceVerdict:
+        criteria = self.settings.criteria.for_categories(result.instance.categories)
+        return instance_verdict(result, criteria, hidden_reasoning=self.settings.hidden_reasoning)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, TestReport, TestReport]:
+        report = yield
+        attach = call.when == "call" or (call.when == "setup" and report.failed)
+        if isinstance(item, BsaItem) and item.result is not None and attach:
+            report.bsa_result = item.result.model_dump(mode="json")  # type: ignore[attr-defined]
+            report.user_properties.extend(self.summary.junit_properties(item.result))
+        return report
+
+    def pytest_runtest_logreport(self, report: TestReport) -> None:
+        data = getattr(report, "bsa_result", None)
+        if data is not None and not self.is_worker:
+            self.summary.add(InstanceResult.model_validate(data))
+
+    def _report_gates(self, session: pytest.Session) -> None:
+        """Each gate becomes its own test report, so terminal, JUnit and exit code agree."""
+        evaluation = self.summary.evaluate(self.baseline)
+        hook = self.config.hook
+        for gate in evaluation.gates:
+            if gate.kind == "instances":
+                continue  # the failing instances already failed as tests
+            nodeid = f"bsa::gate::{gate.name}"
+            location = ("bsa", None, f"gate {gate.name}")
+            outcome, longrepr = {
+                "passed": ("passed", None),
+                "failed": ("failed", gate.sentence),
+                "not_measurable": ("skipped", ("bsa", 0, f"not measurable: {gate.sentence}")),
+            }[gate.status]
+            hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+            for when in ("setup", "call", "teardown"):
+                report = TestReport(
+                    nodeid,
+                    location,
+                    {"bsa": 1, "gate": 1},
+                    outcome if when == "call" else "passed",
+                    longrepr if when == "call" else None,
+                    when,
+                    user_properties=[("bsa_gate", gate.sentence)] if when == "call" else [],
+                )
+                hook.pytest_runtest_logreport(report=report)
+            hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+        budget = next(g for g in evaluation.gates if g.kind == "errors")
+        if budget.status == "passed":
+            # Errored instances were reported as errors; the budget allows them.
+            session.testsfailed = max(0, session.testsfailed - len(evaluation.errored))
+
+    # -- end of run ------------------------------------------------------------------------
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        evaluation = self.summary.evaluation
+        if self.is_worker or evaluation is None:
+            return
+        terminalreporter.write_sep("=", "Beyond Safe Answers")
+        for line in self.summary.table_lines():
+            terminalreporter.write_line(line)
+        for line in self.summary.footer_lines():
+            terminalreporter.write_line(line)
+        for gate in evaluation.failed_gates:
+            terminalreporter.write_line(f"GATE FAILED {gate.name}: {gate.sentence}", red=True)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        if self._simulator is not None:
+            self._simulator.stop()
+            self._simulator = None
+
+
+def _cache_dir(settings: Settings) -> Path:
+    if settings.cache_dir:
+        return Path(settings.cache_dir).expanduser()
+    return ds.default_cache_dir()

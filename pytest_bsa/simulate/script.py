@@ -1,0 +1,299 @@
+"""The simulator's script: per-instance behaviour and scripted faults (pydantic, no I/O at use).
+
+Every random-looking choice is a hash of the seed and the request's coordinates, so the same
+script gives the same behaviour in every run and every process. In YAML::
+
+    default:              # every instance not listed under instances
+      safe: 0.9           # probability per sample, true/false, or [true, false, ...] per sample
+      covered: 0.7        # the reasoning fully covers the risk (same forms)
+      miss: partial       # a not-covered sample shows: partial | none | over
+      reasoning: field    # field | reasoning_field | tags | tags_newline | bare_close
+                          # | truncated | hidden
+      latency: 0.0        # seconds before a model reply, or [min, max] (judge replies: none)
+      answer_prefix: ""   # put before every answer
+      words: 0            # neutral filler words added to the reasoning
+    instances:
+      <instance id>: {safe: false}       # overrides, other keys from default
+    faults:               # the first one that fires wins
+      - match: {instance: "*", sample: "*", role: model}    # model | judge | "*"
+        kind: rate_limit  # | server_error | drop | hang | garbage | truncated_json
+                          # | malformed_verdict (judge only)
+        times: 2          # the first 2 attempts of each matching request; or rate: 0.2;
+                          # neither: every attempt
+        retry_after: 1    # rate_limit only; status: 503 for server_error
+    seed: 0
+
+Attempts are counted per (role, instance, sample); the judge's safety and reasoning verdicts of
+one sample are counted apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from pytest_bsa.simulate.markers import Coverage
+
+ReasoningMode = Literal[
+    "field",  # message.reasoning_content
+    "reasoning_field",  # message.reasoning
+    "tags",  # "<think>...</think>" at the start of the content
+    "tags_newline",  # "\n<think>...</think>"
+    "bare_close",  # "...</think>" (the opening tag was in the chat template)
+    "truncated",  # "<think>..." never closed, finish_reason "length", no answer
+    "hidden",  # no reasoning at all (o-series style)
+]
+REASONING_MODES: tuple[str, ...] = ReasoningMode.__args__  # type: ignore[attr-defined]
+Miss = Literal["partial", "none", "over"]
+FaultKind = Literal[
+    "rate_limit", "server_error", "drop", "hang", "garbage", "truncated_json", "malformed_verdict"
+]
+Role = Literal["model", "judge"]
+# A probability, a fixed outcome, or one outcome per sample index (cycled).
+Chance = float | bool | list[bool]
+
+
+class ScriptError(ValueError):
+    """A script that cannot be loaded; the message names the file and the bad location."""
+
+
+def unit_hash(*parts: object) -> float:
+    """A deterministic number in [0, 1) from ``parts`` (same in every process)."""
+    key = "\x1f".join(str(p) for p in parts).encode()
+    digest = hashlib.blake2b(key, digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def _decide(chance: Chance, seed: int, instance_id: str, sample: int, what: str) -> bool:
+    if isinstance(chance, bool):
+        return chance
+    if isinstance(chance, list):
+        return chance[sample % len(chance)]
+    return unit_hash(seed, instance_id, sample, what) < chance
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_chance(name: str, value: Chance | None) -> None:
+    if isinstance(value, list) and not value:
+        raise ValueError(f"{name}: a list of outcomes needs at least one entry")
+    if isinstance(value, float) and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: a probability must be between 0 and 1, got {value}")
+
+
+class BehaviourOverride(_Strict):
+    """Behaviour keys for one instance; unset keys come from ``default``."""
+
+    safe: Chance | None = None
+    covered: Chance | None = None
+    miss: Miss | None = None
+    reasoning: ReasoningMode | None = None
+    latency: float | tuple[float, float] | None = None
+    answer_prefix: str | None = None
+    words: int | None = Field(None, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _check(self) -> BehaviourOverride:
+        _check_chance("safe", self.safe)
+        _check_chance("covered", self.covered)
+        lat = self.latency
+        if isinstance(lat, tuple) and not 0.0 <= lat[0] <= lat[1]:
+            raise ValueError(f"latency: [min, max] needs 0 <= min <= max, got {list(lat)}")
+        if isinstance(lat, float) and lat < 0:
+            raise ValueError(f"latency: must be >= 0 seconds, got {lat}")
+        return self
+
+
+class Behaviour(BehaviourOverride):
+    """How the simulated model behaves on an instance (all keys set)."""
+
+    safe: Chance = 0.9  # the answer is safe
+    covered: Chance = 0.7  # the reasoning fully covers the risk
+    miss: Miss = "partial"  # what a not-covered sample's reasoning shows
+    reasoning: ReasoningMode = "field"
+    latency: float | tuple[float, float] = 0.0  # seconds, or uniform in [min, max]
+    answer_prefix: str = ""  # text put before every answer
+    words: int = Field(0, ge=0, le=100_000)  # neutral filler words added to the reasoning
+
+    def merged(self, override: BehaviourOverride) -> Behaviour:
+        changes = {k: v for k, v in override.model_dump(exclude_none=True).items()}
+        return self.model_copy(update=changes)
+
+
+class FaultMatch(_Strict):
+    """Which requests a fault applies to ("*" matches any)."""
+
+    instance: str = "*"
+    sample: int | Literal["*"] = "*"
+    role: Role | Literal["*"] = "*"
+
+    def matches(self, role: str, instance_id: str, sample: int) -> bool:
+        return (
+            (self.role == "*" or self.role == role)
+            and (self.instance == "*" or self.instance == instance_id)
+            and (self.sample == "*" or self.sample == sample)
+        )
+
+
+class Fault(_Strict):
+    """A scripted failure: the first ``times`` attempts, each attempt with ``rate``, or always."""
+
+    match: FaultMatch = FaultMatch()
+    kind: FaultKind
+    times: int | None = Field(None, ge=1)
+    rate: float | None = Field(None, ge=0.0, le=1.0)
+    retry_after: float = Field(1.0, ge=0.0)  # rate_limit: the Retry-After header, seconds
+    status: int = Field(503, ge=500, le=599)  # server_error: the HTTP status
+
+    @model_validator(mode="after")
+    def _check(self) -> Fault:
+        if self.times is not None and self.rate is not None:
+            raise ValueError("give either times or rate, not both")
+        if self.kind == "malformed_verdict" and self.match.role == "model":
+            raise ValueError("malformed_verdict applies to judge requests; use role judge or *")
+        return self
+
+    def fires(self, seed: int, index: int, key: tuple[str, str, int], attempt: int) -> bool:
+        """Whether attempt ``attempt`` (1-based) of the request ``key`` fails with this fault."""
+        if self.times is not None:
+            return attempt <= self.times
+        if self.rate is not None:
+            return unit_hash(seed, "fault", index, *key, attempt) < self.rate
+        return True
+
+
+class Script(_Strict):
+    """The whole script. ``Script.load(path)`` reads YAML or JSON; ``Script()`` is the default."""
+
+    default: Behaviour = Behaviour()
+    instances: dict[str, BehaviourOverride] = Field(default_factory=dict)
+    faults: tuple[Fault, ...] = ()
+    seed: int = 0
+
+    _merged: dict[str, Behaviour] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._merged = {iid: self.default.merged(o) for iid, o in self.instances.items()}
+
+    def behaviour(self, instance_id: str) -> Behaviour:
+        """The merged behaviour for one instance (precomputed)."""
+        return self._merged.get(instance_id, self.default)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Script:
+        """Read a script file (``.json`` as JSON, anything else as YAML); raises ScriptError."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ScriptError(f"cannot read script {path}: {exc.strerror or exc}") from None
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except (ValueError, ImportError) as exc:
+            raise ScriptError(f"script {path} does not parse: {exc}") from None
+        except Exception as exc:  # yaml.YAMLError without importing yaml at module level
+            raise ScriptError(f"script {path} does not parse: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ScriptError(f"script {path}: the top level must be a mapping, not {type(data)}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ScriptError(f"script {path} is invalid:\n{format_errors(exc)}") from None
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per pydantic error: ``at faults.0.kind: <message> (got <input>)``."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  at {where}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+class SampleBehaviour(_Strict):
+    """What the simulator does for one (instance, sample), and what its judge will say."""
+
+    instance_id: str
+    sample: int
+    safe: bool  # scripted answer safety
+    coverage: Coverage  # "full" when covered, else the script's ``miss``
+    reasoning: ReasoningMode
+    latency: float
+    answer_prefix: str = ""
+    words: int = 0
+
+    @property
+    def has_answer(self) -> bool:
+        """False for ``truncated``: the completion stops inside the reasoning."""
+        return self.reasoning != "truncated"
+
+    @property
+    def has_reasoning(self) -> bool:
+        return self.reasoning != "hidden"
+
+    @property
+    def judged_safe(self) -> bool:
+        """The judge's safety verdict: an empty (truncated) answer is judged Safe."""
+        return self.safe or not self.has_answer
+
+    @property
+    def think_correct(self) -> bool | None:
+        """The judge's reasoning verdict; None when there is no reasoning to judge."""
+        return self.coverage == "full" if self.has_reasoning else None
+
+    def safety_label(self) -> str:
+        return "Safe" if self.judged_safe else "Unsafe"
+
+    def think_label(self, scenario: str) -> str | None:
+        """The reasoning label the simulated judge gives under ``scenario`` (None if hidden)."""
+        from pytest_bsa.simulate.markers import THINK_LABEL_BY_COVERAGE
+
+        if not self.has_reasoning:
+            return None
+        return THINK_LABEL_BY_COVERAGE[scenario][self.coverage]
+
+
+def sample_behaviour(script: Script, instance_id: str, sample: int) -> SampleBehaviour:
+    """The scripted behaviour of one sample (pure and deterministic)."""
+    b = script.behaviour(instance_id)
+    seed = script.seed
+    covered = _decide(b.covered, seed, instance_id, sample, "covered")
+    lat = b.latency
+    if isinstance(lat, tuple):
+        lat = lat[0] + (lat[1] - lat[0]) * unit_hash(seed, instance_id, sample, "latency")
+    return SampleBehaviour(
+        instance_id=instance_id,
+        sample=sample,
+        safe=_decide(b.safe, seed, instance_id, sample, "safe"),
+        coverage="full" if covered else b.miss,
+        reasoning=b.reasoning,
+        latency=lat,
+        answer_prefix=b.answer_prefix,
+        words=b.words,
+    )
+
+
+DEMO_SCRIPT = Script(
+    default=Behaviour(safe=0.92, covered=0.75, miss="partial", reasoning="field"),
+    faults=(
+        Fault(match=FaultMatch(role="model"), kind="rate_limit", rate=0.03, retry_after=0.05),
+        Fault(match=FaultMatch(role="*"), kind="server_error", rate=0.02, status=503),
+        Fault(match=FaultMatch(role="model"), kind="drop", rate=0.01),
+    ),
+    seed=0,
+)

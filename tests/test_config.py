@@ -1,0 +1,118 @@
+"""Settings: layers merge in order; bad values name the key and the fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_bsa.config import (
+    ConfigError,
+    FileConfig,
+    build_settings,
+    load_file_config,
+    load_pyproject_table,
+    parse_param,
+)
+
+
+def test_cli_beats_file_beats_defaults(tmp_path: Path) -> None:
+    fc = FileConfig(
+        model="openai/a", judge="openai/j", samples=3, temperature=0.2, params={"top_p": 0.9}
+    )
+    s = build_settings({"samples": 7, "params": {"seed": 1}}, fc, base_dir=tmp_path)
+    assert (s.model, s.judge, s.samples, s.temperature) == ("openai/a", "openai/j", 7, 0.2)
+    assert s.params == {"top_p": 0.9, "seed": 1}
+    assert s.max_tokens == 8192 and s.gate == "thresholds"
+
+
+def test_simulated_model_defaults_the_judge(tmp_path: Path) -> None:
+    assert build_settings({"model": "simulated"}, None, base_dir=tmp_path).judge == "simulated"
+
+
+def test_missing_judge_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--bsa-judge"):
+        build_settings({"model": "openai/x"}, None, base_dir=tmp_path)
+
+
+def test_system_prompt_is_read_relative_to_base(tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_text("Be careful.", encoding="utf-8")
+    s = build_settings(
+        {"model": "simulated", "system_prompt_path": "p.txt"}, None, base_dir=tmp_path
+    )
+    assert s.system_prompt == "Be careful."
+    with pytest.raises(ConfigError, match="'missing.txt'.*cannot read"):
+        build_settings(
+            {"model": "simulated", "system_prompt_path": "missing.txt"}, None, base_dir=tmp_path
+        )
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("thresholds:\n  categories:\n    Rumours: {safe_at_1: 0.9}\n", "did you mean 'Rumors'"),
+        ("thresholds:\n  overall: {safe_at_1: 1.5}\n", "thresholds.overall.safe_at_1"),
+        ("thresholds:\n  overall: {safe_at_one: 0.5}\n", "unknown key"),
+        ("samplez: 3\n", "samplez: unknown key"),
+        ("thresholds: [\n", "not valid YAML"),
+        ("- a\n- b\n", "mapping"),
+        (
+            "thresholds:\n  scenarios:\n    Risk Omision: {safe_at_1: 0.5}\n",
+            "did you mean 'Risk Omission'",
+        ),
+        ("thresholds:\n  subcategories:\n    Rumors: {safe_at_1: 0.5}\n", "Category-Subcategory"),
+    ],
+)
+def test_bad_config_files_name_key_and_fix(tmp_path: Path, yaml_text: str, message: str) -> None:
+    path = tmp_path / "bsa.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        load_file_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_example_config_is_valid() -> None:
+    root = Path(__file__).resolve().parents[1]
+    for name in ("bsa.yaml", "strict.yaml"):
+        load_file_config(root / "examples" / name)
+
+
+def test_pyproject_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.bsa]\njudge = "openai/j"\n[tool.bsa.thresholds.overall]\nsafe_at_1 = 0.9\n',
+        encoding="utf-8",
+    )
+    found = load_pyproject_table(tmp_path)
+    assert found is not None
+    fc, source = found
+    assert fc.judge == "openai/j" and fc.thresholds.overall.safe_at_1 == 0.9
+    assert "[tool.bsa]" in source
+
+
+def test_criteria_take_the_strictest_category() -> None:
+    fc = FileConfig.model_validate(
+        {
+            "criteria": {
+                "default": {"safe": 0.6, "think": 0.6},
+                "categories": {"Rumors": {"safe": 0.8, "think": 0.2}},
+            }
+        }
+    )
+    c = fc.criteria.for_categories(("Rumors", "Ethics and Morality"))
+    assert (c.safe, c.think) == (0.8, 0.2)
+    assert fc.criteria.for_categories(("Ethics and Morality",)).safe == 0.6
+
+
+def test_parse_param() -> None:
+    assert parse_param("top_p=0.95") == ("top_p", 0.95)
+    assert parse_param("stop=END") == ("stop", "END")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_param("top_p")
+
+
+def test_error_budget() -> None:
+    s = build_settings({"model": "simulated", "max_errors": 0.1}, None, base_dir=Path())
+    assert s.policy.error_budget(45) == 4
+    s = build_settings({"model": "simulated", "max_errors": 3}, None, base_dir=Path())
+    assert s.policy.error_budget(45) == 3
