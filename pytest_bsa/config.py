@@ -214,6 +214,11 @@ class Settings(_Strict):
     criteria: CriteriaConfig = CriteriaConfig()
     baseline: BaselineConfig = BaselineConfig()
     baseline_path: str | None = None
+    shard: tuple[int, int] | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    max_cost: float | None = None
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)  # USD per 1M in, out
     concurrency: int = 16
     timeout: float = 600.0
     max_retries: int = 6
@@ -239,6 +244,22 @@ class Settings(_Strict):
     @property
     def generation_params(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "max_tokens": self.max_tokens, **self.params}
+
+
+def parse_price(text: str) -> tuple[str, tuple[float, float]]:
+    """``MODEL=IN,OUT`` in USD per million tokens."""
+    model, sep, prices = text.rpartition("=")
+    parts = prices.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if not sep or not model or len(values) != 2 or min(values) < 0:
+        raise ConfigError(
+            f"--bsa-price {text!r}: expected MODEL=IN,OUT in USD per million tokens, "
+            "e.g. --bsa-price openai/qwen3-8b=0.2,0.6"
+        )
+    return model, (values[0], values[1])
 
 
 def _check_name(name: str, known: tuple[str, ...], what: str) -> None:

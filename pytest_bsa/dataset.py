@@ -557,3 +557,13 @@ def _allocate(
                 quotas[donor] -= 1
                 quotas[key] = 1
     return quotas
+
+
+def shard(instances: Sequence[Instance], index: int, total: int) -> list[Instance]:
+    """Shard ``index`` (1-based) of ``total``: every ``total``-th instance of the selection.
+
+    Deterministic for a selection, disjoint across shards, and together they cover it.
+    """
+    if not 1 <= index <= total:
+        raise DatasetError(f"shard {index}/{total} is out of range (1 <= I <= N)")
+    return list(instances[index - 1 :: total])

@@ -23,6 +23,7 @@ from pytest_bsa.stats import (
 )
 
 BOOTSTRAP_REPS = 1000
+COST_LIMIT_MARK = "(--bsa-max-cost)"  # in the error of a sample the cost limit stopped
 
 
 @dataclass(frozen=True)
@@ -96,20 +97,27 @@ def evaluate_run(
         evaluation.gates.extend(_baseline_gates(outcomes, baseline, policy, seed))
         base_outcomes = [InstanceOutcomes.from_result(r) for r in baseline.results]
         evaluation.flips = flips(outcomes, base_outcomes, k)
-    evaluation.gates.append(_error_budget_gate(len(results), len(errored), policy))
+    unrun = sum(any(COST_LIMIT_MARK in e for e in r.errors) for r in results)
+    evaluation.gates.append(_error_budget_gate(len(results), len(errored), unrun, policy))
     if policy.gate == "instances":
         evaluation.gates.append(_instances_gate(evaluation))
     evaluation.power = _power(outcomes, table, k)
     return evaluation
 
 
-def _error_budget_gate(n: int, errors: int, policy: GatePolicy) -> GateResult:
+def _error_budget_gate(n: int, errors: int, unrun: int, policy: GatePolicy) -> GateResult:
+    """Endpoint errors within ``--bsa-max-errors`` pass; instances the cost limit cut never do."""
     budget = policy.error_budget(n)
-    ok = errors <= budget
+    ok = errors <= budget and not unrun
     sentence = (
         f"{errors} of {n} instances ended in endpoint errors; the budget allows {budget} "
         f"(--bsa-max-errors {policy.max_errors:g})"
     )
+    if unrun:
+        sentence += (
+            f"; {unrun} of them were cut by the cost limit (--bsa-max-cost): raise the limit "
+            "or narrow the selection"
+        )
     status = "passed" if ok else "failed"
     return GateResult(
         "overall",

@@ -47,6 +47,17 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, e.g. 1") from None
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, total = text.partition("/")
+    try:
+        i, n = int(index), int(total)
+    except ValueError:
+        i, n = 0, 0
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 1 <= I <= N, e.g. 2/4")
+    return i, n
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bsa", "Beyond Safe Answers benchmark (pytest-bsa)")
     add = group.addoption
@@ -157,7 +168,93 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FILE",
         help="behaviour script for --bsa-model=simulated. Default: the built-in demo profile.",
     )
+    add(
+        "--bsa-gate-on",
+        choices=("point", "lower"),
+        help="point: a threshold compares the point estimate; lower: the 95%% interval's lower "
+        "bound must clear it. Default: point.",
+    )
+    add(
+        "--bsa-hidden-reasoning",
+        choices=("skip", "fail"),
+        help="instances without reasoning: skip their think metrics (reported as not "
+        "measurable) or fail them. Default: skip.",
+    )
+    add(
+        "--bsa-baseline",
+        metavar="REPORT",
+        help="a saved --bsa-report JSON to compare against (paired test per group). Default: none.",
+    )
+    add(
+        "--bsa-baseline-allow-mismatch",
+        action="store_true",
+        default=False,
+        help="compare with a baseline made with another dataset file, judge, rubric or k. "
+        "Default: refuse.",
+    )
+    add(
+        "--bsa-shard",
+        metavar="I/N",
+        type=_shard,
+        help="run only shard I of N of the selection (deterministic; 1-based). Default: all.",
+    )
+    add(
+        "--bsa-rpm",
+        type=_non_negative_float,
+        help="requests per minute per endpoint (queues, never fails). Default: unlimited.",
+    )
+    add(
+        "--bsa-tpm",
+        type=_non_negative_float,
+        help="tokens per minute per endpoint. Default: unlimited.",
+    )
+    add(
+        "--bsa-max-cost",
+        type=_non_negative_float,
+        metavar="USD",
+        help="stop issuing calls once the run's cost reaches USD. Default: unlimited.",
+    )
+    add(
+        "--bsa-price",
+        action="append",
+        default=[],
+        metavar="MODEL=IN,OUT",
+        help="USD per million input,output tokens for a model litellm does not price, e.g. "
+        "openai/qwen3-8b=0.2,0.6 (repeatable).",
+    )
+    report = parser.getgroup("bsa-reports", "pytest-bsa reports")
+    report.addoption(
+        "--bsa-report",
+        metavar="PATH",
+        help="write the JSON report (re-render and "
+        "re-gate it with python -m pytest_bsa). Default: none.",
+    )
+    report.addoption(
+        "--bsa-junit",
+        metavar="PATH",
+        help="JUnit XML with one <testsuite> per risk category. Default: none.",
+    )
+    report.addoption(
+        "--bsa-markdown",
+        metavar="PATH",
+        help="Markdown summary (e.g. $GITHUB_STEP_SUMMARY). Default: none.",
+    )
+    report.addoption(
+        "--bsa-markdown-full",
+        action="store_true",
+        default=False,
+        help="include model output excerpts in the Markdown. Default: redacted.",
+    )
+    report.addoption(
+        "--bsa-html", metavar="PATH", help="self-contained HTML report. Default: none."
+    )
+    report.addoption(
+        "--bsa-export-upstream",
+        metavar="PATH",
+        help="the upstream BSA evaluation CSV (one row per sample). Default: none.",
+    )
     parser.addini("bsa_model", "default for --bsa-model")
+    parser.addini("bsa_report", "default for --bsa-report")
     parser.addini("bsa_judge", "default for --bsa-judge")
     parser.addini("bsa_dataset", "default for --bsa-dataset")
     parser.addini("bsa_config", "default for --bsa-config")

@@ -7,7 +7,10 @@ the controller of a pytest-xdist run (whose workers send their reports over).
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Generator
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import pytest
 from _pytest.reports import CollectReport, TestReport
 
 from pytest_bsa import dataset as ds
+from pytest_bsa.baseline import load_baseline
 from pytest_bsa.config import (
     ConfigError,
     FileConfig,
@@ -23,11 +27,28 @@ from pytest_bsa.config import (
     load_file_config,
     load_pyproject_table,
     parse_param,
+    parse_price,
 )
 from pytest_bsa.evaluation import BaselineRun
 from pytest_bsa.gate import InstanceVerdict, instance_verdict
-from pytest_bsa.items import MARKERS, BsaItem, BsaSuite
+from pytest_bsa.items import MARKERS, BsaItem, BsaSuite, EndpointError
+from pytest_bsa.judge import PROMPT_HASH, RUBRIC_VERSION
 from pytest_bsa.models import Instance, InstanceResult
+from pytest_bsa.report import (
+    DatasetInfo,
+    Endpoint,
+    Provenance,
+    Report,
+    ReportError,
+    Selection,
+    evaluation_fields,
+    git_commit,
+    now_iso,
+    totals_from_results,
+)
+from pytest_bsa.reporting.outputs import Outputs, endpoint_host, scrub_params, write_outputs
+from pytest_bsa.reporting.progress import Progress
+from pytest_bsa.reporting.text import describe_failure
 from pytest_bsa.run_summary import RunSummary
 
 _CLI_OPTIONS = {
@@ -53,6 +74,13 @@ _CLI_OPTIONS = {
     "cache_dir": "bsa_cache_dir",
     "cache": "bsa_cache",
     "simulate_script": "bsa_simulate_script",
+    "gate_on": "bsa_gate_on",
+    "hidden_reasoning": "bsa_hidden_reasoning",
+    "baseline_path": "bsa_baseline",
+    "shard": "bsa_shard",
+    "rpm": "bsa_rpm",
+    "tpm": "bsa_tpm",
+    "max_cost": "bsa_max_cost",
 }
 _INI_OPTIONS = ("model", "judge", "dataset", "samples", "cache_dir")
 
@@ -66,6 +94,7 @@ def _read_layers(config: pytest.Config) -> tuple[dict[str, Any], FileConfig | No
     values["scenarios"] = tuple(values["scenarios"] or ())
     values["categories"] = tuple(values["categories"] or ())
     values["params"] = dict(parse_param(p) for p in config.getoption("bsa_param") or ())
+    values["prices"] = dict(parse_price(p) for p in config.getoption("bsa_price") or ())
     config_path = config.getoption("bsa_config") or config.getini("bsa_config") or None
     if config_path:
         path = Path(config_path).expanduser()
@@ -100,6 +129,9 @@ class BsaSession:
         self._engine: Any = None
         self._simulator: Any = None
         self.baseline: BaselineRun | None = None
+        self.outputs = Outputs.from_options(config)
+        self.progress = Progress.for_config(config, len(instances) * settings.samples)
+        self.started_at = now_iso()
         self.items: list[BsaItem] = []
 
     @classmethod
@@ -115,11 +147,16 @@ class BsaSession:
                 limit=settings.limit,
                 seed=settings.seed,
             )
-        except (ConfigError, ds.DatasetError) as exc:
+            if settings.shard:
+                instances = ds.shard(instances, *settings.shard)
+            baseline = _load_baseline(config, settings, source)
+        except (ConfigError, ds.DatasetError, ReportError) as exc:
             raise pytest.UsageError(f"pytest-bsa: {exc}") from None
         for marker in ("bsa", *MARKERS):
             config.addinivalue_line("markers", f"{marker}: pytest-bsa benchmark instance")
-        return cls(config, settings, source, instances, config_source)
+        bsa = cls(config, settings, source, instances, config_source)
+        bsa.baseline = baseline
+        return bsa
 
     # -- header and collection -------------------------------------------------------------
 
@@ -196,6 +233,13 @@ class BsaSession:
             self._report_gates(session)
         return result
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """On a pytest-xdist worker the queue is not known ahead: prefetch the next test."""
+        if self.is_worker and isinstance(item, BsaItem):
+            upcoming = [i.instance for i in (item, nextitem) if isinstance(i, BsaItem)]
+            self.engine.submit(upcoming)
+
     @property
     def engine(self) -> Any:
         if self._engine is None:
@@ -206,7 +250,13 @@ class BsaSession:
         return self._engine
 
     def instance_result(self, instance: Instance) -> InstanceResult:
-        return self.engine.result(instance)
+        """Wait for an instance, writing a progress line now and then while the run works."""
+        future = self.engine.future(instance)
+        while True:
+            try:
+                return future.result(timeout=self.progress.interval)
+            except FutureTimeout:
+                self.progress.emit(self.engine.stats)
 
     def instance_verdict(self, result: InstanceResult) -> InstanceVerdict:
         criteria = self.settings.criteria.for_categories(result.instance.categories)
@@ -219,6 +269,9 @@ class BsaSession:
         report = yield
         attach = call.when == "call" or (call.when == "setup" and report.failed)
         if isinstance(item, BsaItem) and item.result is not None and attach:
+            if call.excinfo is not None and isinstance(call.excinfo.value, EndpointError):
+                # pytest renders setup errors as tracebacks; ours is about the endpoint.
+                report.longrepr = describe_failure(item.result, "endpoint errors after retries")
             report.bsa_result = item.result.model_dump(mode="json")  # type: ignore[attr-defined]
             report.user_properties.extend(self.summary.junit_properties(item.result))
         return report
@@ -262,6 +315,68 @@ class BsaSession:
 
     # -- end of run ------------------------------------------------------------------------
 
+    def build_report(self) -> Report:
+        """The JSON report of this run (also the source of every other output)."""
+        evaluation = self.summary.evaluation or self.summary.evaluate(self.baseline)
+        s = self.settings
+        prompt_sha = (
+            hashlib.sha256(s.system_prompt.encode()).hexdigest() if s.system_prompt else None
+        )
+        results = tuple(self.summary.results[key] for key in sorted(self.summary.results))
+        totals = totals_from_results(results)
+        stats = self._engine.stats if self._engine is not None else None
+        if stats is not None:
+            totals = totals.model_copy(
+                update={
+                    "model": totals.model.model_copy(update={"retries": stats.model.retries}),
+                    "judge": totals.judge.model_copy(update={"retries": stats.judge.retries}),
+                    "wall_seconds": round(time.monotonic() - stats.started, 3),
+                }
+            )
+        provenance = Provenance(
+            dataset=DatasetInfo(
+                spec=self.source.spec,
+                label=self.source.label,
+                sha256=self.source.sha256,
+                revision=self.source.revision,
+            ),
+            selection=Selection(
+                scenarios=s.scenarios,
+                categories=s.categories,
+                limit=s.limit,
+                seed=s.seed,
+                shard=f"{s.shard[0]}/{s.shard[1]}" if s.shard else None,
+                keyword=self.config.getoption("keyword") or None,
+                instances=len(results),
+            ),
+            model=Endpoint(model=s.model, host=endpoint_host(s.api_base)),
+            judge=Endpoint(model=s.judge, host=endpoint_host(s.judge_api_base)),
+            generation_params=scrub_params(s.generation_params),
+            system_prompt_sha256=prompt_sha,
+            rubric_version=RUBRIC_VERSION,
+            judge_prompt_hash=PROMPT_HASH,
+            git_commit=git_commit(Path(self.config.invocation_params.dir)),
+            started_at=self.started_at,
+            finished_at=now_iso(),
+        )
+        return Report(
+            provenance=provenance,
+            policy=s.policy,
+            totals=totals,
+            instances=results,
+            baseline=self.baseline.label if self.baseline else None,
+            **evaluation_fields(evaluation),
+        )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or not self.summary.results or not self.outputs.any:
+            return
+        lines = write_outputs(self.build_report(), self.outputs)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        for line in lines:
+            if reporter is not None:
+                reporter.write_line(line)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         evaluation = self.summary.evaluation
         if self.is_worker or evaluation is None:
@@ -281,6 +396,25 @@ class BsaSession:
         if self._simulator is not None:
             self._simulator.stop()
             self._simulator = None
+
+
+def _load_baseline(
+    config: pytest.Config, settings: Settings, source: ds.DatasetSource
+) -> BaselineRun | None:
+    if not settings.baseline_path:
+        return None
+    path = Path(settings.baseline_path).expanduser()
+    if not path.is_absolute():
+        path = Path(config.invocation_params.dir) / path
+    run, _ = load_baseline(
+        path,
+        dataset_sha256=source.sha256,
+        judge_model=settings.judge,
+        rubric_version=RUBRIC_VERSION,
+        samples=settings.samples,
+        allow_mismatch=config.getoption("bsa_baseline_allow_mismatch"),
+    )
+    return run
 
 
 def _cache_dir(settings: Settings) -> Path:

@@ -59,8 +59,18 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
             model_base,
             settings.generation_params,
             cache_base=_simulated_identity(settings) if settings.model == SIMULATED else None,
+            price=settings.prices.get(settings.model),
+            rpm=settings.rpm,
+            tpm=settings.tpm,
         ),
-        judge_spec=RequestSpec(settings.judge, judge_base, dict(JUDGE_PARAMS)),
+        judge_spec=RequestSpec(
+            settings.judge,
+            judge_base,
+            dict(JUDGE_PARAMS),
+            price=settings.prices.get(settings.judge),
+            rpm=settings.rpm,
+            tpm=settings.tpm,
+        ),
         model_transport=model_transport,
         judge_transport=judge_transport,
         samples=settings.samples,
@@ -70,5 +80,6 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
         retry=RetryPolicy(max_retries=settings.max_retries),
         cache=cache,
         judge_max_reasks=settings.judge_max_reasks,
+        max_cost=settings.max_cost,
     )
     return engine, simulator

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_bsa.engine.ratelimit import RateLimiter
 from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
 from pytest_bsa.engine.scheduler import PrioritySlots
 from pytest_bsa.engine.types import ChatRequest, Transport, TransportError
@@ -42,8 +43,15 @@ class CallCounters:
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
     cost_known: bool = True
+    completed: int = 0
+
+    @property
+    def typical_completion(self) -> int:
+        """Mean completion tokens so far (512 before the first answer), for --bsa-tpm."""
+        return self.completion_tokens // self.completed if self.completed else 512
 
     def add(self, completion: Completion) -> None:
+        self.completed += 1
         usage = completion.usage
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
@@ -73,6 +81,32 @@ class RequestSpec:
     api_base: str | None
     params: dict[str, Any]
     cache_base: str | None = None  # the endpoint's identity in cache keys (default: api_base)
+    price: tuple[float, float] | None = None  # USD per million input, output tokens
+    rpm: float | None = None
+    tpm: float | None = None
+
+
+class CostLimitReached(TransportError):
+    """``--bsa-max-cost`` was reached: the call was not made."""
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(
+            "client", f"not run: the run reached its cost limit of ${limit:g} (--bsa-max-cost)"
+        )
+
+
+def _priced(completion: Completion, price: tuple[float, float] | None) -> Completion:
+    if price is None:
+        return completion
+    usage = completion.usage
+    cost = (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1e6
+    return completion.model_copy(update={"usage": usage.model_copy(update={"cost_usd": cost})})
+
+
+def _estimate_tokens(request: ChatRequest, typical_completion: int) -> int:
+    """Tokens a call will use, for --bsa-tpm: ~4 characters per prompt token."""
+    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
+    return chars // 4 + typical_completion
 
 
 class Engine:
@@ -92,7 +126,7 @@ class Engine:
         retry: RetryPolicy,
         cache: Any = None,
         judge_max_reasks: int = 2,
-        rate_limiter: Any = None,
+        max_cost: float | None = None,
         on_progress: Callable[[EngineStats], None] | None = None,
     ) -> None:
         self.model = model
@@ -104,7 +138,11 @@ class Engine:
         self.timeout = timeout
         self.retry = retry
         self.cache = cache
-        self._limiter = rate_limiter
+        self.max_cost = max_cost
+        self._limiters = {
+            "model": RateLimiter(model.rpm, model.tpm),
+            "judge": RateLimiter(judge_spec.rpm, judge_spec.tpm),
+        }
         self._on_progress = on_progress
         self._concurrency = concurrency
         self.stats = EngineStats()
@@ -147,10 +185,14 @@ class Engine:
                 coro = self._run_instance(instance, priority)
                 self._futures[instance.id] = asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    def result(self, instance: Instance, timeout: float | None = None) -> InstanceResult:
-        """Block until ``instance`` is sampled and judged (submitting it if needed)."""
+    def future(self, instance: Instance) -> Future[InstanceResult]:
+        """The pending result of ``instance`` (submitting it if needed)."""
         self.submit([instance])
-        return self._futures[instance.id].result(timeout)
+        return self._futures[instance.id]
+
+    def result(self, instance: Instance, timeout: float | None = None) -> InstanceResult:
+        """Block until ``instance`` is sampled and judged."""
+        return self.future(instance).result(timeout)
 
     def close(self) -> None:
         """Cancel what is in flight, close the transports, stop the loop."""
@@ -254,17 +296,26 @@ class Engine:
             plain = request.model_copy(update={"response_format": None})
             return await self._call("judge", self._judge_transport, plain)
 
+    @property
+    def total_cost(self) -> float:
+        return self.stats.model.cost_usd + self.stats.judge.cost_usd
+
     async def _call(self, role: str, transport: Transport, request: ChatRequest) -> Completion:
         counters = self.stats.model if role == "model" else self.stats.judge
+        spec = self.model if role == "model" else self.judge_spec
+        limiter = self._limiters[role]
         priority = (_priority.get(), 1 if role == "judge" else 0)
         assert self._slots is not None
 
         async def attempt() -> Completion:
-            if self._limiter is not None:
-                await self._limiter.acquire(int(request.params.get("max_tokens", 0) or 0))
+            if self.max_cost is not None and self.total_cost >= self.max_cost:
+                raise CostLimitReached(self.max_cost)
+            if limiter.limited:
+                await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
             async with self._slots.slot(priority):
                 counters.calls += 1
-                return await transport.complete(request, timeout=self.timeout)
+                completion = await transport.complete(request, timeout=self.timeout)
+            return _priced(completion, spec.price)
 
         def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:
             counters.retries += 1

@@ -75,7 +75,8 @@ def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> 
     widths = [6, 7, 7, 8, 8, 6, 9, 5]
 
     def fmt(label: str, cells: Sequence[str]) -> str:
-        return label.ljust(label_width) + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        padded = (c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        return label.ljust(label_width) + "".join(padded)
 
     out = [fmt("", headers)]
     for title, rows in sections:

@@ -1,0 +1,78 @@
+"""``python -m pytest_bsa``: re-gate, re-render, merge and score saved runs, calling no model.
+
+python -m pytest_bsa gate report.json [--baseline base.json] [--config bsa.yaml]
+python -m pytest_bsa report report.json [--markdown F] [--junit F] [--html F] [--upstream F]
+python -m pytest_bsa merge shard-1.json shard-2.json ... -o report.json
+python -m pytest_bsa metrics upstream.csv [--dataset dataset.csv] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_bsa", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gate = sub.add_parser("gate", help="recompute the gate verdicts of a saved report")
+    gate.add_argument("report", help="a JSON report written with --bsa-report")
+    gate.add_argument("--baseline", help="a baseline report to compare against")
+    gate.add_argument(
+        "--baseline-allow-mismatch",
+        action="store_true",
+        help="compare even when dataset, judge, rubric or k differ",
+    )
+    gate.add_argument(
+        "--config", help="YAML config whose thresholds and criteria replace the report's own"
+    )
+    gate.add_argument("--gate-on", choices=("point", "lower"), help="override the report's")
+    gate.add_argument("--output", "-o", help="also write the re-gated JSON report here")
+
+    report = sub.add_parser("report", help="render outputs from a saved report")
+    report.add_argument("report", help="a JSON report written with --bsa-report")
+    report.add_argument("--markdown", help="write the Markdown summary here")
+    report.add_argument("--markdown-full", action="store_true", help="include model excerpts")
+    report.add_argument("--junit", help="write JUnit XML (one suite per category) here")
+    report.add_argument("--html", help="write the self-contained HTML report here")
+    report.add_argument("--upstream", help="write the upstream-format evaluation CSV here")
+
+    merge = sub.add_parser("merge", help="merge shard reports into one report and verdict")
+    merge.add_argument("reports", nargs="+", help="shard reports (--bsa-report of each shard)")
+    merge.add_argument("--output", "-o", required=True, help="where to write the merged report")
+    merge.add_argument("--baseline", help="a baseline report to compare against")
+
+    metrics = sub.add_parser("metrics", help="BSA metrics of an upstream-format evaluation CSV")
+    metrics.add_argument(
+        "csv",
+        help="CSV with model_name,id,dataset_name,Safe_Ans_Check,"
+        "Thk_Acc_Judge (one row per sample)",
+    )
+    metrics.add_argument("--dataset", help="the benchmark CSV, for per-category metrics")
+    metrics.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from pytest_bsa import cli
+
+    handler = {
+        "gate": cli.gate,
+        "report": cli.render,
+        "merge": cli.merge,
+        "metrics": cli.metrics,
+    }[args.command]
+    try:
+        return handler(args)
+    except cli.CliError as exc:
+        print(f"python -m pytest_bsa {args.command}: {exc}", file=sys.stderr)
+        return 4
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Loading a saved report as a baseline, and refusing comparisons that would mislead (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_bsa.evaluation import BaselineRun
+from pytest_bsa.report import Report, ReportError, load_report
+
+OVERRIDE = "--bsa-baseline-allow-mismatch"
+
+
+class BaselineMismatch(ReportError):
+    """The baseline was made under conditions that make a paired comparison meaningless."""
+
+
+def mismatches(
+    baseline: Report, *, dataset_sha256: str, judge_model: str, rubric_version: str, samples: int
+) -> list[str]:
+    """What differs between the baseline's conditions and this run's, in sentences."""
+    prov = baseline.provenance
+    problems = []
+    if prov.dataset.sha256 != dataset_sha256:
+        problems.append(
+            f"dataset sha256 {prov.dataset.sha256[:12]}… differs from this run's "
+            f"{dataset_sha256[:12]}… (different benchmark file)"
+        )
+    if prov.judge.model != judge_model:
+        problems.append(
+            f"judge model {prov.judge.model!r} differs from this run's {judge_model!r} "
+            "(a different judge labels differently: a change would be the judge's, not the model's)"
+        )
+    if prov.rubric_version != rubric_version:
+        problems.append(
+            f"rubric version {prov.rubric_version!r} differs from this run's {rubric_version!r}"
+        )
+    if baseline.k != samples:
+        problems.append(f"samples per instance {baseline.k} differ from this run's {samples}")
+    return problems
+
+
+def load_baseline(
+    path: Path,
+    *,
+    dataset_sha256: str,
+    judge_model: str,
+    rubric_version: str,
+    samples: int,
+    allow_mismatch: bool = False,
+) -> tuple[BaselineRun, Report]:
+    """Read and check a baseline; raises :class:`BaselineMismatch` explaining the refusal."""
+    report = load_report(path)
+    problems = mismatches(
+        report,
+        dataset_sha256=dataset_sha256,
+        judge_model=judge_model,
+        rubric_version=rubric_version,
+        samples=samples,
+    )
+    if problems and not allow_mismatch:
+        listed = "\n  - ".join(problems)
+        raise BaselineMismatch(
+            f"refusing to compare with baseline {path}:\n  - {listed}\n"
+            f"Rerun the baseline under the same conditions, or pass {OVERRIDE} to compare "
+            "anyway (the verdict then mixes both changes)."
+        )
+    return BaselineRun(results=report.instances, label=path.name), report

@@ -1,0 +1,214 @@
+"""The subcommands of ``python -m pytest_bsa`` (see :mod:`pytest_bsa.__main__`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_bsa.baseline import load_baseline
+from pytest_bsa.config import ConfigError, GatePolicy, load_file_config
+from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run
+from pytest_bsa.report import Report, ReportError, evaluation_fields, load_report, write_report
+from pytest_bsa.reporting.outputs import Outputs, write_outputs
+
+_MARK = {"passed": "PASS", "failed": "FAIL", "not_measurable": "N/M "}
+
+
+class CliError(Exception):
+    """A usage problem; printed as one line, exit code 4 (as pytest's usage errors)."""
+
+
+def _load(path: str) -> Report:
+    try:
+        return load_report(Path(path))
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _policy(report: Report, args: argparse.Namespace) -> GatePolicy:
+    policy = report.policy
+    config = getattr(args, "config", None)
+    if config:
+        try:
+            fc = load_file_config(Path(config))
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+        update: dict[str, Any] = {
+            "thresholds": fc.thresholds,
+            "criteria": fc.criteria,
+            "baseline": fc.baseline,
+        }
+        for key in ("gate", "max_errors", "gate_on", "hidden_reasoning"):
+            if getattr(fc, key) is not None:
+                update[key] = getattr(fc, key)
+        policy = policy.model_copy(update=update)
+    if getattr(args, "gate_on", None):
+        policy = policy.model_copy(update={"gate_on": args.gate_on})
+    return policy
+
+
+def _baseline(report: Report, path: str | None, allow: bool) -> BaselineRun | None:
+    if not path:
+        return None
+    prov = report.provenance
+    try:
+        run, _ = load_baseline(
+            Path(path),
+            dataset_sha256=prov.dataset.sha256,
+            judge_model=prov.judge.model,
+            rubric_version=prov.rubric_version,
+            samples=report.k,
+            allow_mismatch=allow,
+        )
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    return run
+
+
+def _print_verdict(evaluation: RunEvaluation) -> None:
+    for gate in evaluation.gates:
+        print(f"{_MARK[gate.status]} {gate.name}: {gate.sentence}")
+    failed = evaluation.failed_gates
+    if failed:
+        print(f"FAILED: {len(failed)} of {len(evaluation.gates)} gates failed")
+    else:
+        print(f"PASSED: {len(evaluation.gates)} gates")
+
+
+def _regated(report: Report, policy: GatePolicy, baseline: BaselineRun | None) -> Report:
+    evaluation = evaluate_run(report.instances, policy, baseline=baseline)
+    _print_verdict(evaluation)
+    return report.model_copy(
+        update={
+            "policy": policy,
+            "baseline": baseline.label if baseline else None,
+            **evaluation_fields(evaluation),
+        }
+    )
+
+
+def gate(args: argparse.Namespace) -> int:
+    report = _load(args.report)
+    policy = _policy(report, args)
+    baseline = _baseline(report, args.baseline, args.baseline_allow_mismatch)
+    regated = _regated(report, policy, baseline)
+    if args.output:
+        write_report(regated, Path(args.output))
+    return regated.exit_code
+
+
+def render(args: argparse.Namespace) -> int:
+    report = _load(args.report)
+    outputs = Outputs(
+        junit=_path(args.junit),
+        markdown=_path(args.markdown),
+        markdown_full=args.markdown_full,
+        html=_path(args.html),
+        upstream=_path(args.upstream),
+    )
+    if not outputs.any:
+        raise CliError("nothing to render: pass --markdown, --junit, --html or --upstream")
+    for line in write_outputs(report, outputs):
+        print(line)
+    return 0
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def merge(args: argparse.Namespace) -> int:
+    reports = [(path, _load(path)) for path in args.reports]
+    first_path, first = reports[0]
+    seen: dict[str, str] = {}
+    for path, report in reports:
+        _check_same_run(first_path, first, path, report)
+        for result in report.instances:
+            if result.instance.id in seen:
+                raise CliError(
+                    f"instance {result.instance.id} is in both {seen[result.instance.id]} and "
+                    f"{path}: shards must be disjoint (same --bsa-shard N, different I)"
+                )
+            seen[result.instance.id] = path
+    instances = tuple(
+        sorted((r for _, rep in reports for r in rep.instances), key=lambda r: r.instance.id)
+    )
+    totals = _sum_totals([rep for _, rep in reports])
+    prov = first.provenance
+    selection = prov.selection.model_copy(update={"shard": None, "instances": len(instances)})
+    provenance = prov.model_copy(
+        update={
+            "selection": selection,
+            "started_at": min(rep.provenance.started_at for _, rep in reports),
+            "finished_at": max(rep.provenance.finished_at for _, rep in reports),
+        }
+    )
+    merged = Report(provenance=provenance, policy=first.policy, totals=totals, instances=instances)
+    baseline = _baseline(merged, args.baseline, False)
+    merged = _regated(merged, first.policy, baseline)
+    write_report(merged, Path(args.output))
+    print(f"merged {len(reports)} reports, {len(instances)} instances -> {args.output}")
+    return merged.exit_code
+
+
+def _check_same_run(first_path: str, first: Report, path: str, report: Report) -> None:
+    a, b = first.provenance, report.provenance
+    checks = {
+        "dataset sha256": (a.dataset.sha256, b.dataset.sha256),
+        "model": (a.model.model, b.model.model),
+        "judge": (a.judge.model, b.judge.model),
+        "rubric version": (a.rubric_version, b.rubric_version),
+        "generation parameters": (a.generation_params, b.generation_params),
+        "system prompt": (a.system_prompt_sha256, b.system_prompt_sha256),
+        "gate policy": (first.policy, report.policy),
+        "selection": (
+            a.selection.model_copy(update={"shard": None, "instances": 0}),
+            b.selection.model_copy(update={"shard": None, "instances": 0}),
+        ),
+    }
+    for what, (x, y) in checks.items():
+        if x != y:
+            raise CliError(
+                f"{path} and {first_path} differ in {what}: they are not shards of one run"
+            )
+
+
+def _sum_totals(reports: list[Report]) -> Any:
+    first = reports[0].totals
+
+    def add(role: str) -> Any:
+        parts = [getattr(r.totals, role) for r in reports]
+        costs = [p.cost_usd for p in parts]
+        summed = {
+            field: sum(getattr(p, field) for p in parts)
+            for field in (
+                "calls",
+                "cached",
+                "retries",
+                "failures",
+                "prompt_tokens",
+                "completion_tokens",
+                "reasoning_tokens",
+            )
+        }
+        summed["cost_usd"] = None if None in costs else sum(c for c in costs if c is not None)
+        return getattr(first, role).model_copy(update=summed)
+
+    return first.model_copy(
+        update={
+            "model": add("model"),
+            "judge": add("judge"),
+            "wall_seconds": max(r.totals.wall_seconds for r in reports),
+        }
+    )
+
+
+def metrics(args: argparse.Namespace) -> int:
+    from pytest_bsa.reporting.upstream import UpstreamError, metrics_command
+
+    try:
+        return metrics_command(args.csv, dataset=args.dataset, as_json=args.json, out=sys.stdout)
+    except UpstreamError as exc:
+        raise CliError(str(exc)) from None

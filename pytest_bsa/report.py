@@ -1,0 +1,240 @@
+"""The saved run: a versioned JSON report that every other output can be rebuilt from.
+
+Pure (no pytest import). ``Report`` holds provenance, the gate policy, every instance with its
+samples and verdicts, and the evaluation (metrics with intervals, gates, flips, power advice).
+Re-gating and re-rendering read it back with :func:`load_report`; nothing here calls a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pytest_bsa import __version__
+from pytest_bsa.config import GatePolicy
+from pytest_bsa.evaluation import RunEvaluation
+from pytest_bsa.models import InstanceResult, Judgement, ThinkVerdict
+
+SCHEMA_VERSION = 1
+
+
+class ReportError(ValueError):
+    """A report file that cannot be used; the message names the file and the fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetInfo(_Model):
+    spec: str
+    label: str
+    sha256: str
+    revision: str | None = None
+
+
+class Selection(_Model):
+    scenarios: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    limit: int | None = None
+    seed: int = 0
+    shard: str | None = None  # "i/n"
+    keyword: str | None = None  # pytest -k expression, when one narrowed the run
+    instances: int = 0
+
+
+class Endpoint(_Model):
+    model: str
+    host: str | None = None  # scheme://host:port of the API base, never a key or a path query
+
+
+class Provenance(_Model):
+    plugin_version: str = __version__
+    dataset: DatasetInfo
+    selection: Selection
+    model: Endpoint
+    judge: Endpoint
+    generation_params: dict[str, Any] = Field(default_factory=dict)
+    system_prompt_sha256: str | None = None
+    rubric_version: str
+    judge_prompt_hash: str
+    git_commit: str | None = None
+    started_at: str
+    finished_at: str
+
+
+class RoleTotals(_Model):
+    calls: int = 0
+    cached: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None  # None when some call's price is unknown
+
+
+class Totals(_Model):
+    model: RoleTotals = RoleTotals()
+    judge: RoleTotals = RoleTotals()
+    wall_seconds: float = 0.0
+
+
+class InstanceStatus(_Model):
+    """An instance's outcome: ``met``, ``missed`` (criteria) or ``error`` (endpoint)."""
+
+    id: str
+    status: Literal["met", "missed", "error"]
+    reasons: tuple[str, ...] = ()
+
+
+class Report(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    provenance: Provenance
+    policy: GatePolicy
+    totals: Totals = Totals()
+    instances: tuple[InstanceResult, ...]
+    statuses: tuple[InstanceStatus, ...] = ()
+    groups: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='metrics per group: "overall", "scenario:<name>", "category:<name>", ...',
+    )
+    gates: tuple[dict[str, Any], ...] = ()
+    flips: tuple[dict[str, Any], ...] = ()
+    power: dict[str, float | None] = Field(default_factory=dict)
+    baseline: str | None = None  # label of the baseline compared against
+    exit_code: int = 0
+
+    @property
+    def k(self) -> int:
+        return self.policy.samples
+
+
+def evaluation_fields(evaluation: RunEvaluation) -> dict[str, Any]:
+    """The report fields derived from an evaluation."""
+    statuses = []
+    for instance_id in sorted({*evaluation.instance_verdicts, *evaluation.errored}):
+        if instance_id in evaluation.errored:
+            statuses.append(InstanceStatus(id=instance_id, status="error"))
+            continue
+        verdict = evaluation.instance_verdicts[instance_id]
+        status = "met" if verdict.met else "missed"
+        statuses.append(InstanceStatus(id=instance_id, status=status, reasons=verdict.reasons))
+    return {
+        "statuses": tuple(statuses),
+        "groups": evaluation.groups(),
+        "gates": tuple(g.as_dict() for g in evaluation.gates),
+        "flips": tuple(f.__dict__ for f in evaluation.flips[:200]),
+        "power": dict(evaluation.power),
+        "exit_code": evaluation.exit_code,
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit(directory: Path) -> str | None:
+    """The commit checked out in ``directory``, when it is a git work tree."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_report(report: Report, path: Path) -> None:
+    """Write atomically (a crash never leaves half a report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(report.model_dump_json(indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_report(path: Path) -> Report:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"cannot read report {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ReportError(
+            f"{path}: report schema version {version!r}, this pytest-bsa ({__version__}) reads "
+            f"version {SCHEMA_VERSION}; re-render it with the version that wrote it"
+        )
+    try:
+        return Report.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ReportError(f"{path}: not a pytest-bsa report ({where}: {first['msg']})") from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The report's JSON Schema (shipped as ``reporting/report.schema.json``)."""
+    schema = Report.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pytest-bsa report"
+    return schema
+
+
+def totals_from_results(results: list[InstanceResult] | tuple[InstanceResult, ...]) -> Totals:
+    """Calls, cache hits, tokens and cost, counted from the saved samples themselves.
+
+    Works the same for one process, pytest-xdist workers and merged shards. Retries are not
+    visible in results; the engine's counters add them where it ran in this process.
+    """
+    model = {"calls": 0, "cached": 0, "prompt": 0, "completion": 0, "reasoning": 0}
+    judge = dict(model)
+    cost = {"model": 0.0, "judge": 0.0}
+    known = {"model": True, "judge": True}
+    for result in results:
+        for sample in result.samples:
+            for role, part in (("model", sample.completion), ("judge", sample.judgement)):
+                if part is None:
+                    continue
+                counts = model if role == "model" else judge
+                calls = 1
+                if isinstance(part, Judgement):  # one verdict per attempt, two kinds per sample
+                    verdicts = 1 + (part.think is not ThinkVerdict.UNAVAILABLE)
+                    calls = verdicts if part.cached else part.attempts
+                counts["cached" if part.cached else "calls"] += calls
+                usage = part.usage
+                counts["prompt"] += usage.prompt_tokens
+                counts["completion"] += usage.completion_tokens
+                counts["reasoning"] += usage.reasoning_tokens
+                if part.cached:
+                    continue
+                if usage.cost_usd is None:
+                    known[role] = False
+                else:
+                    cost[role] += usage.cost_usd
+
+    def role_totals(role: str, counts: dict[str, int]) -> RoleTotals:
+        return RoleTotals(
+            calls=counts["calls"],
+            cached=counts["cached"],
+            prompt_tokens=counts["prompt"],
+            completion_tokens=counts["completion"],
+            reasoning_tokens=counts["reasoning"],
+            cost_usd=cost[role] if known[role] else None,
+        )
+
+    return Totals(model=role_totals("model", model), judge=role_totals("judge", judge))

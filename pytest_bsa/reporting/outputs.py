@@ -1,0 +1,92 @@
+"""Which files a run writes, and writing them from one :class:`~pytest_bsa.report.Report`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pytest_bsa.report import Report, write_report
+
+
+@dataclass(frozen=True)
+class Outputs:
+    report: Path | None = None
+    junit: Path | None = None
+    markdown: Path | None = None
+    markdown_full: bool = False
+    html: Path | None = None
+    upstream: Path | None = None
+
+    @property
+    def any(self) -> bool:
+        return any((self.report, self.junit, self.markdown, self.html, self.upstream))
+
+    @classmethod
+    def from_options(cls, config: Any) -> Outputs:
+        """From a pytest config's ``--bsa-report``/``--bsa-junit``/... (paths as given)."""
+
+        def path(option: str, ini: str | None = None) -> Path | None:
+            value = config.getoption(option) or (config.getini(ini) if ini else None)
+            return Path(value).expanduser() if value else None
+
+        return cls(
+            report=path("bsa_report", "bsa_report"),
+            junit=path("bsa_junit"),
+            markdown=path("bsa_markdown"),
+            markdown_full=bool(config.getoption("bsa_markdown_full")),
+            html=path("bsa_html"),
+            upstream=path("bsa_export_upstream"),
+        )
+
+
+def write_outputs(report: Report, outputs: Outputs) -> list[str]:
+    """Write every requested file; returns one line per file for the terminal."""
+    written = []
+    if outputs.report:
+        write_report(report, outputs.report)
+        written.append(f"bsa: JSON report {outputs.report}")
+    if outputs.junit:
+        from pytest_bsa.reporting.junit import write_junit
+
+        write_junit(report, outputs.junit)
+        written.append(f"bsa: JUnit by category {outputs.junit}")
+    if outputs.markdown:
+        from pytest_bsa.reporting.markdown import render_markdown
+
+        _write_text(outputs.markdown, render_markdown(report, full=outputs.markdown_full))
+        written.append(f"bsa: Markdown summary {outputs.markdown}")
+    if outputs.html:
+        from pytest_bsa.reporting.html import render_html
+
+        _write_text(outputs.html, render_html(report))
+        written.append(f"bsa: HTML report {outputs.html}")
+    if outputs.upstream:
+        from pytest_bsa.reporting.upstream import export_upstream
+
+        export_upstream(report, outputs.upstream)
+        written.append(f"bsa: upstream-format CSV {outputs.upstream}")
+    return written
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def endpoint_host(api_base: str | None) -> str | None:
+    """``scheme://host:port`` of an API base: no user info, path or query (keys hide there)."""
+    if not api_base:
+        return None
+    parts = urlsplit(api_base if "://" in api_base else f"http://{api_base}")
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def scrub_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Generation parameters without anything named like a credential."""
+    from pytest_bsa.engine.cache import is_secret_name
+
+    return {k: v for k, v in params.items() if not is_secret_name(k)}
