@@ -54,6 +54,8 @@ class RunSummary:
         b = self.evaluation.breakdown
         status = _gate_status_by_group(self.evaluation.gates)
 
+        power = self.evaluation.power
+
         def row(label: str, key: str, m: GroupMetrics) -> TableRow:
             return TableRow(
                 label,
@@ -65,6 +67,7 @@ class RunSummary:
                 m.f_score,
                 m.unjudged_samples,
                 status.get(key, ""),
+                power.get(key.removeprefix("category:")) if key.startswith("category:") else None,
             )
 
         sections = [
@@ -78,9 +81,11 @@ class RunSummary:
         assert self.evaluation is not None
         b = self.evaluation.breakdown.overall
         lines = [
+            "metrics in percent; a category counts every instance labelled with it; 'detects' is "
+            "the smallest Think@1 drop (points) a baseline comparison of this size detects "
+            "(80% power, alpha 0.05)",
             f"samples: {b.total_samples} | unjudged {b.unjudged_samples} | reasoning unavailable "
-            f"{b.unavailable_samples} | errors {b.error_samples} | metrics in percent; "
-            "a category counts every instance labelled with it"
+            f"{b.unavailable_samples} | errors {b.error_samples}",
         ]
         missed = len(self.evaluation.missed)
         if missed:

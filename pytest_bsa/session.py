@@ -195,9 +195,8 @@ class BsaSession:
         report = CollectReport(suite.nodeid, "passed", None, collected)
         config.hook.pytest_collectreport(report=report)
 
-    @property
-    def gate_count(self) -> int:
-        """Gate reports the run will add after the tests: each threshold and the error budget."""
+    def gate_count(self, instances: list[Instance]) -> int:
+        """Gate reports the run adds after the tests: thresholds, baseline, error budget."""
         t = self.settings.thresholds
         tables = [
             t.overall,
@@ -205,17 +204,26 @@ class BsaSession:
             *t.categories.values(),
             *t.subcategories.values(),
         ]
-        return 1 + sum(len(m.items()) for m in tables)
+        count = 1 + sum(len(m.items()) for m in tables)
+        if self.baseline is not None:
+            cfg = self.settings.baseline
+            sizes = {
+                "overall": 1,
+                "scenario": len({i.scenario for i in instances}),
+                "category": len({c for i in instances for c in i.categories}),
+            }
+            count += len(cfg.metrics) * sum(sizes[level] for level in cfg.levels)
+        return count
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.is_worker or reporter is None:
             return
-        selected = [i for i in session.items if isinstance(i, BsaItem)]
+        n = sum(isinstance(i, BsaItem) for i in session.items)
         k = self.settings.samples
         reporter.write_line(
-            f"bsa: {len(selected)} instances x {k} samples = {len(selected) * k} model calls and "
-            f"up to {2 * len(selected) * k} judge calls before cache hits; {self.gate_count} gates"
+            f"bsa: {n} instances x {k} samples = {n * k} model calls and up to {2 * n * k} "
+            "judge calls before cache hits"
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -227,7 +235,7 @@ class BsaSession:
             if selected and not session.config.option.collectonly:
                 self.engine.submit(selected)  # prefetch everything, in test order
             # The gate reports come after the tests: count them so progress ends at 100%.
-            session.testscollected += self.gate_count
+            session.testscollected += self.gate_count(selected)
         result = yield
         if not self.is_worker and not session.shouldfail and not session.shouldstop:
             self._report_gates(session)

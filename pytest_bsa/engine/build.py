@@ -47,10 +47,16 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
     model_base = simulator.base_url if settings.model == SIMULATED else settings.api_base
     judge_base = simulator.base_url if settings.judge == SIMULATED else settings.judge_api_base
     model_transport = make_transport(
-        settings.model, model_base, _key(settings.api_key_env, model_base)
+        settings.model,
+        model_base,
+        _key(settings.api_key_env, model_base),
+        api_key_env=settings.api_key_env,
     )
     judge_transport = make_transport(
-        settings.judge, judge_base, _key(settings.judge_api_key_env, judge_base)
+        settings.judge,
+        judge_base,
+        _key(settings.judge_api_key_env, judge_base),
+        api_key_env=settings.judge_api_key_env,
     )
     cache = None if settings.cache == "off" else Cache.open(cache_dir, settings.cache)
     engine = Engine(

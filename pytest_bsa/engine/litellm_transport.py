@@ -7,6 +7,7 @@ retries, backoff and caching are ours (DESIGN.md section 3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -153,5 +154,10 @@ class LiteLLMTransport:
         )
 
     async def aclose(self) -> None:
-        """litellm owns its HTTP clients; nothing of ours to close."""
-        return None
+        """Close the HTTP clients litellm cached (they are rebuilt on the next call)."""
+        if _litellm is None:
+            return
+        close = getattr(_litellm, "close_litellm_async_clients", None)
+        if close is not None:
+            with contextlib.suppress(Exception):  # closing must never hide the run's outcome
+                await close()

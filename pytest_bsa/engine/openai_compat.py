@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     import aiohttp
 
 
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset by the server"
+    return error.strerror or type(error).__name__
+
+
 class OpenAICompatTransport:
     """POSTs to ``{api_base}/chat/completions`` over one pooled aiohttp session."""
 
@@ -120,20 +128,20 @@ class OpenAICompatTransport:
                 status=status,
             ) from None
 
-    def _why(self, exc: Exception, endpoint: str) -> str:
+    @staticmethod
+    def _why(exc: Exception, endpoint: str) -> str:
+        """Host and reason of a connection-level failure, in words."""
         import aiohttp
 
-        where = endpoint or "the server"
+        where = endpoint.split("://", 1)[-1] or "the server"
         if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.os_error.strerror or type(exc.os_error).__name__
-            return f"cannot connect to {where}: {reason}"
+            return f"cannot connect to {where}: {_os_reason(exc.os_error)}"
         if isinstance(exc, aiohttp.ServerDisconnectedError):
             return f"{where} closed the connection before answering"
         if isinstance(exc, aiohttp.ClientPayloadError):
             return f"the answer from {where} was cut off ({type(exc).__name__})"
         if isinstance(exc, OSError):
-            reason = exc.strerror or type(exc).__name__
-            return f"connection to {where} failed: {reason}"
+            return f"connection to {where} failed: {_os_reason(exc)}"
         return f"request to {where} failed: {type(exc).__name__}"
 
     def _http_error(self, status: int, raw: bytes, headers: Any, endpoint: str) -> TransportError:

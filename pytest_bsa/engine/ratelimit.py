@@ -28,9 +28,10 @@ class _Bucket:
     def wait_for(self, amount: float) -> float:
         """Seconds until ``amount`` may be taken (0 when it may be taken now)."""
         needed = min(amount, self.capacity)  # a level of ``capacity`` admits anything
-        shortfall = needed - self.level
-        # A relative tolerance: rounding must not leave a wait too short to move the clock.
-        return 0.0 if shortfall <= 1e-9 * max(1.0, needed) else shortfall / self.rate
+        wait = (needed - self.level) / self.rate
+        # Within a microsecond counts as now: float rounding must not leave a wait too short
+        # to move the clock, which would spin forever.
+        return wait if wait > 1e-6 else 0.0
 
 
 class RateLimiter:

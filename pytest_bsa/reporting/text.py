@@ -58,6 +58,7 @@ class TableRow:
     f_score: float | None
     unjudged: int
     gate: str  # "pass", "FAIL", "n/m" (not measurable) or "" when no threshold applies
+    detectable: float | None = None  # smallest Think@1 drop this n and k can detect
 
 
 def _pct(value: float | None) -> str:
@@ -66,13 +67,23 @@ def _pct(value: float | None) -> str:
 
 def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> list[str]:
     """Fixed-width table with one block per section (scenario, category)."""
-    headers = ["n", "Safe@1", f"Safe@{k}", "Think@1", f"Think@{k}", "F", "unjudged", "gate"]
+    headers = [
+        "n",
+        "Safe@1",
+        f"Safe@{k}",
+        "Think@1",
+        f"Think@{k}",
+        "F",
+        "unjudged",
+        "detects",
+        "gate",
+    ]
     sections = list(sections)
     label_width = max(
         [len(title) for title, _ in sections]
         + [len(row.label) + 2 for _, rows in sections for row in rows]
     )
-    widths = [6, 7, 7, 8, 8, 6, 9, 5]
+    widths = [6, 7, 7, 8, 8, 6, 9, 8, 5]
 
     def fmt(label: str, cells: Sequence[str]) -> str:
         padded = (c.rjust(w) for c, w in zip(cells, widths, strict=True))
@@ -90,6 +101,7 @@ def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> 
                 _pct(r.think_at_k),
                 _pct(r.f_score),
                 str(r.unjudged),
+                "" if r.detectable is None else f"-{100 * r.detectable:.0f}",
                 r.gate,
             ]
             out.append(fmt("  " + r.label, cells))
