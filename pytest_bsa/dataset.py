@@ -333,9 +333,13 @@ def _build_instance(record: dict[str, str], where: str, line: int) -> Instance:
         if not record[name].strip():
             raise DatasetError("empty value", path=where, line=line, field=name)
     instance_id = record["id"]
-    if _WHITESPACE.search(instance_id):
+    if _WHITESPACE.search(instance_id) or not instance_id.isprintable():
         raise DatasetError(
-            f"id {_quote(instance_id)} contains whitespace", path=where, line=line, field="id"
+            f"id {_quote(instance_id)} contains whitespace or control characters "
+            "(ids travel in HTTP headers and test ids)",
+            path=where,
+            line=line,
+            field="id",
         )
     scenario = record["dataset_name"].strip()
     if scenario not in SCENARIOS:

@@ -281,7 +281,8 @@ class BsaSession:
                 # pytest renders setup errors as tracebacks; ours is about the endpoint.
                 report.longrepr = describe_failure(item.result, "endpoint errors after retries")
             report.bsa_result = item.result.model_dump(mode="json")  # type: ignore[attr-defined]
-            report.user_properties.extend(self.summary.junit_properties(item.result))
+            # pytest's --junitxml writes the item's properties from the teardown report.
+            item.user_properties.extend(self.summary.junit_properties(item.result))
         return report
 
     def pytest_runtest_logreport(self, report: TestReport) -> None:

@@ -1,0 +1,195 @@
+"""JUnit XML from a saved run: one ``<testsuite>`` per primary risk category, plus ``overall``.
+
+Pure (no pytest import). Each category suite holds that category's instances (an instance with
+two categories is in both suites) and its category gates, with the category's metrics as suite
+properties. The ``overall`` suite holds the overall, scenario, subcategory and error-budget
+gates (and gates of categories this run did not measure). Test case text carries reasons and
+judge explanations, never model answers or reasoning. The dialect is described by
+``junit.xsd`` next to this module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_bsa.gate import instance_verdict
+from pytest_bsa.metrics import INTERVAL_METRICS
+from pytest_bsa.models import InstanceResult
+from pytest_bsa.report import InstanceStatus, Report
+from pytest_bsa.reporting.text import describe_failure
+
+OVERALL_SUITE = "overall"
+XSD_PATH = Path(__file__).with_name("junit.xsd")
+
+# Characters XML 1.0 forbids (C0 controls but tab/newline/CR, surrogates, U+FFFE, U+FFFF).
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: object) -> str:
+    """``text`` as a string holding only characters XML 1.0 allows (the others are dropped)."""
+    return _ILLEGAL_XML.sub("", str(text))
+
+
+def slug(name: str) -> str:
+    """'Invasion of Privacy and Confidentiality' -> 'invasion-of-privacy-and-confidentiality'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
+
+
+def suite_properties(report: Report, group: Mapping[str, Any] | None) -> dict[str, str]:
+    """Metrics of one group (with 95% intervals) and the run's provenance, as strings."""
+    props: dict[str, str] = {}
+    if group is not None:
+        props["n"] = _fmt(group.get("n_instances"))
+        props["k"] = _fmt(group.get("samples", report.k))
+        intervals = group.get("intervals") or {}
+        for metric in INTERVAL_METRICS:
+            props[metric] = _fmt(group.get(metric))
+            if metric in intervals:
+                low, high = intervals[metric]
+                props[f"{metric}_ci95"] = f"{low:.6f}-{high:.6f}"
+        for count in ("unjudged_samples", "unavailable_samples", "error_samples", "total_samples"):
+            if count in group:
+                props[count] = _fmt(group[count])
+    prov = report.provenance
+    props.update(
+        {
+            "rubric_version": prov.rubric_version,
+            "model": prov.model.model,
+            "judge": prov.judge.model,
+            "dataset": prov.dataset.label,
+            "dataset_sha256": prov.dataset.sha256,
+            "plugin_version": prov.plugin_version,
+            "gate": report.policy.gate,
+        }
+    )
+    return {xml_safe(k): xml_safe(v) for k, v in props.items()}
+
+
+def _statuses(report: Report) -> dict[str, InstanceStatus]:
+    """The saved statuses; instances without one are decided here with the report's policy."""
+    saved = {s.id: s for s in report.statuses}
+    policy = report.policy
+    for result in report.instances:
+        iid = result.instance.id
+        if iid in saved:
+            continue
+        if result.errors:
+            saved[iid] = InstanceStatus(id=iid, status="error")
+            continue
+        criteria = policy.criteria.for_categories(result.instance.categories)
+        verdict = instance_verdict(result, criteria, hidden_reasoning=policy.hidden_reasoning)
+        status = "met" if verdict.met else "missed"
+        saved[iid] = InstanceStatus(id=iid, status=status, reasons=verdict.reasons)
+    return saved
+
+
+def instance_case(result: InstanceResult, status: InstanceStatus, category: str, gate: str) -> Any:
+    """The test case of one instance inside ``category``'s suite."""
+    from junit_xml import TestCase
+
+    inst = result.instance
+    case = TestCase(
+        name=xml_safe(inst.id),
+        classname=f"bsa.{slug(inst.scenario)}.{slug(category)}",
+    )
+    if status.status == "met":
+        return case
+    if status.status == "error":
+        errors = result.errors
+        message = f"{len(errors)} of {len(result.samples)} samples failed: {errors[0]}"
+        case.add_error_info(
+            message=xml_safe(message),
+            output=xml_safe(describe_failure(result, "endpoint errors after all retries")),
+            error_type="bsa.endpoint_error",
+        )
+        return case
+    reasons = "; ".join(status.reasons) or "no reason recorded"
+    message = f"missed its criteria: {reasons}"
+    output = xml_safe(describe_failure(result, message))
+    if gate == "instances":
+        case.add_failure_info(message=xml_safe(message), output=output, failure_type="bsa.missed")
+    else:
+        case.add_skipped_info(message=xml_safe(message), output=output)
+    return case
+
+
+def gate_case(gate: Mapping[str, Any]) -> Any:
+    """A gate verdict as a test case named like pytest's (``bsa.gate.<where>`` / metric)."""
+    from junit_xml import TestCase
+
+    *where, metric = str(gate["name"]).split("::")
+    case = TestCase(name=xml_safe(metric), classname=xml_safe(".".join(["bsa", "gate", *where])))
+    sentence = xml_safe(gate.get("sentence", ""))
+    if gate["status"] == "failed":
+        case.add_failure_info(message=sentence, output=sentence, failure_type="bsa.gate")
+    elif gate["status"] == "not_measurable":
+        case.add_skipped_info(message=sentence, output=sentence)
+    return case
+
+
+def _suite_of_gate(gate: Mapping[str, Any], categories: Iterable[str]) -> str:
+    if gate.get("level") == "category" and gate.get("group") in categories:
+        return str(gate["group"])
+    return OVERALL_SUITE
+
+
+def build_suites(report: Report) -> list[Any]:
+    """``overall`` then one suite per primary category present, in the report's group order."""
+    from junit_xml import TestSuite
+
+    present = {c for r in report.instances for c in r.instance.categories}
+    ordered = [key.split(":", 1)[1] for key in report.groups if key.startswith("category:")]
+    categories = [c for c in ordered if c in present]
+    categories += sorted(present - set(categories))
+    statuses = _statuses(report)
+    cases: dict[str, list[Any]] = {OVERALL_SUITE: [], **{c: [] for c in categories}}
+    for result in report.instances:
+        status = statuses[result.instance.id]
+        for category in result.instance.categories:
+            cases[category].append(instance_case(result, status, category, report.policy.gate))
+    for gate in report.gates:
+        if gate.get("kind") == "instances":
+            continue  # the instances themselves are the test cases
+        cases[_suite_of_gate(gate, categories)].append(gate_case(gate))
+    timestamp = report.provenance.started_at
+    suites = []
+    for name, members in cases.items():
+        key = OVERALL_SUITE if name == OVERALL_SUITE else f"category:{name}"
+        suites.append(
+            TestSuite(
+                name=xml_safe(name),
+                test_cases=members,
+                timestamp=xml_safe(timestamp),
+                properties=suite_properties(report, report.groups.get(key)),
+            )
+        )
+    return suites
+
+
+def render_junit(report: Report) -> str:
+    """The JUnit XML document as a string."""
+    from junit_xml import to_xml_report_string
+
+    return to_xml_report_string(build_suites(report), prettyprint=True, encoding="utf-8")
+
+
+def write_junit(report: Report, path: Path) -> None:
+    """Write the JUnit XML file atomically, UTF-8."""
+    text = render_junit(report)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
