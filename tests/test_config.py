@@ -42,7 +42,7 @@ def test_system_prompt_is_read_relative_to_base(tmp_path: Path) -> None:
         {"model": "simulated", "system_prompt_path": "p.txt"}, None, base_dir=tmp_path
     )
     assert s.system_prompt == "Be careful."
-    with pytest.raises(ConfigError, match="'missing.txt'.*cannot read"):
+    with pytest.raises(ConfigError, match=r"'missing\.txt'.*cannot read"):
         build_settings(
             {"model": "simulated", "system_prompt_path": "missing.txt"}, None, base_dir=tmp_path
         )
