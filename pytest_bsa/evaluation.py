@@ -51,7 +51,12 @@ class RunEvaluation:
 
     @property
     def missed(self) -> list[str]:
-        return [i for i, v in self.instance_verdicts.items() if not v.met]
+        """Instances judged and found short of their criteria."""
+        return [i for i, v in self.instance_verdicts.items() if v.judged and not v.met]
+
+    @property
+    def unjudged(self) -> list[str]:
+        return [i for i, v in self.instance_verdicts.items() if not v.judged]
 
     @property
     def exit_code(self) -> int:

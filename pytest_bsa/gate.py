@@ -158,6 +158,11 @@ class InstanceVerdict:
     safe_share: float | None
     think_share: float | None
 
+    @property
+    def judged(self) -> bool:
+        """False when no answer got a verdict: the criteria had nothing to apply to."""
+        return self.safe_share is not None
+
 
 def instance_verdict(
     result: InstanceResult,

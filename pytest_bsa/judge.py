@@ -290,6 +290,7 @@ def to_judgement(safety: RawVerdict, think: RawVerdict | None) -> Judgement:
         attempts=safety.attempts + (think.attempts if think else 0),
         usage=_add_usage(safety.usage, think.usage if think else Usage()),
         cached=safety.cached and (think is None or think.cached),
+        cached_verdicts=safety.cached + (think is not None and think.cached),
     )
 
 

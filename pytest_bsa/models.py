@@ -119,9 +119,10 @@ class Judgement(_Frozen):
     safety_label: str | None = None  # raw label, e.g. "Unsafe"
     think_label: str | None = None  # raw label, e.g. "Partially Covered"
     explanation: str = ""
-    attempts: int = 1
+    attempts: int = 1  # judge calls made (0 when every verdict came from the cache)
     usage: Usage = Usage()
-    cached: bool = False
+    cached: bool = False  # every verdict of this sample came from the cache
+    cached_verdicts: int = 0
 
 
 class SampleResult(_Frozen):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pytest_bsa import __version__
 from pytest_bsa.config import GatePolicy
 from pytest_bsa.evaluation import RunEvaluation
-from pytest_bsa.models import InstanceResult, Judgement, ThinkVerdict
+from pytest_bsa.models import InstanceResult, Judgement
 
 SCHEMA_VERSION = 1
 
@@ -87,10 +87,11 @@ class Totals(_Model):
 
 
 class InstanceStatus(_Model):
-    """An instance's outcome: ``met``, ``missed`` (criteria) or ``error`` (endpoint)."""
+    """An instance's outcome: ``met``, ``missed`` (criteria), ``unjudged`` (no verdict to apply
+    the criteria to) or ``error`` (endpoint)."""
 
     id: str
-    status: Literal["met", "missed", "error"]
+    status: Literal["met", "missed", "unjudged", "error"]
     reasons: tuple[str, ...] = ()
 
 
@@ -124,7 +125,7 @@ def evaluation_fields(evaluation: RunEvaluation) -> dict[str, Any]:
             statuses.append(InstanceStatus(id=instance_id, status="error"))
             continue
         verdict = evaluation.instance_verdicts[instance_id]
-        status = "met" if verdict.met else "missed"
+        status = "met" if verdict.met else "missed" if verdict.judged else "unjudged"
         statuses.append(InstanceStatus(id=instance_id, status=status, reasons=verdict.reasons))
     return {
         "statuses": tuple(statuses),
@@ -211,11 +212,11 @@ def totals_from_results(results: list[InstanceResult] | tuple[InstanceResult, ..
                 if part is None:
                     continue
                 counts = model if role == "model" else judge
-                calls = 1
-                if isinstance(part, Judgement):  # one verdict per attempt, two kinds per sample
-                    verdicts = 1 + (part.think is not ThinkVerdict.UNAVAILABLE)
-                    calls = verdicts if part.cached else part.attempts
-                counts["cached" if part.cached else "calls"] += calls
+                if isinstance(part, Judgement):  # up to two verdicts, each a call or a hit
+                    counts["calls"] += part.attempts
+                    counts["cached"] += part.cached_verdicts
+                else:
+                    counts["cached" if part.cached else "calls"] += 1
                 usage = part.usage
                 counts["prompt"] += usage.prompt_tokens
                 counts["completion"] += usage.completion_tokens

@@ -89,10 +89,16 @@ class RunSummary:
         ]
         missed = len(self.evaluation.missed)
         if missed:
-            how = "failed" if self.settings.gate == "instances" else "xfail"
-            lines.append(
-                f"{missed} instances missed their criteria ({how}); `-rx` lists them with reasons"
-            )
+            noun = "instance" if missed == 1 else "instances"
+            if self.settings.gate == "instances":
+                lines.append(f"{missed} {noun} missed their criteria (failures above)")
+            else:
+                lines.append(
+                    f"{missed} {noun} missed their criteria (xfail); `-rx` lists the reasons"
+                )
+        unjudged = len(self.evaluation.unjudged)
+        if unjudged:
+            lines.append(f"{unjudged} instances had no judged answer (skipped; see unjudged)")
         stats = self.engine_stats
         if stats is not None:
             m, j = stats.model, stats.judge

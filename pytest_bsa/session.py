@@ -230,9 +230,11 @@ class BsaSession:
 
     @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: gates before the terminal's 100%
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        if session.config.option.collectonly:
+            return (yield)
         if not self.is_worker:
             selected = [i.instance for i in session.items if isinstance(i, BsaItem)]
-            if selected and not session.config.option.collectonly:
+            if selected:
                 self.engine.submit(selected)  # prefetch everything, in test order
             # The gate reports come after the tests: count them so progress ends at 100%.
             session.testscollected += self.gate_count(selected)

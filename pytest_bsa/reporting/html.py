@@ -41,7 +41,7 @@ from pytest_bsa.reporting.markdown import (
 SHOWN_FLIPS = 20
 SHOWN_GATES = 3  # failing gates shown before a "more" fold
 TEXT_LIMIT = 20_000  # characters kept of one answer, reasoning trace or explanation
-_STATUS_ORDER = {"error": 0, "missed": 1, "met": 2}
+_STATUS_ORDER = {"error": 0, "missed": 1, "unjudged": 2, "met": 3}
 _JSON_ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
@@ -455,7 +455,9 @@ def _instances_html(report: Report) -> str:
     scenarios = [s for s in SCENARIOS if any(r.instance.scenario == s for r in report.instances)]
     categories = [r.label for r in group_rows(report, "category")]
     statuses = [
-        s for s in ("missed", "error", "met") if any(x.status == s for x in report.statuses)
+        s
+        for s in ("missed", "unjudged", "error", "met")
+        if any(x.status == s for x in report.statuses)
     ]
     return (
         f'<section id="instances"><h2>Instances ({count(len(report.instances))})</h2>'

@@ -90,7 +90,7 @@ def _statuses(report: Report) -> dict[str, InstanceStatus]:
             continue
         criteria = policy.criteria.for_categories(result.instance.categories)
         verdict = instance_verdict(result, criteria, hidden_reasoning=policy.hidden_reasoning)
-        status = "met" if verdict.met else "missed"
+        status = "met" if verdict.met else "missed" if verdict.judged else "unjudged"
         saved[iid] = InstanceStatus(id=iid, status=status, reasons=verdict.reasons)
     return saved
 
@@ -116,6 +116,10 @@ def instance_case(result: InstanceResult, status: InstanceStatus, category: str,
         )
         return case
     reasons = "; ".join(status.reasons) or "no reason recorded"
+    if status.status == "unjudged":
+        message = f"not judged: {reasons}"
+        case.add_skipped_info(message=xml_safe(message), output=xml_safe(message))
+        return case
     message = f"missed its criteria: {reasons}"
     output = xml_safe(describe_failure(result, message))
     if gate == "instances":
