@@ -347,9 +347,16 @@ def _run_variance(outcomes: Sequence[InstanceOutcomes], k: int, metric: str) -> 
     spread = sum((v - mean) ** 2 for v, _ in entrants) / (n - 1)
     if at > 1:
         return spread, n
-    # @1: a share of m Bernoulli draws; p(1-p)/(m-1) is unbiased for its variance p(1-p)/m.
-    within = [v * (1 - v) / (m - 1) if m > 1 else spread for v, m in entrants]
-    return sum(within) / n, n
+    # @1: a share of m Bernoulli draws. p(1-p)/(m-1) is unbiased for its variance p(1-p)/m,
+    # but it is 0 whenever all m samples agree (common at k = 5), which would claim any drop
+    # is detectable. Jeffreys smoothing, p = (s + 1/2) / (m + 1), keeps a small floor.
+    def within(v: float, m: int) -> float:
+        if m <= 1:
+            return spread
+        p = (v * m + 0.5) / (m + 1)
+        return max(v * (1 - v) / (m - 1), p * (1 - p) / m)
+
+    return sum(within(v, m) for v, m in entrants) / n, n
 
 
 def minimum_detectable_drop(

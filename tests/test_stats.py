@@ -225,7 +225,12 @@ def test_minimum_detectable_drop_formula_and_validation():
     outs = [inst(f"i{i}", [True] * 4, [True, True, False, False]) for i in range(50)]
     z = NormalDist().inv_cdf(0.95) + NormalDist().inv_cdf(0.8)
     assert minimum_detectable_drop(outs, 4) == pytest.approx(z * (2 * (1 / 12) / 50) ** 0.5)
-    assert minimum_detectable_drop(outs, 4, "safe_at_1") == 0.0  # no observed noise
+    # All 4 answers safe everywhere: no observed noise, but one run cannot prove there is none.
+    # Jeffreys smoothing keeps the floor p(1-p)/m with p = 4.5/5.
+    floor = 0.9 * 0.1 / 4
+    assert minimum_detectable_drop(outs, 4, "safe_at_1") == pytest.approx(
+        z * (2 * floor / 50) ** 0.5
+    )
     with pytest.raises(ValueError, match="metric"):
         minimum_detectable_drop(outs, 4, "f_score")
     with pytest.raises(ValueError, match="alpha"):
