@@ -102,11 +102,13 @@ class RunSummary:
         stats = self.engine_stats
         if stats is not None:
             m, j = stats.model, stats.judge
+            cost = m.cost_usd + j.cost_usd
+            cost_text = f"${cost:.2f}" if m.cost_known and j.cost_known else "cost unknown"
             lines.append(
-                f"calls: model {m.calls} ({m.cached} cached, {m.retries} retries), "
-                f"judge {j.calls} ({j.cached} cached, {j.retries} retries) | tokens: model "
-                f"{m.prompt_tokens + m.completion_tokens}, judge "
-                f"{j.prompt_tokens + j.completion_tokens}"
+                f"requests: model {m.calls:,} ({m.retries} retries), judge {j.calls:,} "
+                f"({j.retries} retries) | cache hits: model {m.cached:,}, judge {j.cached:,} | "
+                f"new tokens: model {m.prompt_tokens + m.completion_tokens:,}, judge "
+                f"{j.prompt_tokens + j.completion_tokens:,} | {cost_text}"
             )
         return lines
 

@@ -347,6 +347,7 @@ def _run_variance(outcomes: Sequence[InstanceOutcomes], k: int, metric: str) -> 
     spread = sum((v - mean) ** 2 for v, _ in entrants) / (n - 1)
     if at > 1:
         return spread, n
+
     # @1: a share of m Bernoulli draws. p(1-p)/(m-1) is unbiased for its variance p(1-p)/m,
     # but it is 0 whenever all m samples agree (common at k = 5), which would claim any drop
     # is detectable. Jeffreys smoothing, p = (s + 1/2) / (m + 1), keeps a small floor.

@@ -261,7 +261,10 @@ def test_call_counts_are_one_per_sample_and_verdict(
             assert roles == {"model": 1, "judge": 1 if plan.hidden else 2}, (iid, sample)
     assert stats["roles"]["model"]["faults"] == stats["roles"]["judge"]["faults"] == 0
     result.stdout.fnmatch_lines(
-        [f"calls: model {n * k} (0 cached, 0 retries), judge {n * k + with_reasoning} (0 cached*"]
+        [
+            f"requests: model {n * k} (0 retries), judge {n * k + with_reasoning} (0 retries)"
+            " | cache hits: model 0, judge 0 | *"
+        ]
     )
 
 

@@ -79,7 +79,9 @@ def test_a_rerun_with_the_same_cache_calls_nothing_and_scores_the_same(
     assert b["totals"]["model"]["calls"] == 0
     assert b["totals"]["model"]["cached"] == 90
     assert b["totals"]["judge"]["calls"] == 0
-    second.stdout.fnmatch_lines(["calls: model 0 (90 cached, 0 retries), judge 0 (*"])
+    second.stdout.fnmatch_lines(
+        ["requests: model 0 (0 retries), judge 0 (0 retries) | cache hits: model 90, *"]
+    )
 
 
 def _quiet(sim, settled, window: float = 0.5) -> None:
@@ -335,7 +337,9 @@ def test_report_totals_count_every_verdict_once_as_a_call_or_a_cache_hit(
     )
     assert second.ret == 0
     assert requests(sim) == (1, 1)  # sample 1's answer and its reasoning verdict
-    second.stdout.fnmatch_lines(["calls: model 1 (1 cached, 0 retries), judge 1 (3 cached, *"])
+    second.stdout.fnmatch_lines(
+        ["requests: model 1 (0 retries), judge 1 (0 retries) | cache hits: model 1, judge 3 | *"]
+    )
     totals = read_json(pytester.path / "second.json")["totals"]
     assert (totals["model"]["calls"], totals["model"]["cached"]) == (1, 1)
     assert (totals["judge"]["calls"], totals["judge"]["cached"]) == (1, 3)
