@@ -207,18 +207,22 @@ def _compare_one(
 ) -> GateResult:
     where = "overall" if level == "overall" else f"{level} {group!r}"
     cfg = policy.baseline
-    if len(shared) < 2:
+
+    def unmeasurable(why: str) -> GateResult:
         return GateResult(
-            level,
+            level,  # type: ignore[arg-type]
             group,
             metric,
             cfg.max_drop,
             None,
             None,
-            "not_measurable",  # type: ignore[arg-type]
-            f"{metric} of {where}: fewer than 2 instances shared with baseline {label}",
+            "not_measurable",
+            f"{metric} of {where}: {why}",
             kind="baseline",
         )
+
+    if len(shared) < 2:
+        return unmeasurable(f"fewer than 2 instances shared with baseline {label}")
     try:
         comparison = paired_compare(
             [o for o in current if o.id in shared],
@@ -230,17 +234,7 @@ def _compare_one(
             seed=seed,
         )
     except ValueError as exc:
-        return GateResult(
-            level,
-            group,
-            metric,
-            cfg.max_drop,
-            None,
-            None,
-            "not_measurable",  # type: ignore[arg-type]
-            f"{metric} of {where}: not comparable with baseline {label} ({exc})",
-            kind="baseline",
-        )
+        return unmeasurable(f"not comparable with baseline {label} ({exc})")
     failed = comparison.significant  # the test's H1 is already "dropped by more than max_drop"
     ci = f"95% CI of the change {comparison.ci[0]:+.3f} to {comparison.ci[1]:+.3f}"
     sentence = (
