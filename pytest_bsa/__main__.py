@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("reports", nargs="+", help="shard reports (--bsa-report of each shard)")
     merge.add_argument("--output", "-o", required=True, help="where to write the merged report")
     merge.add_argument("--baseline", help="a baseline report to compare against")
+    merge.add_argument(
+        "--baseline-allow-mismatch",
+        action="store_true",
+        help="compare even when dataset, judge, rubric or k differ",
+    )
 
     metrics = sub.add_parser("metrics", help="BSA metrics of an upstream-format evaluation CSV")
     metrics.add_argument(

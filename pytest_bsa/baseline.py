@@ -47,6 +47,7 @@ def load_baseline(
     rubric_version: str,
     samples: int,
     allow_mismatch: bool = False,
+    override: str = OVERRIDE,
 ) -> tuple[BaselineRun, Report]:
     """Read and check a baseline; raises :class:`BaselineMismatch` explaining the refusal."""
     report = load_report(path)
@@ -61,7 +62,7 @@ def load_baseline(
         listed = "\n  - ".join(problems)
         raise BaselineMismatch(
             f"refusing to compare with baseline {path}:\n  - {listed}\n"
-            f"Rerun the baseline under the same conditions, or pass {OVERRIDE} to compare "
+            f"Rerun the baseline under the same conditions, or pass {override} to compare "
             "anyway (the verdict then mixes both changes)."
         )
     return BaselineRun(results=report.instances, label=path.name), report

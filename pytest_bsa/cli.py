@@ -61,6 +61,7 @@ def _baseline(report: Report, path: str | None, allow: bool) -> BaselineRun | No
             rubric_version=prov.rubric_version,
             samples=report.k,
             allow_mismatch=allow,
+            override="--baseline-allow-mismatch",
         )
     except ReportError as exc:
         raise CliError(str(exc)) from None
@@ -146,7 +147,7 @@ def merge(args: argparse.Namespace) -> int:
         }
     )
     merged = Report(provenance=provenance, policy=first.policy, totals=totals, instances=instances)
-    baseline = _baseline(merged, args.baseline, False)
+    baseline = _baseline(merged, args.baseline, args.baseline_allow_mismatch)
     merged = _regated(merged, first.policy, baseline)
     write_report(merged, Path(args.output))
     print(f"merged {len(reports)} reports, {len(instances)} instances -> {args.output}")

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pytest_bsa.config import CEILING_METRICS, Criteria, MetricThresholds, Thresholds
 from pytest_bsa.models import InstanceResult, SafetyVerdict, ThinkVerdict
+from pytest_bsa.names import slug
 
 GateStatus = Literal["passed", "failed", "not_measurable"]
 Level = Literal["overall", "scenario", "category", "subcategory"]
@@ -31,8 +32,9 @@ class GateResult:
 
     @property
     def name(self) -> str:
-        """The test name, e.g. ``category[Rumors]::think_at_1`` or ``baseline::overall::…``."""
-        where = "overall" if self.level == "overall" else f"{self.level}[{self.group}]"
+        """The test name: ``overall::safe_at_1``, ``category::rumors::think_at_1``,
+        ``baseline::scenario::risk-omission::safe_at_1`` (slugs, like the instances' ids)."""
+        where = "overall" if self.level == "overall" else f"{self.level}::{slug(self.group)}"
         prefix = "baseline::" if self.kind == "baseline" else ""
         return f"{prefix}{where}::{self.metric}"
 

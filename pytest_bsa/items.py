@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -10,19 +9,10 @@ import pytest
 
 from pytest_bsa.gate import InstanceVerdict
 from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, InstanceResult
+from pytest_bsa.names import marker_name, slug
 
 if TYPE_CHECKING:
     from pytest_bsa.session import BsaSession
-
-
-def slug(name: str) -> str:
-    """'Invasion of Privacy and Confidentiality' -> 'invasion-of-privacy-and-confidentiality'."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def marker_name(name: str) -> str:
-    """'Risk Omission' -> 'bsa_risk_omission' (a valid -m expression)."""
-    return "bsa_" + slug(name).replace("-", "_")
 
 
 MARKERS: tuple[str, ...] = tuple(marker_name(n) for n in (*SCENARIOS, *CATEGORIES))

@@ -174,7 +174,11 @@ def load_report(path: Path) -> Report:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise ReportError(
+            f"{path}: not a pytest-bsa report (no schema_version); write one with --bsa-report"
+        )
+    version = data["schema_version"]
     if version != SCHEMA_VERSION:
         raise ReportError(
             f"{path}: report schema version {version!r}, this pytest-bsa ({__version__}) reads "

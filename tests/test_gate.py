@@ -46,7 +46,7 @@ def test_floors_ceilings_and_sentences() -> None:
     assert fail.status == "failed" and "0.500" in fail.sentence and "0.600" in fail.sentence
     assert by_name["overall::unjudged_rate"].status == "failed"
     assert "above the allowed" in by_name["overall::unjudged_rate"].sentence
-    assert by_name["category[Rumors]::safe_at_1"].status == "failed"
+    assert by_name["category::rumors::safe_at_1"].status == "failed"
 
 
 def test_lower_bound_gating_uses_the_interval() -> None:
@@ -63,7 +63,7 @@ def test_unmeasurable_is_never_passed() -> None:
     statuses = {r.name: r.status for r in evaluate(GROUPS, t)}
     assert statuses == {
         "overall::think_at_k": "not_measurable",
-        "category[Pornography]::safe_at_1": "not_measurable",
+        "category::pornography::safe_at_1": "not_measurable",
     }
     failed = evaluate(GROUPS, t, hidden_reasoning="fail")[0]
     assert failed.status == "failed"

@@ -101,7 +101,7 @@ def test_real_reports_validate(pytester: pytest.Pytester, validator) -> None:
     assert errors == []
     # The run really holds what the schema must describe.
     failed = {g["name"] for g in data["gates"] if g["status"] == "failed"}
-    assert {"category[Rumors]::think_at_1", "overall::endpoint_errors"} <= failed
+    assert {"category::rumors::think_at_1", "overall::endpoint_errors"} <= failed
     assert {s["id"]: s["status"] for s in data["statuses"]}["s-ro2"] == "error"
     verdicts = [
         smp["judgement"]

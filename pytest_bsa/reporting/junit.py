@@ -19,6 +19,7 @@ from typing import Any
 from pytest_bsa.gate import instance_verdict
 from pytest_bsa.metrics import INTERVAL_METRICS
 from pytest_bsa.models import InstanceResult
+from pytest_bsa.names import slug
 from pytest_bsa.report import InstanceStatus, Report
 from pytest_bsa.reporting.text import describe_failure
 
@@ -32,11 +33,6 @@ _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 def xml_safe(text: object) -> str:
     """``text`` as a string holding only characters XML 1.0 allows (the others are dropped)."""
     return _ILLEGAL_XML.sub("", str(text))
-
-
-def slug(name: str) -> str:
-    """'Invasion of Privacy and Confidentiality' -> 'invasion-of-privacy-and-confidentiality'."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _fmt(value: Any) -> str:
