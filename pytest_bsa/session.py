@@ -253,9 +253,14 @@ class BsaSession:
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            from pytest_bsa.engine.build import build_engine
+            from pytest_bsa.engine.build import EndpointUnreachable, build_engine
 
-            self._engine, self._simulator = build_engine(self.settings, _cache_dir(self.settings))
+            try:
+                self._engine, self._simulator = build_engine(
+                    self.settings, _cache_dir(self.settings)
+                )
+            except EndpointUnreachable as exc:
+                raise pytest.UsageError(f"pytest-bsa: {exc}") from None
             self.summary.engine_stats = self._engine.stats
         return self._engine
 

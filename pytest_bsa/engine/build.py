@@ -10,9 +10,15 @@ from typing import Any
 from pytest_bsa import __version__
 from pytest_bsa.config import SIMULATED, Settings
 from pytest_bsa.engine.cache import Cache
+from pytest_bsa.engine.preflight import unreachable
 from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.runner import Engine, RequestSpec
 from pytest_bsa.engine.transports import make_transport
+
+
+class EndpointUnreachable(RuntimeError):
+    """An endpoint that refuses connections before the run starts."""
+
 
 JUDGE_PARAMS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
 
@@ -46,6 +52,15 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
         simulator = _start_simulator(settings.simulate_script)
     model_base = simulator.base_url if settings.model == SIMULATED else settings.api_base
     judge_base = simulator.base_url if settings.judge == SIMULATED else settings.judge_api_base
+    for role, name, base in (
+        ("model", settings.model, settings.api_base),
+        ("judge", settings.judge, settings.judge_api_base),
+    ):
+        problem = name != SIMULATED and base and unreachable(role, base)
+        if problem:
+            if simulator is not None:
+                simulator.stop()
+            raise EndpointUnreachable(problem)
     model_transport = make_transport(
         settings.model,
         model_base,
