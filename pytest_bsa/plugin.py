@@ -58,6 +58,12 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_bsa import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bsa", "Beyond Safe Answers benchmark (pytest-bsa)")
     add = group.addoption

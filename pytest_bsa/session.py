@@ -149,6 +149,9 @@ class BsaSession:
             )
             if settings.shard:
                 instances = ds.shard(instances, *settings.shard)
+            chosen = config.hook.pytest_bsa_select(instances=list(instances), config=config)
+            if chosen is not None:
+                instances = list(chosen)
             baseline = _load_baseline(config, settings, source)
         except (ConfigError, ds.DatasetError, ReportError) as exc:
             raise pytest.UsageError(f"pytest-bsa: {exc}") from None
@@ -295,7 +298,9 @@ class BsaSession:
     def pytest_runtest_logreport(self, report: TestReport) -> None:
         data = getattr(report, "bsa_result", None)
         if data is not None and not self.is_worker:
-            self.summary.add(InstanceResult.model_validate(data))
+            result = InstanceResult.model_validate(data)
+            self.summary.add(result)
+            self.config.hook.pytest_bsa_instance_done(result=result, config=self.config)
 
     def _report_gates(self, session: pytest.Session) -> None:
         """Each gate becomes its own test report, so terminal, JUnit and exit code agree."""
@@ -385,9 +390,12 @@ class BsaSession:
         )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or not self.summary.results or not self.outputs.any:
+        hooked = self.config.pluginmanager.hook.pytest_bsa_report.get_hookimpls()
+        if self.is_worker or not self.summary.results or not (self.outputs.any or hooked):
             return
-        lines = write_outputs(self.build_report(), self.outputs)
+        report = self.build_report()
+        self.config.hook.pytest_bsa_report(report=report, config=self.config)
+        lines = write_outputs(report, self.outputs)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         for line in lines:
             if reporter is not None:
