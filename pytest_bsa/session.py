@@ -290,12 +290,17 @@ class BsaSession:
             if call.excinfo is not None and isinstance(call.excinfo.value, EndpointError):
                 # pytest renders setup errors as tracebacks; ours is about the endpoint.
                 report.longrepr = describe_failure(item.result, "endpoint errors after retries")
-            report.bsa_result = item.result.model_dump(mode="json")  # type: ignore[attr-defined]
+            if self.is_worker:  # the result travels to the controller with the report
+                report.bsa_result = item.result.model_dump(mode="json")  # type: ignore[attr-defined]
+            else:
+                self.summary.add(item.result)
+                self.config.hook.pytest_bsa_instance_done(result=item.result, config=self.config)
             # pytest's --junitxml writes the item's properties from the teardown report.
             item.user_properties.extend(self.summary.junit_properties(item.result))
         return report
 
     def pytest_runtest_logreport(self, report: TestReport) -> None:
+        """On the pytest-xdist controller: the workers' results arrive with their reports."""
         data = getattr(report, "bsa_result", None)
         if data is not None and not self.is_worker:
             result = InstanceResult.model_validate(data)
@@ -414,6 +419,10 @@ class BsaSession:
             terminalreporter.write_line(f"GATE FAILED {gate.name}: {gate.sentence}", red=True)
 
     def close(self) -> None:
+        # Release the samples (10,000 in a full run) before pytest's final garbage collection.
+        self.summary.results.clear()
+        for item in self.items:
+            item.result = None
         if self._engine is not None:
             self._engine.close()
             self._engine = None

@@ -157,7 +157,7 @@ class Engine:
         self._next_priority = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
-        self._slots: PrioritySlots | None = None
+        self._slots: dict[str, PrioritySlots] = {}
         self._thread = threading.Thread(target=self._serve, name="bsa-engine", daemon=True)
         self._ready = threading.Event()
         self._thread.start()
@@ -170,7 +170,8 @@ class Engine:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._slots = PrioritySlots(self._concurrency)
+        # One pool per endpoint role: judge calls never hold back the model's (and vice versa).
+        self._slots = {role: PrioritySlots(self._concurrency) for role in ("model", "judge")}
         self._loop.call_soon(self._ready.set)
         self._loop.run_forever()
 
@@ -305,14 +306,14 @@ class Engine:
         spec = self.model if role == "model" else self.judge_spec
         limiter = self._limiters[role]
         priority = (_priority.get(), 1 if role == "judge" else 0)
-        assert self._slots is not None
+        slots = self._slots[role]
 
         async def attempt() -> Completion:
             if self.max_cost is not None and self.total_cost >= self.max_cost:
                 raise CostLimitReached(self.max_cost)
             if limiter.limited:
                 await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
-            async with self._slots.slot(priority):
+            async with slots.slot(priority):
                 counters.calls += 1
                 completion = await transport.complete(request, timeout=self.timeout)
             return _priced(completion, spec.price)
