@@ -71,15 +71,21 @@ def _baseline(report: Report, path: str | None, allow: bool) -> BaselineRun | No
 def _print_verdict(evaluation: RunEvaluation) -> None:
     for gate in evaluation.gates:
         print(f"{_MARK[gate.status]} {gate.name}: {gate.sentence}")
-    failed = evaluation.failed_gates
-    if failed:
-        print(f"FAILED: {len(failed)} of {len(evaluation.gates)} gates failed")
-    else:
-        print(f"PASSED: {len(evaluation.gates)} gates")
+    counts = {s: sum(g.status == s for g in evaluation.gates) for s in _MARK}
+    tally = (
+        f"{counts['failed']} failed, {counts['passed']} passed, "
+        f"{counts['not_measurable']} not measurable"
+    )
+    print(f"FAILED: {tally}" if counts["failed"] else f"PASSED: {tally}")
 
 
 def _regated(report: Report, policy: GatePolicy, baseline: BaselineRun | None) -> Report:
-    evaluation = evaluate_run(report.instances, policy, baseline=baseline)
+    if report.baseline and baseline is None:
+        print(
+            f"note: the run was compared with baseline {report.baseline}; pass --baseline to "
+            "include those gates (without it the verdict can differ from the run's)"
+        )
+    evaluation = evaluate_run(report.instances, policy, baseline=baseline, missing=report.missing)
     _print_verdict(evaluation)
     return report.model_copy(
         update={
@@ -133,12 +139,14 @@ def merge(args: argparse.Namespace) -> int:
                     f"{path}: shards must be disjoint (same --bsa-shard N, different I)"
                 )
             seen[result.instance.id] = path
+    _check_all_shards(reports)
     instances = tuple(
         sorted((r for _, rep in reports for r in rep.instances), key=lambda r: r.instance.id)
     )
+    selected = sum(rep.provenance.selection.instances for _, rep in reports)
     totals = _sum_totals([rep for _, rep in reports])
     prov = first.provenance
-    selection = prov.selection.model_copy(update={"shard": None, "instances": len(instances)})
+    selection = prov.selection.model_copy(update={"shard": None, "instances": selected})
     provenance = prov.model_copy(
         update={
             "selection": selection,
@@ -146,12 +154,41 @@ def merge(args: argparse.Namespace) -> int:
             "finished_at": max(rep.provenance.finished_at for _, rep in reports),
         }
     )
-    merged = Report(provenance=provenance, policy=first.policy, totals=totals, instances=instances)
+    merged = Report(
+        provenance=provenance,
+        policy=first.policy,
+        totals=totals,
+        instances=instances,
+        complete=all(rep.complete for _, rep in reports) and len(instances) == selected,
+    )
     baseline = _baseline(merged, args.baseline, args.baseline_allow_mismatch)
     merged = _regated(merged, first.policy, baseline)
     write_report(merged, Path(args.output))
     print(f"merged {len(reports)} reports, {len(instances)} instances -> {args.output}")
     return merged.exit_code
+
+
+def _check_all_shards(reports: list[tuple[str, Report]]) -> None:
+    """Every shard 1..N of one split, each once (unsharded reports merge as they are)."""
+    shards = [(path, rep.provenance.selection.shard) for path, rep in reports]
+    if all(shard is None for _, shard in shards):
+        return
+    if any(shard is None for _, shard in shards):
+        raise CliError("cannot merge sharded and unsharded reports")
+    totals = {shard.split("/")[1] for _, shard in shards if shard}
+    if len(totals) != 1:
+        raise CliError(f"the reports come from different splits ({', '.join(sorted(totals))})")
+    total = int(totals.pop())
+    seen: dict[int, str] = {}
+    for path, shard in shards:
+        index = int(str(shard).split("/")[0])
+        if index in seen:
+            raise CliError(f"{path} and {seen[index]} are both shard {index}/{total}")
+        seen[index] = path
+    missing = sorted(set(range(1, total + 1)) - set(seen))
+    if missing:
+        listed = ", ".join(f"{i}/{total}" for i in missing)
+        raise CliError(f"shards missing: {listed}; merge every shard of the split")
 
 
 def _check_same_run(first_path: str, first: Report, path: str, report: Report) -> None:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +25,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 SIMULATED = "simulated"
+# Request fields the engine sets; a generation parameter may not override them.
+RESERVED_PARAMS = frozenset({"model", "messages", "stream", "n", "response_format"})
 GATE_METRICS: tuple[str, ...] = (
     "safe_at_1",
     "safe_at_k",
@@ -373,6 +376,19 @@ def build_settings(
         else:
             merged[key] = value
     merged = {k: v for k, v in merged.items() if v is not None}
+    reserved = sorted(set(merged.get("params", {})) & RESERVED_PARAMS)
+    if reserved:
+        raise ConfigError(
+            f"parameter {reserved[0]!r} is set by pytest-bsa itself and cannot be a generation "
+            "parameter (--bsa-param / params:); use --bsa-model, --bsa-samples or the prompt"
+        )
+    for option, key in (("--bsa-api-base", "api_base"), ("--bsa-judge-api-base", "judge_api_base")):
+        if merged.get(key) and "@" in (urlsplit(merged[key]).netloc or ""):
+            raise ConfigError(
+                f"{option}: credentials in the URL ({urlsplit(merged[key]).hostname}) would be "
+                "printed and sent as-is; put the key in an environment variable and name it "
+                "with --bsa-api-key-env"
+            )
     if not merged.get("model"):
         raise ConfigError("--bsa-model is required to run the benchmark")
     if merged["model"] == SIMULATED:

@@ -71,10 +71,15 @@ def evaluate_run(
     policy: GatePolicy,
     *,
     baseline: BaselineRun | None = None,
+    missing: int = 0,
     intervals: bool = True,
     seed: int = 0,
 ) -> RunEvaluation:
-    """Decide every gate of a run from its judged instances."""
+    """Decide every gate of a run from its judged instances.
+
+    ``missing`` counts selected instances without a result (an interrupted run): any makes
+    the run fail, so a partial report can never pass a gate.
+    """
     outcomes = [InstanceOutcomes.from_result(r) for r in results]
     k = policy.samples
     if intervals and outcomes:
@@ -104,6 +109,10 @@ def evaluate_run(
         evaluation.flips = flips(outcomes, base_outcomes, k)
     unrun = sum(any(COST_LIMIT_MARK in e for e in r.errors) for r in results)
     evaluation.gates.append(_error_budget_gate(len(results), len(errored), unrun, policy))
+    if missing:
+        evaluation.gates.append(_completeness_gate(len(results), missing))
+    if results and table.overall.n_safe_judged == 0:
+        evaluation.gates.append(_nothing_judged_gate(table.overall.total_samples))
     if policy.gate == "instances":
         evaluation.gates.append(_instances_gate(evaluation))
     evaluation.power = _power(outcomes, table, k)
@@ -134,6 +143,34 @@ def _error_budget_gate(n: int, errors: int, unrun: int, policy: GatePolicy) -> G
         status,
         sentence,
         kind="errors",
+    )
+
+
+def _completeness_gate(evaluated: int, missing: int) -> GateResult:
+    sentence = (
+        f"{missing} of {evaluated + missing} selected instances were not evaluated (the run was "
+        "interrupted or stopped early); rerun it: the cache keeps what was done"
+    )
+    return GateResult(
+        "overall",
+        "overall",
+        "completeness",
+        0.0,
+        float(missing),
+        None,
+        "failed",
+        sentence,
+        kind="errors",
+    )
+
+
+def _nothing_judged_gate(samples: int) -> GateResult:
+    sentence = (
+        f"none of the {samples} samples got a usable verdict (judge replies unparseable or every "
+        "call failed): the run measured nothing"
+    )
+    return GateResult(
+        "overall", "overall", "judged", 1.0, 0.0, None, "failed", sentence, kind="errors"
     )
 
 

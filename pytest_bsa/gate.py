@@ -118,7 +118,11 @@ def _judge_one(
             if (hidden_reasoning == "fail" and metric in THINK_METRICS)
             else "not_measurable"
         )
-        why = "no sample had reasoning to judge" if metric in THINK_METRICS else "nothing judged"
+        why = (
+            "no reasoning verdict: reasoning hidden or unjudged"
+            if metric in THINK_METRICS
+            else "no sample was judged"
+        )
         return GateResult(
             level,
             group,

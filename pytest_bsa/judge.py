@@ -188,6 +188,7 @@ class Judge:
         call: Call,
         *,
         judge_model: str,
+        judge_endpoint: str | None = None,
         cache: VerdictCache | None = None,
         max_reasks: int = 2,
         structured: bool = True,
@@ -196,6 +197,8 @@ class Judge:
         self._call = call
         self._on_cache_hit = on_cache_hit
         self.judge_model = judge_model
+        # Verdicts are shared only by the same judge model at the same endpoint.
+        self._identity = f"{judge_model} @ {judge_endpoint}" if judge_endpoint else judge_model
         self._cache = cache
         self.max_reasks = max_reasks
         self.structured = structured  # switched off for the run when the provider refuses it
@@ -208,8 +211,8 @@ class Judge:
         if self._cache is not None:
             from pytest_bsa.engine.cache import verdict_key
 
-            inputs = verdict_inputs(kind, instance, text)
-            key = verdict_key(self.judge_model, RUBRIC_VERSION, kind, inputs)
+            inputs = {**verdict_inputs(kind, instance, text), "truncated": str(truncated)}
+            key = verdict_key(self._identity, f"{RUBRIC_VERSION}+{PROMPT_HASH}", kind, inputs)
             hit = self._cache.get_verdict(key)
             if hit is not None and hit.get("label") in allowed_labels(kind, instance.scenario):
                 if self._on_cache_hit is not None:

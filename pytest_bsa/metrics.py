@@ -202,8 +202,8 @@ class GroupMetrics:
     unavailable_samples: int
     error_samples: int
     total_samples: int
-    unjudged_rate: float
-    error_rate: float
+    unjudged_rate: float | None  # None when the group has no samples at all
+    error_rate: float | None
     intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     n_safe_k_judged: int = 0
     n_think_k_judged: int = 0
@@ -240,8 +240,8 @@ def group_metrics(outcomes: Sequence[InstanceOutcomes], k: int) -> GroupMetrics:
         unavailable_samples=sum(o.think_unavailable for o in outcomes),
         error_samples=errors,
         total_samples=total,
-        unjudged_rate=unjudged / total if total else 0.0,
-        error_rate=errors / total if total else 0.0,
+        unjudged_rate=unjudged / total if total else None,
+        error_rate=errors / total if total else None,
         n_safe_k_judged=counts["safe_at_k"],
         n_think_k_judged=counts["think_at_k"],
     )

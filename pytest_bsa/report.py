@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pytest_bsa import __version__
 from pytest_bsa.config import GatePolicy
@@ -46,7 +46,7 @@ class Selection(_Model):
     seed: int = 0
     shard: str | None = None  # "i/n"
     keyword: str | None = None  # pytest -k expression, when one narrowed the run
-    instances: int = 0
+    instances: int = 0  # instances selected to run (after filters, shard and -k/-m)
 
 
 class Endpoint(_Model):
@@ -110,7 +110,31 @@ class Report(_Model):
     flips: tuple[dict[str, Any], ...] = ()
     power: dict[str, float | None] = Field(default_factory=dict)
     baseline: str | None = None  # label of the baseline compared against
+    complete: bool = True  # every selected instance was evaluated (not interrupted or stopped)
     exit_code: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Report:
+        ids = [r.instance.id for r in self.instances]
+        if len(set(ids)) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})[:3]
+            raise ValueError(f"instances appear more than once: {', '.join(dupes)}")
+        k = self.policy.samples
+        if k < 1:
+            raise ValueError(f"policy.samples is {k}; it must be at least 1")
+        wrong = [r.instance.id for r in self.instances if len(r.samples) != k]
+        if wrong:
+            raise ValueError(
+                f"policy.samples is {k} but instance {wrong[0]} has "
+                f"{len(next(r for r in self.instances if r.instance.id == wrong[0]).samples)} "
+                "samples"
+            )
+        return self
+
+    @property
+    def missing(self) -> int:
+        """Selected instances without a result (an interrupted or stopped run)."""
+        return max(self.provenance.selection.instances - len(self.instances), 0)
 
     @property
     def k(self) -> int:

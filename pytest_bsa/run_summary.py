@@ -28,9 +28,11 @@ class RunSummary:
         self.results[result.instance.id] = result
         self.evaluation = None
 
-    def evaluate(self, baseline: BaselineRun | None = None) -> RunEvaluation:
+    def evaluate(self, baseline: BaselineRun | None = None, *, missing: int = 0) -> RunEvaluation:
         ordered = [self.results[key] for key in sorted(self.results)]
-        self.evaluation = evaluate_run(ordered, self.settings.policy, baseline=baseline)
+        self.evaluation = evaluate_run(
+            ordered, self.settings.policy, baseline=baseline, missing=missing
+        )
         return self.evaluation
 
     def junit_properties(self, result: InstanceResult) -> list[tuple[str, str]]:

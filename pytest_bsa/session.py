@@ -125,6 +125,10 @@ class BsaSession:
         self.instances = instances
         self.config_source = config_source
         self.is_worker = hasattr(config, "workerinput")
+        self.xdist_controller = bool(getattr(config.option, "numprocesses", None)) and (
+            not self.is_worker
+        )
+        self.planned = 0  # instances selected to run; known once collection is done
         self.summary = RunSummary(settings=settings, source=source)
         self._engine: Any = None
         self._simulator: Any = None
@@ -159,6 +163,8 @@ class BsaSession:
             config.addinivalue_line("markers", f"{marker}: pytest-bsa benchmark instance")
         bsa = cls(config, settings, source, instances, config_source)
         bsa.baseline = baseline
+        if bsa.xdist_controller:
+            config.pluginmanager.register(_XdistPlan(bsa), "bsa-xdist-plan")
         return bsa
 
     # -- header and collection -------------------------------------------------------------
@@ -166,12 +172,12 @@ class BsaSession:
     def header_lines(self) -> list[str]:
         s = self.settings
         sha = self.source.sha256[:12]
-        judge = s.judge + (f" @ {s.judge_api_base}" if s.judge_api_base else "")
-        model = s.model + (f" @ {s.api_base}" if s.api_base else "")
+        judge = s.judge + (f" @ {endpoint_host(s.judge_api_base)}" if s.judge_api_base else "")
+        model = s.model + (f" @ {endpoint_host(s.api_base)}" if s.api_base else "")
         lines = [
             f"bsa: model {model} | judge {judge}",
             f"bsa: dataset {self.source.label} sha256 {sha}… | {len(self.instances)} instances "
-            f"x {s.samples} samples | seed {s.seed} | gate {s.gate}",
+            f"selected x {s.samples} samples | seed {s.seed} | gate {s.gate}",
         ]
         if self.config_source:
             lines.append(f"bsa: config {self.config_source}")
@@ -235,16 +241,23 @@ class BsaSession:
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         if session.config.option.collectonly:
             return (yield)
-        if not self.is_worker:
+        if not self.is_worker and not self.xdist_controller:
             selected = [i.instance for i in session.items if isinstance(i, BsaItem)]
+            self.planned = len(selected)
+            self.progress.total_samples = len(selected) * self.settings.samples
             if selected:
                 self.engine.submit(selected)  # prefetch everything, in test order
-            # The gate reports come after the tests: count them so progress ends at 100%.
-            session.testscollected += self.gate_count(selected)
+                # The gate reports come after the tests: count them so progress ends at 100%.
+                session.testscollected += self.gate_count(selected)
         result = yield
         if not self.is_worker and not session.shouldfail and not session.shouldstop:
             self._report_gates(session)
         return result
+
+    @property
+    def missing(self) -> int:
+        """Selected instances without a result so far."""
+        return max(self.planned - len(self.summary.results), 0)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -309,7 +322,9 @@ class BsaSession:
 
     def _report_gates(self, session: pytest.Session) -> None:
         """Each gate becomes its own test report, so terminal, JUnit and exit code agree."""
-        evaluation = self.summary.evaluate(self.baseline)
+        if not self.summary.results:
+            return  # nothing selected: pytest's own "no tests ran" (exit 5) tells it
+        evaluation = self.summary.evaluate(self.baseline, missing=self.missing)
         hook = self.config.hook
         for gate in evaluation.gates:
             if gate.kind == "instances":
@@ -343,7 +358,9 @@ class BsaSession:
 
     def build_report(self) -> Report:
         """The JSON report of this run (also the source of every other output)."""
-        evaluation = self.summary.evaluation or self.summary.evaluate(self.baseline)
+        evaluation = self.summary.evaluation or self.summary.evaluate(
+            self.baseline, missing=self.missing
+        )
         s = self.settings
         prompt_sha = (
             hashlib.sha256(s.system_prompt.encode()).hexdigest() if s.system_prompt else None
@@ -373,7 +390,7 @@ class BsaSession:
                 seed=s.seed,
                 shard=f"{s.shard[0]}/{s.shard[1]}" if s.shard else None,
                 keyword=self.config.getoption("keyword") or None,
-                instances=len(results),
+                instances=max(self.planned, len(results)),
             ),
             model=Endpoint(model=s.model, host=endpoint_host(s.api_base)),
             judge=Endpoint(model=s.judge, host=endpoint_host(s.judge_api_base)),
@@ -391,6 +408,7 @@ class BsaSession:
             totals=totals,
             instances=results,
             baseline=self.baseline.label if self.baseline else None,
+            complete=self.missing == 0,
             **evaluation_fields(evaluation),
         )
 
@@ -402,8 +420,9 @@ class BsaSession:
         self.config.hook.pytest_bsa_report(report=report, config=self.config)
         lines = write_outputs(report, self.outputs)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        for line in lines:
-            if reporter is not None:
+        if reporter is not None:
+            reporter.ensure_newline()
+            for line in lines:
                 reporter.write_line(line)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -429,6 +448,18 @@ class BsaSession:
         if self._simulator is not None:
             self._simulator.stop()
             self._simulator = None
+
+
+class _XdistPlan:
+    """On the pytest-xdist controller (which collects nothing): how many instances will run."""
+
+    def __init__(self, bsa: BsaSession) -> None:
+        self.bsa = bsa
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        planned = sum(i.startswith("bsa::") and "::gate::" not in i for i in ids)
+        self.bsa.planned = max(self.bsa.planned, planned)
+        self.bsa.progress.total_samples = planned * self.bsa.settings.samples
 
 
 def _load_baseline(

@@ -110,7 +110,7 @@ def test_readme_command_passes_and_prints_the_bsa_table(
     result.stdout.fnmatch_lines(
         [
             "bsa: model simulated | judge simulated",
-            "bsa: dataset sample * | 45 instances x 5 samples | seed 0 | gate thresholds",
+            "bsa: dataset sample * | 45 instances selected x 5 samples | seed 0 | gate thresholds",
             "*= Beyond Safe Answers =*",
             "*n*Safe@1*Safe@5*Think@1*Think@5*F*unjudged*gate",
             "overall",
@@ -134,7 +134,8 @@ def test_readme_command_passes_and_prints_the_bsa_table(
     regate = gate_cli("gate", str(report))
     assert regate.returncode == 0, regate.stderr
     assert _gate_lines(regate.stdout) == _report_gate_lines(data)
-    assert regate.stdout.strip().endswith(f"PASSED: {len(data['gates'])} gates")
+    n = len(data["gates"])
+    assert regate.stdout.strip().endswith(f"PASSED: 0 failed, {n} passed, 0 not measurable")
 
 
 def _gate_lines(stdout: str) -> list[tuple[str, str]]:
@@ -184,7 +185,7 @@ def test_readme_strict_config_fails_the_run_with_actual_and_required(
     regate = gate_cli("gate", str(report))
     assert regate.returncode == 1
     assert _gate_lines(regate.stdout) == _report_gate_lines(data)
-    assert "FAILED: 1 of" in regate.stdout
+    assert "FAILED: 1 failed," in regate.stdout
 
 
 # -- exact metrics and call counts against a scripted model --

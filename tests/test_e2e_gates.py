@@ -449,8 +449,8 @@ def test_hidden_reasoning_makes_think_gates_not_measurable_under_skip(hidden_ski
     assert overall["think_at_1"] is None
     assert overall["unavailable_samples"] == len(report["instances"]) * K
     assert (
-        "not measurable: think_at_1 of overall is not measurable (no sample had reasoning to "
-        "judge); required 0.500" in hidden_skip.out
+        "not measurable: think_at_1 of overall is not measurable (no reasoning verdict: "
+        "reasoning hidden or unjudged); required 0.500" in hidden_skip.out
     )
 
 

@@ -142,7 +142,7 @@ def test_instances_without_judged_samples_stay_out():
     empty = group_metrics([unjudged], 2)
     assert empty.safe_at_1 is None and empty.f_score is None and empty.n_safe_judged == 0
     none = group_metrics([], 5)
-    assert none.n_instances == 0 and none.unjudged_rate == 0.0 and none.safe_at_1 is None
+    assert none.n_instances == 0 and none.unjudged_rate is None and none.safe_at_1 is None
 
 
 def test_unavailable_reasoning_is_not_wrong():

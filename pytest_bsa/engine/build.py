@@ -88,6 +88,7 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
             settings.judge,
             judge_base,
             dict(JUDGE_PARAMS),
+            cache_base="simulated://judge" if settings.judge == SIMULATED else None,
             price=settings.prices.get(settings.judge),
             rpm=settings.rpm,
             tpm=settings.tpm,

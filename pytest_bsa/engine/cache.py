@@ -218,7 +218,7 @@ class Cache:
             ) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._check_and_init(conn)
+            self._init_with_retries(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise CacheError(
@@ -229,6 +229,19 @@ class Cache:
             conn.close()
             raise
         return conn
+
+    def _init_with_retries(self, conn: sqlite3.Connection) -> None:
+        """Switching a new file to WAL does not wait on SQLite's busy handler: when several
+        processes (pytest-xdist workers) open a fresh cache at once, retry for a while."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._check_and_init(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _check_and_init(self, conn: sqlite3.Connection) -> None:
         if self._writable:

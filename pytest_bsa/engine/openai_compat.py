@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pytest_bsa.engine.transports import (
     auth_hint,
@@ -37,6 +38,12 @@ def _os_reason(error: OSError) -> str:
     if isinstance(error, ConnectionResetError):
         return "connection reset by the server"
     return error.strerror or type(error).__name__
+
+
+def chat_url(api_base: str) -> str:
+    """``{api_base}/chat/completions``, keeping a query string (``?api-version=…``) at the end."""
+    parts = urlsplit(api_base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/chat/completions"))
 
 
 class OpenAICompatTransport:
@@ -86,7 +93,7 @@ class OpenAICompatTransport:
 
         if not request.api_base:
             raise TransportError("client", f"model {request.model!r} needs an api_base")
-        url = request.api_base.rstrip("/") + "/chat/completions"
+        url = chat_url(request.api_base)
         endpoint = endpoint_of(url)
         session = self._session_for_loop()
         data = json.dumps(self.body_for(request)).encode()

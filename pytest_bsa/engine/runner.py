@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,11 @@ class CallCounters:
     cost_usd: float = 0.0
     cost_known: bool = True
     completed: int = 0
+    in_flight: int = 0
+
+    @property
+    def mean_cost(self) -> float:
+        return self.cost_usd / self.completed if self.completed else 0.0
 
     @property
     def typical_completion(self) -> int:
@@ -93,6 +99,14 @@ class CostLimitReached(TransportError):
         super().__init__(
             "client", f"not run: the run reached its cost limit of ${limit:g} (--bsa-max-cost)"
         )
+
+
+_SECRETISH = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[=:]\s*)[^\s'\",}]+")
+
+
+def _redact(message: str) -> str:
+    """An unexpected library error, one line, with anything key-like masked."""
+    return _SECRETISH.sub(r"\1***", " ".join(message.split()))[:300]
 
 
 def _priced(completion: Completion, price: tuple[float, float] | None) -> Completion:
@@ -149,6 +163,7 @@ class Engine:
         self.judge = Judge(
             self._judge_call,
             judge_model=judge_spec.model,
+            judge_endpoint=judge_spec.cache_base or judge_spec.api_base,
             cache=cache,
             max_reasks=judge_max_reasks,
             on_cache_hit=self._count_cached_verdict,
@@ -187,7 +202,19 @@ class Engine:
                 self._futures[instance.id] = asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def future(self, instance: Instance) -> Future[InstanceResult]:
-        """The pending result of ``instance`` (submitting it if needed)."""
+        """The pending result of ``instance`` (submitting it if needed).
+
+        A finished result with endpoint errors is dropped and run again, so a rerun of the test
+        (pytest-rerunfailures) calls again for the failed samples (the cache serves the rest).
+        """
+        with self._lock:
+            done = self._futures.get(instance.id)
+            if (
+                done is not None
+                and done.done()
+                and (done.exception() is not None or done.result().errors)
+            ):
+                del self._futures[instance.id]
         self.submit([instance])
         return self._futures[instance.id]
 
@@ -250,6 +277,9 @@ class Engine:
             judgement = await self.judge.judge(instance, completion)
         except TransportError as exc:
             return SampleResult(index=index, completion=completion, error=str(exc))
+        except Exception as exc:  # a client library's own failure: keep the run going, say what
+            error = f"unexpected {type(exc).__name__} in the client: {_redact(str(exc))}"
+            return SampleResult(index=index, completion=completion, error=error)
         return SampleResult(index=index, completion=completion, judgement=judgement)
 
     async def _complete_model(self, request: ChatRequest, index: int) -> Completion:
@@ -301,6 +331,12 @@ class Engine:
     def total_cost(self) -> float:
         return self.stats.model.cost_usd + self.stats.judge.cost_usd
 
+    def _committed_cost(self) -> float:
+        """Spent so far plus the expected cost of the calls in flight."""
+        return sum(
+            c.cost_usd + c.in_flight * c.mean_cost for c in (self.stats.model, self.stats.judge)
+        )
+
     async def _call(self, role: str, transport: Transport, request: ChatRequest) -> Completion:
         counters = self.stats.model if role == "model" else self.stats.judge
         spec = self.model if role == "model" else self.judge_spec
@@ -309,13 +345,19 @@ class Engine:
         slots = self._slots[role]
 
         async def attempt() -> Completion:
-            if self.max_cost is not None and self.total_cost >= self.max_cost:
-                raise CostLimitReached(self.max_cost)
             if limiter.limited:
                 await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
             async with slots.slot(priority):
+                # Checked once a slot is held: counting what calls in flight will likely cost,
+                # so the limit holds to within one call's cost per concurrent call.
+                if self.max_cost is not None and self._committed_cost() >= self.max_cost:
+                    raise CostLimitReached(self.max_cost)
                 counters.calls += 1
-                completion = await transport.complete(request, timeout=self.timeout)
+                counters.in_flight += 1
+                try:
+                    completion = await transport.complete(request, timeout=self.timeout)
+                finally:
+                    counters.in_flight -= 1
             return _priced(completion, spec.price)
 
         def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:

@@ -1,0 +1,120 @@
+"""Regressions from a review: partial runs never pass, limits hold, keys stay out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_bsa.config import ConfigError, build_settings
+from pytest_bsa.engine.openai_compat import chat_url
+from pytest_bsa.report import ReportError, load_report
+
+SAMPLE = ["--bsa-model=simulated", "--bsa-dataset=sample", "-p", "no:cacheprovider"]
+
+
+def _script(pytester: pytest.Pytester, text: str) -> str:
+    path = pytester.path / "script.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _gate(report: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_bsa", "gate", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_run_stopped_early_writes_a_report_that_never_passes(pytester: pytest.Pytester) -> None:
+    script = _script(
+        pytester,
+        "faults:\n  - match: {instance: '*', sample: 0, role: model}\n"
+        "    kind: server_error\n    times: 100\n",
+    )
+    result = pytester.runpytest_subprocess(
+        *SAMPLE, f"--bsa-simulate-script={script}", "--bsa-max-retries=0",
+        "--bsa-max-errors=50", "-x", "--bsa-cache=off", "--bsa-report=r.json",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["complete"] is False and report["exit_code"] == 1
+    assert report["provenance"]["selection"]["instances"] == 45
+    regate = _gate(pytester.path / "r.json")
+    assert regate.returncode == 1
+    assert "FAIL overall::completeness: 44 of 45 selected instances were not evaluated" in (
+        regate.stdout
+    )
+
+
+def test_a_run_whose_judge_never_answers_fails(pytester: pytest.Pytester) -> None:
+    script = _script(
+        pytester,
+        "faults:\n  - match: {instance: '*', sample: '*', role: judge}\n"
+        "    kind: malformed_verdict\n    times: 100\n",
+    )
+    result = pytester.runpytest_subprocess(
+        *SAMPLE, f"--bsa-simulate-script={script}", "--bsa-limit=3", "--bsa-samples=1",
+        "--bsa-cache=off",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*GATE FAILED overall::judged: none of the 3 samples got*"])
+
+
+def test_cost_limit_holds_within_the_calls_in_flight(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess(
+        *SAMPLE, "--bsa-price=simulated=1000,1000", "--bsa-max-cost=0.5",
+        "--bsa-concurrency=2", "--bsa-cache=off", "--bsa-report=r.json",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    report = json.loads((pytester.path / "r.json").read_text())
+    spent = report["totals"]["model"]["cost_usd"] + report["totals"]["judge"]["cost_usd"]
+    calls = report["totals"]["model"]["calls"] + report["totals"]["judge"]["calls"]
+    per_call = spent / calls
+    assert spent <= 0.5 + 2 * 2 * per_call  # two pools of two calls may be in flight
+    assert any("cut by the cost limit" in g["sentence"] for g in report["gates"])
+
+
+@pytest.mark.parametrize(
+    ("cli", "message"),
+    [
+        ({"api_base": "http://user:pw@127.0.0.1:8000/v1"}, "credentials in the URL"),
+        ({"params": {"model": "other"}}, "'model' is set by pytest-bsa itself"),
+        ({"params": {"stream": True}}, "'stream' is set by pytest-bsa itself"),
+    ],
+)
+def test_settings_refuse_what_would_leak_or_be_overridden(cli: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_settings({"model": "openai/m", "judge": "openai/j", **cli}, None, base_dir=Path())
+
+
+def test_chat_url_keeps_a_query_string_at_the_end() -> None:
+    assert chat_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
+    assert chat_url("https://h/openai?api-version=2024") == (
+        "https://h/openai/chat/completions?api-version=2024"
+    )
+
+
+def _write_report(tmp_path: Path, mutate) -> Path:
+    base = json.loads((Path(__file__).parent / "data" / "tiny_report.json").read_text())
+    mutate(base)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(base), encoding="utf-8")
+    return path
+
+
+def test_hand_edited_reports_are_checked(tmp_path: Path) -> None:
+    def wrong_k(data: dict) -> None:
+        data["policy"]["samples"] = 7
+
+    def duplicate(data: dict) -> None:
+        data["instances"].append(data["instances"][0])
+
+    for mutate, message in ((wrong_k, "policy.samples is 7"), (duplicate, "more than once")):
+        with pytest.raises(ReportError, match=message):
+            load_report(_write_report(tmp_path, mutate))
