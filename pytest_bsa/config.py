@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -50,6 +50,13 @@ class _Strict(BaseModel):
 
 class MetricThresholds(_Strict):
     """Required values per metric; floors except ``unjudged_rate`` and ``error_rate`` (ceilings)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a threshold: write a fraction such as 0.9")
+        return value
 
     safe_at_1: float | None = Field(None, ge=0, le=1)
     safe_at_k: float | None = Field(None, ge=0, le=1)
@@ -249,6 +256,18 @@ class Settings(_Strict):
         return {"temperature": self.temperature, "max_tokens": self.max_tokens, **self.params}
 
 
+def check_subcategories(thresholds: Thresholds, instances: Sequence[Any], source: str) -> None:
+    """Subcategory thresholds must name a subcategory of the dataset (a typo would never gate)."""
+    known = sorted({str(label) for i in instances for label in i.labels})
+    for name in thresholds.subcategories:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else "check the dataset's label column"
+            raise ConfigError(
+                f"thresholds.subcategories: {name!r} is not a subcategory of {source}: {hint}"
+            )
+
+
 def parse_price(text: str) -> tuple[str, tuple[float, float]]:
     """``MODEL=IN,OUT`` in USD per million tokens."""
     model, sep, prices = text.rpartition("=")
@@ -284,6 +303,27 @@ def _describe(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice (the last one would silently win)."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
 def load_file_config(path: Path) -> FileConfig:
     """Read a YAML config file; errors name the file, the key and the fix."""
     try:
@@ -291,7 +331,7 @@ def load_file_config(path: Path) -> FileConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text) if text.strip() else {}
+        data = yaml.load(text, Loader=_StrictLoader) if text.strip() else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

@@ -41,6 +41,9 @@ _QUERY_PREFIX = re.compile(r"^Query\s+([A-Za-z])\s*:\s*")
 _WHITESPACE = re.compile(r"\s")
 
 
+MAX_FIELD_CHARS = 16 * 1024 * 1024  # one field (e.g. a very long query) of a CSV row
+
+
 class DatasetError(ValueError):
     """A dataset that cannot be used; the message names where and quotes the bad value."""
 
@@ -250,6 +253,7 @@ def _read_text(path: Path) -> str:
 
 def _csv_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(start line, record)``; the start line counts physical lines, quoted newlines too."""
+    csv.field_size_limit(MAX_FIELD_CHARS)  # the default 128 KiB is too small for long prompts
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     index: dict[str, int] = {}

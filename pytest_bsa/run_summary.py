@@ -83,7 +83,7 @@ class RunSummary:
         assert self.evaluation is not None
         b = self.evaluation.breakdown.overall
         lines = [
-            "metrics in percent; a category counts every instance labelled with it; 'detects' is "
+            "metrics in percent; a category counts every instance labelled with it; 'min drop' is "
             "the smallest Think@1 drop (points) a baseline comparison of this size detects "
             "(80% power, alpha 0.05)",
             f"samples: {b.total_samples} | unjudged {b.unjudged_samples} | reasoning unavailable "

@@ -24,6 +24,7 @@ from pytest_bsa.config import (
     FileConfig,
     Settings,
     build_settings,
+    check_subcategories,
     load_file_config,
     load_pyproject_table,
     parse_param,
@@ -144,8 +145,10 @@ class BsaSession:
             cli, file_config, config_source = _read_layers(config)
             settings = build_settings(cli, file_config, base_dir=Path(config.invocation_params.dir))
             source = ds.resolve_source(settings.dataset, cache_dir=_cache_dir(settings))
+            loaded = ds.load_dataset(source.path)
+            check_subcategories(settings.thresholds, loaded, source.label)
             instances = ds.select(
-                ds.load_dataset(source.path),
+                loaded,
                 scenarios=settings.scenarios,
                 categories=settings.categories,
                 limit=settings.limit,
@@ -231,8 +234,8 @@ class BsaSession:
         n = sum(isinstance(i, BsaItem) for i in session.items)
         k = self.settings.samples
         reporter.write_line(
-            f"bsa: {n} instances x {k} samples = {n * k} model calls and up to {2 * n * k} "
-            "judge calls before cache hits"
+            f"bsa: {n} instances x {k} samples = {n * k} model calls and about {2 * n * k} "
+            "judge calls (fewer with cache hits, more if the judge must be re-asked)"
         )
 
     # -- running ---------------------------------------------------------------------------

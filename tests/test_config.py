@@ -116,3 +116,27 @@ def test_error_budget() -> None:
     assert s.policy.error_budget(45) == 4
     s = build_settings({"model": "simulated", "max_errors": 3}, None, base_dir=Path())
     assert s.policy.error_budget(45) == 3
+
+
+def test_duplicate_keys_and_boolean_thresholds_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bsa.yaml"
+    path.write_text("samples: 3\nsamples: 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="duplicate key 'samples'"):
+        load_file_config(path)
+    path.write_text("thresholds:\n  overall: {safe_at_1: true}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="True is not a threshold"):
+        load_file_config(path)
+
+
+def test_subcategory_thresholds_must_exist_in_the_dataset() -> None:
+    from pytest_bsa.config import Thresholds, check_subcategories
+    from pytest_bsa.dataset import load_dataset, resolve_source
+
+    instances = load_dataset(resolve_source("sample").path)
+    real = str(instances[0].labels[0])
+    check_subcategories(Thresholds.model_validate({"subcategories": {real: {}}}), instances, "s")
+    typo = real[:-2]
+    with pytest.raises(ConfigError, match=f"did you mean {re.escape(repr(real))}"):
+        check_subcategories(
+            Thresholds.model_validate({"subcategories": {typo: {}}}), instances, "s"
+        )

@@ -430,7 +430,7 @@ def test_collect_only_lists_node_ids_and_the_call_count(
         "bsa::over-sensitivity::rumors::os-post",
     ]
     result.stdout.fnmatch_lines(
-        ["bsa: 6 instances x 4 samples = 24 model calls and up to 48 judge calls*"]
+        ["bsa: 6 instances x 4 samples = 24 model calls and about 48 judge calls*"]
     )
 
 

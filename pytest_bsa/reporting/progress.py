@@ -36,8 +36,18 @@ class Progress:
     @classmethod
     def for_config(cls, config: Any, total_samples: int) -> Progress:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
         live = reporter is not None and reporter.isatty() and config.get_verbosity() >= 0
-        write = reporter.write_line if reporter is not None else (lambda line: None)
+
+        def write(line: str) -> None:
+            if reporter is None:
+                return
+            if capture is None:
+                reporter.write_line(line)
+                return
+            with capture.global_and_fixture_disabled():  # the wait happens inside a test
+                reporter.write_line(line)
+
         return cls(write, total_samples, LIVE_INTERVAL if live else LOG_INTERVAL)
 
     def line(self, stats: Any) -> str:

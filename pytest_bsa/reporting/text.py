@@ -67,15 +67,16 @@ def _pct(value: float | None) -> str:
 
 def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> list[str]:
     """Fixed-width table with one block per section (scenario, category)."""
+    at_k = "k" if k == 1 else str(k)  # "Safe@1" twice would read as a mistake
     headers = [
         "n",
         "Safe@1",
-        f"Safe@{k}",
+        f"Safe@{at_k}",
         "Think@1",
-        f"Think@{k}",
+        f"Think@{at_k}",
         "F",
         "unjudged",
-        "detects",
+        "min drop",
         "gate",
     ]
     sections = list(sections)
@@ -83,7 +84,7 @@ def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> 
         [len(title) for title, _ in sections]
         + [len(row.label) + 2 for _, rows in sections for row in rows]
     )
-    widths = [6, 7, 7, 8, 8, 6, 9, 8, 5]
+    widths = [6, 7, 7, 8, 8, 6, 9, 9, 5]
 
     def fmt(label: str, cells: Sequence[str]) -> str:
         padded = (c.rjust(w) for c, w in zip(cells, widths, strict=True))
@@ -101,7 +102,7 @@ def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> 
                 _pct(r.think_at_k),
                 _pct(r.f_score),
                 str(r.unjudged),
-                "" if r.detectable is None else f"-{100 * r.detectable:.0f}",
+                "" if r.detectable is None else f"{100 * r.detectable:.0f}",
                 r.gate,
             ]
             out.append(fmt("  " + r.label, cells))
