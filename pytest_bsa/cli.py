@@ -219,18 +219,19 @@ def _sum_totals(reports: list[Report]) -> Any:
     def add(role: str) -> Any:
         parts = [getattr(r.totals, role) for r in reports]
         costs = [p.cost_usd for p in parts]
-        summed = {
+        summed: dict[str, Any] = {
             field: sum(getattr(p, field) for p in parts)
             for field in (
                 "calls",
                 "cached",
-                "retries",
                 "failures",
                 "prompt_tokens",
                 "completion_tokens",
                 "reasoning_tokens",
             )
         }
+        retries = [p.retries for p in parts]
+        summed["retries"] = None if None in retries else sum(r for r in retries if r is not None)
         summed["cost_usd"] = None if None in costs else sum(c for c in costs if c is not None)
         return getattr(first, role).model_copy(update=summed)
 

@@ -72,7 +72,7 @@ class Provenance(_Model):
 class RoleTotals(_Model):
     calls: int = 0
     cached: int = 0
-    retries: int = 0
+    retries: int | None = 0  # None when not counted here (pytest-xdist workers)
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -137,6 +137,7 @@ class BsaSession:
         self.outputs = Outputs.from_options(config)
         self.progress = Progress.for_config(config, len(instances) * settings.samples)
         self.started_at = now_iso()
+        self._clock_start = time.monotonic()
         self.items: list[BsaItem] = []
 
     @classmethod
@@ -371,14 +372,15 @@ class BsaSession:
         results = tuple(self.summary.results[key] for key in sorted(self.summary.results))
         totals = totals_from_results(results)
         stats = self._engine.stats if self._engine is not None else None
-        if stats is not None:
-            totals = totals.model_copy(
-                update={
-                    "model": totals.model.model_copy(update={"retries": stats.model.retries}),
-                    "judge": totals.judge.model_copy(update={"retries": stats.judge.retries}),
-                    "wall_seconds": round(time.monotonic() - stats.started, 3),
-                }
-            )
+        retries = (stats.model.retries, stats.judge.retries) if stats else (None, None)
+        totals = totals.model_copy(
+            update={
+                # Retries happen inside workers under pytest-xdist: unknown (None) here.
+                "model": totals.model.model_copy(update={"retries": retries[0]}),
+                "judge": totals.judge.model_copy(update={"retries": retries[1]}),
+                "wall_seconds": round(time.monotonic() - self._clock_start, 3),
+            }
+        )
         provenance = Provenance(
             dataset=DatasetInfo(
                 spec=self.source.spec,

@@ -65,8 +65,8 @@ def points(delta: float | None) -> str:
     return "-" if delta is None else f"{100 * delta:+.1f}"
 
 
-def count(value: int | float) -> str:
-    return f"{value:,.0f}"
+def count(value: int | float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def seconds(value: float) -> str:
