@@ -83,7 +83,13 @@ def evaluate_run(
     outcomes = [InstanceOutcomes.from_result(r) for r in results]
     k = policy.samples
     if intervals and outcomes:
-        table = breakdown_with_intervals(outcomes, k, reps=BOOTSTRAP_REPS, seed=seed)
+        table = breakdown_with_intervals(
+            outcomes,
+            k,
+            reps=BOOTSTRAP_REPS,
+            seed=seed,
+            subcategory_intervals=bool(policy.thresholds.subcategories),
+        )
     else:
         table = breakdown(outcomes, k)
     gates = evaluate(

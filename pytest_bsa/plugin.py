@@ -283,6 +283,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(bsa, "bsa-session")
 
 
+@pytest.hookimpl(tryfirst=True)  # release the run's samples before pytest's final gc
 def pytest_unconfigure(config: pytest.Config) -> None:
     bsa = config.stash.get(session_key, None)
     if bsa is not None:

@@ -139,12 +139,21 @@ def breakdown_with_intervals(
     reps: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    subcategory_intervals: bool = True,
 ) -> Breakdown:
-    """:func:`pytest_bsa.metrics.breakdown` with every group's ``intervals`` filled."""
+    """:func:`pytest_bsa.metrics.breakdown` with the groups' ``intervals`` filled.
+
+    ``subcategory_intervals=False`` skips the many small subcategory groups (about a third of
+    the bootstrap's time on the full benchmark) when nothing gates on them.
+    """
     scenarios, categories, subcategories = group_members(outcomes)
     kw = {"reps": reps, "level": level, "seed": seed}
 
-    def table(members: dict[str, list[InstanceOutcomes]]) -> dict[str, GroupMetrics]:
+    def table(
+        members: dict[str, list[InstanceOutcomes]], intervals: bool = True
+    ) -> dict[str, GroupMetrics]:
+        if not intervals:
+            return {name: group_metrics(m, k) for name, m in members.items()}
         return {
             name: with_intervals(group_metrics(m, k), m, k, **kw) for name, m in members.items()
         }
@@ -153,7 +162,7 @@ def breakdown_with_intervals(
         overall=with_intervals(group_metrics(outcomes, k), outcomes, k, **kw),
         scenarios=table(scenarios),
         categories=table(categories),
-        subcategories=table(subcategories),
+        subcategories=table(subcategories, subcategory_intervals),
     )
 
 
