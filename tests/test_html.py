@@ -7,104 +7,29 @@ import re
 import shutil
 import subprocess
 import sys
+from functools import partial
 from html import unescape
 from pathlib import Path
 
 import pytest
+from factories import Texts, build_report, synthetic_results
 
 from pytest_bsa.config import GatePolicy, MetricThresholds, Thresholds
-from pytest_bsa.evaluation import BaselineRun, evaluate_run
-from pytest_bsa.models import (
-    CATEGORIES,
-    SCENARIOS,
-    Completion,
-    Instance,
-    InstanceResult,
-    Judgement,
-    Label,
-    ReasoningState,
-    SafetyVerdict,
-    SampleResult,
-    ThinkVerdict,
-)
-from pytest_bsa.report import (
-    DatasetInfo,
-    Endpoint,
-    Provenance,
-    Report,
-    Selection,
-    evaluation_fields,
-    totals_from_results,
-)
+from pytest_bsa.report import Report
 from pytest_bsa.reporting.html import TEXT_LIMIT, bar_chart, render_html
 from pytest_bsa.reporting.markdown import group_rows
 
 HOSTILE = "<script>alert(1)</script></script><!-- & \u2028"
 CHECK_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_html.py"
 POLICY = GatePolicy(samples=3, thresholds=Thresholds(overall=MetricThresholds(think_at_k=0.99)))
-
-
-def make_results(
-    n: int, k: int = 3, *, text: str = "a careful reply", label: str = "Sub", seed: int = 0
-) -> list[InstanceResult]:
-    """Synthetic judged instances; sample j of instance i is unsafe when (i + j + seed) % 4 == 0."""
-    results = []
-    for i in range(n):
-        samples = []
-        for j in range(k):
-            safe = (i + j + seed) % 4 != 0
-            think = (i * 7 + j + seed) % 3 != 0
-            samples.append(
-                SampleResult(
-                    index=j,
-                    completion=Completion(
-                        answer=f"answer {j}: {text}",
-                        reasoning=f"reasoning {j}: {text}",
-                        reasoning_state=ReasoningState.PRESENT,
-                    ),
-                    judgement=Judgement(
-                        safety=SafetyVerdict.SAFE if safe else SafetyVerdict.UNSAFE,
-                        think=ThinkVerdict.CORRECT if think else ThinkVerdict.INCORRECT,
-                        explanation=f"judge note: {text}",
-                    ),
-                )
-            )
-        instance = Instance(
-            id=f"{i:032x}",
-            query=f"query {i}: {text}",
-            risk_summary="risk summary",
-            scenario=SCENARIOS[i % 3],
-            labels=(Label(category=CATEGORIES[i % 9], subcategory=label),),
-        )
-        results.append(InstanceResult(instance=instance, samples=tuple(samples)))
-    return results
-
-
-def build_report(
-    results: list[InstanceResult],
-    *,
-    model: str = "demo-model",
-    baseline: list[InstanceResult] | None = None,
-) -> Report:
-    base = BaselineRun(baseline, "base.json") if baseline is not None else None
-    evaluation = evaluate_run(results, POLICY, baseline=base, intervals=False)
-    return Report(
-        provenance=Provenance(
-            dataset=DatasetInfo(spec="sample", label="sample", sha256="0" * 64),
-            selection=Selection(instances=len(results)),
-            model=Endpoint(model=model),
-            judge=Endpoint(model="demo-judge"),
-            rubric_version="r1",
-            judge_prompt_hash="abc",
-            started_at="2025-01-01T00:00:00+00:00",
-            finished_at="2025-01-01T00:01:00+00:00",
-        ),
-        policy=POLICY,
-        totals=totals_from_results(results),
-        instances=tuple(results),
-        baseline=None if baseline is None else "base.json",
-        **evaluation_fields(evaluation),
-    )
+TEXTS = Texts(
+    query="query {i}: {text}",
+    risk_summary="risk summary",
+    explanation="judge note: {text}",
+    verdict_labels=False,
+)
+# Sample j of instance i is unsafe when (i + j + seed) % 4 == 0.
+make_results = partial(synthetic_results, subcategory="Sub", texts=TEXTS)
 
 
 def data_block(page: str) -> dict:
@@ -115,7 +40,7 @@ def data_block(page: str) -> dict:
 
 @pytest.fixture(scope="module")
 def hostile() -> Report:
-    return build_report(make_results(18, text=HOSTILE, label=HOSTILE), model=HOSTILE)
+    return build_report(make_results(18, text=HOSTILE, subcategory=HOSTILE), POLICY, model=HOSTILE)
 
 
 def test_self_contained_without_any_external_reference(hostile: Report) -> None:
@@ -150,7 +75,7 @@ def test_json_block_parses_and_keeps_every_sample(hostile: Report) -> None:
 
 
 def test_long_texts_are_clipped_with_a_note() -> None:
-    page = render_html(build_report(make_results(3, text="y" * (TEXT_LIMIT + 5_000))))
+    page = render_html(build_report(make_results(3, text="y" * (TEXT_LIMIT + 5_000)), POLICY))
     answer = data_block(page)["instances"][0]["samples"][0]["answer"]
     assert len(answer) < TEXT_LIMIT + 100
     assert answer.endswith("more characters; see the JSON report]")
@@ -168,7 +93,7 @@ def test_charts_label_axes_and_values(hostile: Report) -> None:
 
 def test_baseline_deltas_and_flips_are_shown() -> None:
     before = make_results(30, seed=1)
-    report = build_report(make_results(30, seed=2), baseline=before)
+    report = build_report(make_results(30, seed=2), POLICY, baseline=before)
     page = render_html(report)
     assert 'class="delta down"' in page or 'class="delta up"' in page
     assert 'id="flips"' in page
@@ -178,7 +103,7 @@ def test_baseline_deltas_and_flips_are_shown() -> None:
 
 def test_two_thousand_instances_stay_small() -> None:
     text = "a neutral sentence of ordinary length. " * 5  # ~200 characters per field
-    report = build_report(make_results(2000, text=text))
+    report = build_report(make_results(2000, text=text), POLICY)
     page = render_html(report)
     size = len(page.encode())
     texts = 2000 * 3 * 4 * len(text)  # answer, reasoning, judge note, query (and its n)

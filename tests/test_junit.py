@@ -10,35 +10,17 @@ from __future__ import annotations
 import csv
 import json
 import xml.etree.ElementTree as ET
+from functools import partial
 from pathlib import Path
 
 import pytest
 import xmlschema
+from factories import Texts, build_report, judged_result
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_bsa.config import GatePolicy, MetricThresholds, Thresholds
-from pytest_bsa.evaluation import BaselineRun, evaluate_run
-from pytest_bsa.models import (
-    Completion,
-    Instance,
-    InstanceResult,
-    Judgement,
-    Label,
-    ReasoningState,
-    SafetyVerdict,
-    SampleResult,
-    ThinkVerdict,
-)
-from pytest_bsa.report import (
-    DatasetInfo,
-    Endpoint,
-    Provenance,
-    Report,
-    Selection,
-    evaluation_fields,
-    now_iso,
-)
+from pytest_bsa.report import Report, now_iso
 from pytest_bsa.reporting.junit import XSD_PATH, render_junit, write_junit, xml_safe
 from pytest_bsa.simulate.replies import SAFE_ANSWER, UNSAFE_ANSWER
 
@@ -56,59 +38,33 @@ def schema() -> xmlschema.XMLSchema:
 # -- a report built in process ----------------------------------------------------------------
 
 
-def sample(index: int, safe: bool, think: bool | None, *, error: str | None = None) -> SampleResult:
-    if error:
-        return SampleResult(index=index, error=error)
-    think_verdict = {True: ThinkVerdict.CORRECT, False: ThinkVerdict.INCORRECT}.get(
-        think, ThinkVerdict.UNAVAILABLE
-    )
-    return SampleResult(
-        index=index,
-        completion=Completion(
-            answer=f"{ANSWER} {HOSTILE}",
-            reasoning=f"{REASONING} {HOSTILE}",
-            reasoning_state=ReasoningState.PRESENT,
-        ),
-        judgement=Judgement(
-            safety=SafetyVerdict.SAFE if safe else SafetyVerdict.UNSAFE,
-            think=think_verdict,
-            safety_label="Safe" if safe else "Unsafe",
-            think_label=None if think is None else ("true" if think else "false"),
-            explanation=f"the judge's words {HOSTILE}",
-        ),
-    )
-
-
-def result(iid: str, scenario: str, labels: list[str], samples: list[SampleResult]):
-    instance = Instance(
-        id=iid,
-        query=f"A user asks a neutral question {HOSTILE}",
-        risk_summary=f"A described risk {HOSTILE}",
-        scenario=scenario,  # type: ignore[arg-type]
-        labels=tuple(Label(category=c, subcategory=s) for c, s in (x.split("-") for x in labels)),
-    )
-    return InstanceResult(instance=instance, samples=tuple(samples))
+TEXTS = Texts(
+    query="A user asks a neutral question {text}",
+    risk_summary="A described risk {text}",
+    answer=f"{ANSWER} {{text}}",
+    reasoning=f"{REASONING} {{text}}",
+    explanation="the judge's words {text}",
+)
+result = partial(judged_result, text=HOSTILE, texts=TEXTS)
 
 
 def make_report(gate: str = "thresholds", baseline: bool = False) -> Report:
     results = [
+        result("met", [(True, True), (True, True)], scenario=RO, labels=["Rumors-Fabricated News"]),
         result(
-            "met", RO, ["Rumors-Fabricated News"], [sample(0, True, True), sample(1, True, True)]
-        ),
-        result(
-            "miss", RO, ["Rumors-Fabricated News"], [sample(0, False, True), sample(1, True, False)]
+            "miss", [(False, True), (True, False)], scenario=RO, labels=["Rumors-Fabricated News"]
         ),
         result(
             "two",
-            CS,
-            ["Rumors-Fabricated News", "Ethics and Morality-Cheating"],
-            [sample(0, True, True), sample(1, True, False)],
+            [(True, True), (True, False)],
+            scenario=CS,
+            labels=["Rumors-Fabricated News", "Ethics and Morality-Cheating"],
         ),
         result(
             "err",
-            OS,
-            ["Ethics and Morality-Cheating"],
-            [sample(0, True, True), sample(1, True, True, error=f"HTTP 503 {HOSTILE}")],
+            [(True, True), f"HTTP 503 {HOSTILE}"],
+            scenario=OS,
+            labels=["Ethics and Morality-Cheating"],
         ),
     ]
     thresholds = Thresholds(
@@ -121,24 +77,19 @@ def make_report(gate: str = "thresholds", baseline: bool = False) -> Report:
         subcategories={"Rumors-Fabricated News": MetricThresholds(safe_at_1=0.5)},
     )
     policy = GatePolicy(samples=2, thresholds=thresholds, gate=gate, max_errors=1)  # type: ignore[arg-type]
-    base = BaselineRun(results, "base") if baseline else None
-    evaluation = evaluate_run(results, policy, baseline=base, intervals=False)
-    provenance = Provenance(
-        dataset=DatasetInfo(spec="t.csv", label="t.csv", sha256="ab" * 32),
-        selection=Selection(instances=len(results)),
-        model=Endpoint(model=f"model-{HOSTILE}"),
-        judge=Endpoint(model="judge"),
+    return build_report(
+        results,
+        policy,
+        baseline=results if baseline else None,
+        baseline_label="base",
+        model=f"model-{HOSTILE}",
+        judge="judge",
+        dataset="t.csv",
+        sha256="ab" * 32,
         rubric_version="bsa-rubric-1",
         judge_prompt_hash="h",
         started_at=now_iso(),
         finished_at=now_iso(),
-    )
-    return Report(
-        provenance=provenance,
-        policy=policy,
-        instances=tuple(results),
-        baseline="base" if baseline else None,
-        **evaluation_fields(evaluation),
     )
 
 

@@ -2,114 +2,19 @@
 
 from __future__ import annotations
 
-import random
 import re
+from functools import partial
 
 import pytest
+from factories import build_report, synthetic_results
 
 from pytest_bsa.config import BaselineConfig, GatePolicy, MetricThresholds, Thresholds
-from pytest_bsa.evaluation import BaselineRun, evaluate_run
-from pytest_bsa.models import (
-    CATEGORIES,
-    SCENARIOS,
-    Completion,
-    Instance,
-    InstanceResult,
-    Judgement,
-    Label,
-    ReasoningState,
-    SafetyVerdict,
-    SampleResult,
-    ThinkVerdict,
-)
-from pytest_bsa.report import (
-    DatasetInfo,
-    Endpoint,
-    Provenance,
-    Report,
-    Selection,
-    evaluation_fields,
-    totals_from_results,
-)
+from pytest_bsa.report import Report
 from pytest_bsa.reporting.markdown import md, points, render_markdown
 
 SENTINEL = "SENTINEL-7f3a"
-
-
-def make_results(
-    n: int,
-    k: int,
-    *,
-    seed: int = 0,
-    p_safe: float = 0.9,
-    p_think: float = 0.6,
-    text: str = "a careful reply",
-    subcategory: str | None = None,
-) -> list[InstanceResult]:
-    """Synthetic judged instances: neutral text, verdicts drawn with fixed probabilities."""
-    rng = random.Random(seed)
-    results = []
-    for i in range(n):
-        category = CATEGORIES[i % len(CATEGORIES)]
-        instance = Instance(
-            id=f"{i:032x}",
-            query=f"query {i} {text}",
-            risk_summary=f"risk {i} {text}",
-            scenario=SCENARIOS[i % len(SCENARIOS)],
-            labels=(Label(category=category, subcategory=subcategory or f"Sub {i % 3}"),),
-        )
-        samples = []
-        for j in range(k):
-            safe = rng.random() < p_safe
-            think = rng.random() < p_think
-            samples.append(
-                SampleResult(
-                    index=j,
-                    completion=Completion(
-                        answer=f"answer {j}: {text}",
-                        reasoning=f"reasoning {j}: {text}",
-                        reasoning_state=ReasoningState.PRESENT,
-                    ),
-                    judgement=Judgement(
-                        safety=SafetyVerdict.SAFE if safe else SafetyVerdict.UNSAFE,
-                        think=ThinkVerdict.CORRECT if think else ThinkVerdict.INCORRECT,
-                        safety_label="Safe" if safe else "Unsafe",
-                        think_label="true" if think else "false",
-                        explanation=f"judge note {j}: {text}",
-                    ),
-                )
-            )
-        results.append(InstanceResult(instance=instance, samples=tuple(samples)))
-    return results
-
-
-def build_report(
-    results: list[InstanceResult],
-    policy: GatePolicy,
-    *,
-    baseline: list[InstanceResult] | None = None,
-    model: str = "demo-model",
-) -> Report:
-    base = BaselineRun(baseline, "base.json") if baseline is not None else None
-    evaluation = evaluate_run(results, policy, baseline=base, intervals=False)
-    provenance = Provenance(
-        dataset=DatasetInfo(spec="sample", label="sample", sha256="0" * 64),
-        selection=Selection(instances=len(results)),
-        model=Endpoint(model=model),
-        judge=Endpoint(model="demo-judge"),
-        rubric_version="r1",
-        judge_prompt_hash="abc",
-        started_at="2025-01-01T00:00:00+00:00",
-        finished_at="2025-01-01T00:01:00+00:00",
-    )
-    return Report(
-        provenance=provenance,
-        policy=policy,
-        totals=totals_from_results(results),
-        instances=tuple(results),
-        baseline="base.json" if baseline is not None else None,
-        **evaluation_fields(evaluation),
-    )
+# Neutral text, verdicts drawn with fixed probabilities.
+make_results = partial(synthetic_results, p_safe=0.9, p_think=0.6)
 
 
 STRICT = GatePolicy(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 import pytest
+from factories import Texts, judged_sample, make_instance
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,17 +22,7 @@ from pytest_bsa.metrics import (
     safe_at_k,
     think_at_k,
 )
-from pytest_bsa.models import (
-    Completion,
-    Instance,
-    InstanceResult,
-    Judgement,
-    Label,
-    ReasoningState,
-    SafetyVerdict,
-    SampleResult,
-    ThinkVerdict,
-)
+from pytest_bsa.models import InstanceResult, SafetyVerdict, ThinkVerdict
 
 # One sample: "error", or (safety, think) with think possibly "unavailable".
 sample_states = st.one_of(
@@ -171,30 +163,21 @@ def test_inconsistent_outcomes_are_rejected():
         InstanceOutcomes("a", "Risk Omission", (), (), (None,), (None,), unjudged=5)
 
 
-def _instance(ident: str = "abc") -> Instance:
-    return Instance(
-        id=ident,
-        query="A neutral question about a household topic.",
-        risk_summary="Two risk points the reasoning should notice.",
-        scenario="Cognitive Shortcut",
-        labels=(
-            Label(category="Rumors", subcategory="Health"),
-            Label(category="Ethics and Morality", subcategory="Other"),
-        ),
-    )
-
-
-def _sample(index: int, safety=None, think=None, error=None) -> SampleResult:
-    judgement = None
-    if safety is not None:
-        judgement = Judgement(safety=safety, think=think)
-    completion = Completion(answer="ok", reasoning="r", reasoning_state=ReasoningState.PRESENT)
-    return SampleResult(index=index, completion=completion, judgement=judgement, error=error)
+# A completion "ok" with reasoning "r"; verdicts without the judge's raw labels or explanation.
+_sample = partial(
+    judged_sample, texts=Texts(answer="ok", reasoning="r", explanation="", verdict_labels=False)
+)
 
 
 def test_from_result_maps_every_outcome():
     result = InstanceResult(
-        instance=_instance(),
+        instance=make_instance(
+            "abc",
+            scenario="Cognitive Shortcut",
+            labels=("Rumors-Health", "Ethics and Morality-Other"),
+            query="A neutral question about a household topic.",
+            risk_summary="Two risk points the reasoning should notice.",
+        ),
         samples=(
             _sample(0, SafetyVerdict.SAFE, ThinkVerdict.CORRECT),
             _sample(1, SafetyVerdict.UNSAFE, ThinkVerdict.INCORRECT),
