@@ -8,10 +8,8 @@ it, and :func:`select` filters it and draws a stratified subset.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import hashlib
-import io
 import json
 import os
 import random
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
 from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, Label
 
 HF_REPO = "OpenStellarTeam/BeyongSafeAnswer_Benchmark"
@@ -39,9 +38,6 @@ _MANUAL_FIX = "download it yourself and pass --bsa-dataset=/path/to/dataset.csv"
 _QUOTE_LIMIT = 60
 _QUERY_PREFIX = re.compile(r"^Query\s+([A-Za-z])\s*:\s*")
 _WHITESPACE = re.compile(r"\s")
-
-
-MAX_FIELD_CHARS = 16 * 1024 * 1024  # one field (e.g. a very long query) of a CSV row
 
 
 class DatasetError(ValueError):
@@ -253,24 +249,19 @@ def _read_text(path: Path) -> str:
 
 def _csv_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(start line, record)``; the start line counts physical lines, quoted newlines too."""
-    csv.field_size_limit(MAX_FIELD_CHARS)  # the default 128 KiB is too small for long prompts
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows = csv_rows(text)
     header: list[str] | None = None
     index: dict[str, int] = {}
     while True:
-        start = reader.line_num + 1
         try:
-            row = next(reader)
+            start, row = next(rows)
         except StopIteration:
             return
-        except csv.Error as exc:
-            raise DatasetError(f"malformed CSV ({exc})", path=where, line=start) from None
-        if not any(cell.strip() for cell in row):
-            continue  # blank line
+        except CsvRowError as exc:
+            raise DatasetError(str(exc), path=where, line=exc.line) from None
         if header is None:
             header = [name.strip() for name in row]
-            for position, name in enumerate(header):
-                index.setdefault(name, position)
+            index = column_index(header)
             missing = [name for name in COLUMNS if name not in index]
             if missing:
                 names = ", ".join(repr(name) for name in missing)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
 from pytest_bsa.metrics import Breakdown, GroupMetrics, InstanceOutcomes, breakdown
 from pytest_bsa.models import (
     SCENARIOS,
@@ -111,22 +112,17 @@ class UpstreamRow:
 
 def _records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """``(start line, record)`` per non-blank row; the header must name every column."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows = csv_rows(text)
     index: dict[str, int] | None = None
     while True:
-        start = reader.line_num + 1
         try:
-            row = next(reader)
+            start, row = next(rows)
         except StopIteration:
             return
-        except csv.Error as exc:
-            raise UpstreamError(f"{where}:{start}: malformed CSV ({exc})") from None
-        if not any(cell.strip() for cell in row):
-            continue
+        except CsvRowError as exc:
+            raise UpstreamError(f"{where}:{exc.line}: {exc}") from None
         if index is None:
-            index = {}
-            for position, name in enumerate(row):
-                index.setdefault(name.strip(), position)
+            index = column_index(row)
             missing = [name for name in COLUMNS if name not in index]
             if missing:
                 raise UpstreamError(
