@@ -241,6 +241,9 @@ class BsaSession:
 
     # -- running ---------------------------------------------------------------------------
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.config._bsa_session = session  # type: ignore[attr-defined]
+
     @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: gates before the terminal's 100%
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         if session.config.option.collectonly:
@@ -460,11 +463,21 @@ class _XdistPlan:
 
     def __init__(self, bsa: BsaSession) -> None:
         self.bsa = bsa
+        self.selected: list[Instance] = []
+        self.counted = False
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        planned = sum(i.startswith("bsa::") and "::gate::" not in i for i in ids)
-        self.bsa.planned = max(self.bsa.planned, planned)
-        self.bsa.progress.total_samples = planned * self.bsa.settings.samples
+        wanted = {i.rsplit("::", 1)[1] for i in ids if i.startswith("bsa::")}
+        self.selected = [i for i in self.bsa.instances if i.id in wanted]
+        self.bsa.planned = len(self.selected)
+        self.bsa.progress.total_samples = self.bsa.planned * self.bsa.settings.samples
+
+    def pytest_runtest_logreport(self, report: TestReport) -> None:
+        """xdist sets the collected count after the collection hook: add the gates once."""
+        session = getattr(self.bsa.config, "_bsa_session", None)
+        if not self.counted and session is not None and self.selected:
+            session.testscollected += self.bsa.gate_count(self.selected)
+            self.counted = True
 
 
 def _load_baseline(
