@@ -109,6 +109,15 @@ def _redact(message: str) -> str:
     return _SECRETISH.sub(r"\1***", " ".join(message.split()))[:300]
 
 
+_STRUCTURED_WORDS = ("response_format", "json_schema", "structured output", "response format")
+
+
+def refuses_structured_output(error: TransportError) -> bool:
+    """A 4xx that says the provider does not support the JSON-schema ``response_format``."""
+    text = str(error).lower()
+    return error.kind == "client" and any(word in text for word in _STRUCTURED_WORDS)
+
+
 def _priced(completion: Completion, price: tuple[float, float] | None) -> Completion:
     if price is None:
         return completion
@@ -320,7 +329,7 @@ class Engine:
         try:
             return await self._call("judge", self._judge_transport, request)
         except TransportError as exc:
-            if response_format is None or exc.kind != "client" or "response_format" not in str(exc):
+            if response_format is None or not refuses_structured_output(exc):
                 raise
             # The provider refuses structured output: ask for JSON in text for the rest of the run.
             self.judge.structured = False
