@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
 from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, Label
+from pytest_bsa.reasoning import clean_text
 
 HF_REPO = "OpenStellarTeam/BeyongSafeAnswer_Benchmark"
 HF_FILE = "dataset.csv"
@@ -324,6 +325,7 @@ def _jsonl_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]
 
 
 def _build_instance(record: dict[str, str], where: str, line: int) -> Instance:
+    record = {name: clean_text(value) for name, value in record.items()}  # JSONL "\ud800"
     for name in COLUMNS:
         if not record[name].strip():
             raise DatasetError("empty value", path=where, line=line, field=name)

@@ -22,7 +22,8 @@ class EndpointError(Exception):
     """Some samples of an instance could not be obtained after all retries."""
 
     def __init__(self, result: InstanceResult) -> None:
-        super().__init__(f"{len(result.errors)} samples failed")
+        n, k = len(result.errors), len(result.samples)
+        super().__init__(f"{n} of {k} samples failed at the endpoint after all retries")
         self.result = result
 
 
@@ -97,6 +98,12 @@ class BsaItem(pytest.Item):
         if self.bsa.settings.gate == "instances":
             raise CriteriaNotMet(self.result, self.verdict)
         pytest.xfail("; ".join(self.verdict.reasons))
+
+    def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
+        """pytest renders setup errors through here (not repr_failure): no traceback for ours."""
+        if isinstance(excinfo.value, EndpointError):
+            return self.repr_failure(excinfo)
+        return super()._repr_failure_py(excinfo, style=style)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
         from pytest_bsa.reporting.text import describe_failure

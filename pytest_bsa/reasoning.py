@@ -67,6 +67,15 @@ def _text_of_parts(parts: Sequence[Any]) -> str:
     )
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Model text safe to store and report: lone UTF-16 surrogates (valid in JSON ``\\ud800``
+    escapes, not encodable as UTF-8) become U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def split_reasoning(
     content: str | None,
     *,
@@ -74,11 +83,21 @@ def split_reasoning(
     reasoning: str | None = None,
     thinking_blocks: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[str, str | None, ReasoningState]:
-    """Return ``(answer, reasoning, state)``.
+    """Return ``(answer, reasoning, state)``, with text cleaned by :func:`clean_text`.
 
     A dedicated field (``reasoning_content``, then ``reasoning``, then thinking blocks) wins over
     tags in the content; tags are stripped from the answer either way.
     """
+    answer, reasoning_text, state = _split(content, reasoning_content, reasoning, thinking_blocks)
+    return clean_text(answer), None if reasoning_text is None else clean_text(reasoning_text), state
+
+
+def _split(
+    content: str | None,
+    reasoning_content: str | None,
+    reasoning: str | None,
+    thinking_blocks: Sequence[Mapping[str, Any]] | None,
+) -> tuple[str, str | None, ReasoningState]:
     answer, tag_reasoning, truncated = _split_tags(content or "")
     for field in (reasoning_content, reasoning):
         if isinstance(field, str) and field.strip():

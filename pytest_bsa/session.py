@@ -32,7 +32,7 @@ from pytest_bsa.config import (
 )
 from pytest_bsa.evaluation import BaselineRun
 from pytest_bsa.gate import InstanceVerdict, instance_verdict
-from pytest_bsa.items import MARKERS, BsaItem, BsaSuite, EndpointError
+from pytest_bsa.items import MARKERS, BsaItem, BsaSuite
 from pytest_bsa.judge import PROMPT_HASH, RUBRIC_VERSION
 from pytest_bsa.models import Instance, InstanceResult
 from pytest_bsa.report import (
@@ -49,7 +49,6 @@ from pytest_bsa.report import (
 )
 from pytest_bsa.reporting.outputs import Outputs, endpoint_host, scrub_params, write_outputs
 from pytest_bsa.reporting.progress import Progress
-from pytest_bsa.reporting.text import describe_failure
 from pytest_bsa.run_summary import RunSummary
 
 _CLI_OPTIONS = {
@@ -307,9 +306,6 @@ class BsaSession:
         report = yield
         attach = call.when == "call" or (call.when == "setup" and report.failed)
         if isinstance(item, BsaItem) and item.result is not None and attach:
-            if call.excinfo is not None and isinstance(call.excinfo.value, EndpointError):
-                # pytest renders setup errors as tracebacks; ours is about the endpoint.
-                report.longrepr = describe_failure(item.result, "endpoint errors after retries")
             if self.is_worker:  # the result travels to the controller with the report
                 report.bsa_result = item.result.model_dump(mode="json")  # type: ignore[attr-defined]
             else:

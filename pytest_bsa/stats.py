@@ -2,7 +2,7 @@
 
 Pure standard library (no numpy). The unit of resampling is always the *instance*: samples of
 one instance share its prompt, so they are not independent and must move together. See
-docs/statistics.md for the methods and the simulations that check them.
+the README's Statistics section for the methods and the simulations that check them.
 """
 
 from __future__ import annotations

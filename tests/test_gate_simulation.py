@@ -6,7 +6,8 @@ below simulates PAIRS (baseline run, current run) pairs and counts how often
 ``paired_compare`` calls the difference significant at alpha = 0.05 with max_drop = 0.
 
 Everything is seeded, so the rates are reproducible numbers, not flaky draws (they are
-quoted in docs/statistics.md). REPS = 499 random sign flips per test: the Monte Carlo p-value
+quoted in the README's Statistics section). REPS = 499 random sign flips per test: the
+Monte Carlo p-value
 ``(1 + hits) / (1 + REPS)`` has exactly the permutation test's size at any REPS, so a small
 REPS keeps validity and only costs a little power.
 """

@@ -118,3 +118,17 @@ def test_hand_edited_reports_are_checked(tmp_path: Path) -> None:
     for mutate, message in ((wrong_k, "policy.samples is 7"), (duplicate, "more than once")):
         with pytest.raises(ReportError, match=message):
             load_report(_write_report(tmp_path, mutate))
+
+
+def test_lone_surrogates_in_model_output_are_replaced(pytester: pytest.Pytester) -> None:
+    """Valid JSON ("\\ud800") but not encodable: it must not break the cache or the reports."""
+    script = _script(pytester, 'default: {answer_prefix: "lone \\ud800 surrogate"}\n')
+    result = pytester.runpytest_subprocess(
+        *SAMPLE, f"--bsa-simulate-script={script}", "--bsa-limit=3", "--bsa-samples=1",
+        "--bsa-report=r.json", "--bsa-junit=j.xml", "--bsa-markdown=m.md",
+        f"--bsa-cache-dir={pytester.path / 'cache'}",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    report = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
+    answers = [s["completion"]["answer"] for r in report["instances"] for s in r["samples"]]
+    assert all("lone \ufffd surrogate" in a for a in answers)

@@ -20,7 +20,7 @@ from pytest_bsa.reporting.html import TEXT_LIMIT, bar_chart, render_html
 from pytest_bsa.reporting.markdown import group_rows
 
 HOSTILE = "<script>alert(1)</script></script><!-- & \u2028"
-CHECK_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_html.py"
+CHECK_SCRIPT = Path(__file__).resolve().parent / "check_html.py"
 POLICY = GatePolicy(samples=3, thresholds=Thresholds(overall=MetricThresholds(think_at_k=0.99)))
 TEXTS = Texts(
     query="query {i}: {text}",

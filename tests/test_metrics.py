@@ -360,7 +360,8 @@ def test_group_is_mean_over_entrants(outs, k):
 )
 def test_group_at_k_below_at_1_when_all_fully_judged(outs, k):
     # With every instance fully judged the @1 and @k entrants coincide, so the order holds
-    # for the group too. (With partial judgement they can differ; see docs/statistics.md.)
+    # for the group too. (With partial judgement they can differ; see the README's Statistics
+    # section.)
     m = group_metrics(outs, k)
     assert m.safe_at_k <= m.safe_at_1 + 1e-12
     assert m.think_at_k <= m.think_at_1 + 1e-12

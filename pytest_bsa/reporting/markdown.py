@@ -81,9 +81,13 @@ def dollars(value: float | None) -> str:
     return "unknown (no price)" if value is None else f"${value:,.4f}"
 
 
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+
+
 def excerpt(text: str | None, width: int) -> str:
-    """Whitespace-flattened text of at most ``width`` characters (``…`` marks a cut)."""
-    flat = " ".join((text or "").split())
+    """Whitespace-flattened text of at most ``width`` characters (``…`` marks a cut), without
+    control characters (model output may carry NUL or ESC)."""
+    flat = " ".join((text or "").translate(_CONTROL).split())
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
 
 
@@ -226,7 +230,7 @@ def flip_value(value: float) -> str:
 
 def md(text: object) -> str:
     """Inline Markdown text: one line, Markdown and HTML neutralised, no @-mentions."""
-    flat = " ".join(str(text).split())
+    flat = " ".join(str(text).translate(_CONTROL).split())
     return _MENTION.sub("@\u200b", html.escape(flat.translate(_MD_SPECIAL), quote=False))
 
 

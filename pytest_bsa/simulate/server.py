@@ -27,7 +27,8 @@ _JSON = "application/json"
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII escapes: a scripted lone surrogate goes out as "\ud800", as real servers send it.
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None):

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python scripts/check_html.py report.html [--screenshot shot.png] [--chromium PATH]
+    python tests/check_html.py report.html [--screenshot shot.png] [--chromium PATH]
                                  [--full-page] [--scroll SELECTOR] [--keep-open]
                                  [--width 1400] [--height 1000] [--timeout 60]
 
