@@ -12,7 +12,7 @@ from typing import Any
 
 from pytest_bsa.config import GatePolicy
 from pytest_bsa.gate import GateResult, InstanceVerdict, evaluate, instance_verdict
-from pytest_bsa.metrics import Breakdown, GroupMetrics, InstanceOutcomes, breakdown
+from pytest_bsa.metrics import Breakdown, InstanceOutcomes, breakdown, group_members
 from pytest_bsa.models import InstanceResult
 from pytest_bsa.stats import (
     Flip,
@@ -199,14 +199,11 @@ def _instances_gate(evaluation: RunEvaluation) -> GateResult:
 
 
 def _members(outcomes: list[InstanceOutcomes], level: str) -> dict[str, list[InstanceOutcomes]]:
+    """The instances of each group of a level, grouped as the metrics group them."""
     if level == "overall":
         return {"overall": outcomes}
-    groups: dict[str, list[InstanceOutcomes]] = {}
-    for o in outcomes:
-        names = (o.scenario,) if level == "scenario" else o.categories
-        for name in names:
-            groups.setdefault(name, []).append(o)
-    return groups
+    scenarios, categories, _ = group_members(outcomes)
+    return scenarios if level == "scenario" else categories
 
 
 def _baseline_gates(
@@ -310,8 +307,3 @@ def _power(outcomes: list[InstanceOutcomes], table: Breakdown, k: int) -> dict[s
         name: minimum_detectable_drop(members.get(name, []), k, "think_at_1")
         for name in table.categories
     }
-
-
-def group_row(m: GroupMetrics) -> dict[str, Any]:
-    """A group's metrics as a plain dict (for reports)."""
-    return m.as_dict()

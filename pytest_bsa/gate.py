@@ -41,13 +41,6 @@ class GateResult:
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "name": self.name}
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GateResult:
-        fields = {k: v for k, v in data.items() if k != "name"}
-        if fields.get("interval") is not None:
-            fields["interval"] = tuple(fields["interval"])
-        return cls(**fields)
-
 
 def _levels(thresholds: Thresholds) -> Iterator[tuple[Level, str, MetricThresholds]]:
     yield "overall", "overall", thresholds.overall

@@ -138,6 +138,7 @@ class BsaSession:
         self.started_at = now_iso()
         self._clock_start = time.monotonic()
         self.items: list[BsaItem] = []
+        self.pytest_session: pytest.Session | None = None
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> BsaSession:
@@ -241,7 +242,7 @@ class BsaSession:
     # -- running ---------------------------------------------------------------------------
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.config._bsa_session = session  # type: ignore[attr-defined]
+        self.pytest_session = session
 
     @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: gates before the terminal's 100%
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
@@ -309,8 +310,7 @@ class BsaSession:
             if self.is_worker:  # the result travels to the controller with the report
                 report.bsa_result = item.result.model_dump(mode="json")  # type: ignore[attr-defined]
             else:
-                self.summary.add(item.result)
-                self.config.hook.pytest_bsa_instance_done(result=item.result, config=self.config)
+                self._record(item.result)
             # pytest's --junitxml writes the item's properties from the teardown report.
             item.user_properties.extend(self.summary.junit_properties(item.result))
         return report
@@ -319,9 +319,11 @@ class BsaSession:
         """On the pytest-xdist controller: the workers' results arrive with their reports."""
         data = getattr(report, "bsa_result", None)
         if data is not None and not self.is_worker:
-            result = InstanceResult.model_validate(data)
-            self.summary.add(result)
-            self.config.hook.pytest_bsa_instance_done(result=result, config=self.config)
+            self._record(InstanceResult.model_validate(data))
+
+    def _record(self, result: InstanceResult) -> None:
+        self.summary.add(result)
+        self.config.hook.pytest_bsa_instance_done(result=result, config=self.config)
 
     def _report_gates(self, session: pytest.Session) -> None:
         """Each gate becomes its own test report, so terminal, JUnit and exit code agree."""
@@ -352,7 +354,7 @@ class BsaSession:
                 )
                 hook.pytest_runtest_logreport(report=report)
             hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
-        budget = next(g for g in evaluation.gates if g.kind == "errors")
+        budget = next(g for g in evaluation.gates if g.metric == "endpoint_errors")
         if budget.status == "passed":
             # Errored instances were reported as errors; the budget allows them.
             session.testsfailed = max(0, session.testsfailed - len(evaluation.errored))
@@ -470,7 +472,7 @@ class _XdistPlan:
 
     def pytest_runtest_logreport(self, report: TestReport) -> None:
         """xdist sets the collected count after the collection hook: add the gates once."""
-        session = getattr(self.bsa.config, "_bsa_session", None)
+        session = self.bsa.pytest_session
         if not self.counted and session is not None and self.selected:
             session.testscollected += self.bsa.gate_count(self.selected)
             self.counted = True

@@ -13,7 +13,7 @@ import contextvars
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +75,6 @@ class CallCounters:
 class EngineStats:
     model: CallCounters = field(default_factory=CallCounters)
     judge: CallCounters = field(default_factory=CallCounters)
-    instances_done: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -150,7 +149,6 @@ class Engine:
         cache: Any = None,
         judge_max_reasks: int = 2,
         max_cost: float | None = None,
-        on_progress: Callable[[EngineStats], None] | None = None,
     ) -> None:
         self.model = model
         self.judge_spec = judge_spec
@@ -166,7 +164,6 @@ class Engine:
             "model": RateLimiter(model.rpm, model.tpm),
             "judge": RateLimiter(judge_spec.rpm, judge_spec.tpm),
         }
-        self._on_progress = on_progress
         self._concurrency = concurrency
         self.stats = EngineStats()
         self.judge = Judge(
@@ -259,9 +256,6 @@ class Engine:
         samples = await asyncio.gather(
             *(self._run_sample(instance, index) for index in range(self.samples))
         )
-        self.stats.instances_done += 1
-        if self._on_progress is not None:
-            self._on_progress(self.stats)
         return InstanceResult(instance=instance, samples=tuple(samples))
 
     def model_request(self, instance: Instance, index: int) -> ChatRequest:
@@ -335,10 +329,6 @@ class Engine:
             self.judge.structured = False
             plain = request.model_copy(update={"response_format": None})
             return await self._call("judge", self._judge_transport, plain)
-
-    @property
-    def total_cost(self) -> float:
-        return self.stats.model.cost_usd + self.stats.judge.cost_usd
 
     def _committed_cost(self) -> float:
         """Spent so far plus the expected cost of the calls in flight."""
