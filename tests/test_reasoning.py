@@ -183,7 +183,10 @@ def test_split_reasoning(
     assert split_reasoning(content, **fields) == (answer, reasoning, state)
 
 
-_plain = st.text(alphabet=st.characters(blacklist_characters="<>"), max_size=60)
+# Lone surrogates are cleaned to U+FFFD by design (tested apart); keep them out of this property.
+_plain = st.text(
+    alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=60
+)
 
 
 @given(_plain)
