@@ -42,7 +42,15 @@ def make_transport(
     api_key_env: str | None = None,
     max_connections: int = 256,
 ) -> Transport:
-    """The direct OpenAI-compatible transport when possible, litellm for everything else."""
+    """A direct transport when possible (OpenAI-compatible, Anthropic), litellm for the rest."""
+    if model.startswith("anthropic/"):
+        from pytest_bsa.engine.anthropic_transport import AnthropicTransport, key_for
+
+        return AnthropicTransport(
+            key_for(api_key, api_key_env, api_base),
+            max_connections=max_connections,
+            api_key_env=api_key_env,
+        )
     if is_direct(model, api_base):
         from pytest_bsa.engine.openai_compat import OpenAICompatTransport
 

@@ -157,6 +157,9 @@ def make_app(state: SimulatorState) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
+    from pytest_bsa.simulate import anthropic  # imports this module: routes added last
+
+    app.router.add_post("/v1/messages", anthropic.messages)
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", reset_stats)
     return app
