@@ -230,6 +230,7 @@ class Settings(_Strict):
     max_cost: float | None = None
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)  # USD per 1M in, out
     concurrency: int = 16
+    concurrency_mode: Literal["adaptive", "fixed"] = "adaptive"
     timeout: float = 600.0
     max_retries: int = 6
     judge_max_reasks: int = 2

@@ -157,7 +157,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="instances allowed to end in an endpoint error (a count, or a share when < 1). "
         "Default: 0.",
     )
-    add("--bsa-concurrency", type=_positive_int, help="calls in flight at once. Default: 16.")
+    add(
+        "--bsa-concurrency",
+        type=_positive_int,
+        help="calls in flight at once per endpoint role (the ceiling in adaptive mode). "
+        "Default: 16.",
+    )
+    add(
+        "--bsa-concurrency-mode",
+        choices=("adaptive", "fixed"),
+        help="adaptive: lower the calls in flight on 429s and latency growth, raise them back "
+        "up to --bsa-concurrency; fixed: always --bsa-concurrency. Default: adaptive.",
+    )
     add(
         "--bsa-timeout",
         type=_non_negative_float,

@@ -69,6 +69,7 @@ _CLI_OPTIONS = {
     "gate": "bsa_gate",
     "max_errors": "bsa_max_errors",
     "concurrency": "bsa_concurrency",
+    "concurrency_mode": "bsa_concurrency_mode",
     "timeout": "bsa_timeout",
     "max_retries": "bsa_max_retries",
     "cache_dir": "bsa_cache_dir",

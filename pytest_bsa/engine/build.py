@@ -103,5 +103,6 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
         cache=cache,
         judge_max_reasks=settings.judge_max_reasks,
         max_cost=settings.max_cost,
+        adaptive=settings.concurrency_mode == "adaptive",
     )
     return engine, simulator

@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_bsa.engine.adaptive import AdaptiveConcurrency
 from pytest_bsa.engine.ratelimit import RateLimiter
 from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
 from pytest_bsa.engine.scheduler import PrioritySlots
@@ -117,11 +118,15 @@ def refuses_structured_output(error: TransportError) -> bool:
     return error.kind == "client" and any(word in text for word in _STRUCTURED_WORDS)
 
 
-def _priced(completion: Completion, price: tuple[float, float] | None) -> Completion:
+def _priced(
+    completion: Completion, price: tuple[float, float] | None, factor: float = 1.0
+) -> Completion:
+    """``completion`` with its cost at ``price`` (USD per million tokens) times ``factor``
+    (0.5 for a batch API's discount)."""
     if price is None:
         return completion
     usage = completion.usage
-    cost = (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1e6
+    cost = factor * (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1e6
     return completion.model_copy(update={"usage": usage.model_copy(update={"cost_usd": cost})})
 
 
@@ -149,6 +154,7 @@ class Engine:
         cache: Any = None,
         judge_max_reasks: int = 2,
         max_cost: float | None = None,
+        adaptive: bool = False,
     ) -> None:
         self.model = model
         self.judge_spec = judge_spec
@@ -165,6 +171,9 @@ class Engine:
             "judge": RateLimiter(judge_spec.rpm, judge_spec.tpm),
         }
         self._concurrency = concurrency
+        self._adaptive_mode = adaptive
+        # Per role, when adaptive: the limit the role's slots follow (set up on the loop).
+        self.adaptive: dict[str, AdaptiveConcurrency] = {}
         self.stats = EngineStats()
         self.judge = Judge(
             self._judge_call,
@@ -193,6 +202,11 @@ class Engine:
         asyncio.set_event_loop(self._loop)
         # One pool per endpoint role: judge calls never hold back the model's (and vice versa).
         self._slots = {role: PrioritySlots(self._concurrency) for role in ("model", "judge")}
+        if self._adaptive_mode:
+            self.adaptive = {
+                role: AdaptiveConcurrency(self._concurrency, on_change=slots.resize)
+                for role, slots in self._slots.items()
+            }
         self._loop.call_soon(self._ready.set)
         self._loop.run_forever()
 
@@ -341,23 +355,38 @@ class Engine:
         spec = self.model if role == "model" else self.judge_spec
         limiter = self._limiters[role]
         priority = (_priority.get(), 1 if role == "judge" else 0)
+        # A batching transport gathers every request into one provider batch: no slots, no
+        # client-side rate limit, no adaptive limit (the provider schedules the batch).
+        batched = bool(getattr(transport, "batched", False))
         slots = self._slots[role]
+        control = None if batched else self.adaptive.get(role)
 
         async def attempt() -> Completion:
-            if limiter.limited:
+            if limiter.limited and not batched:
                 await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
-            async with slots.slot(priority):
+            async with contextlib.nullcontext() if batched else slots.slot(priority):
+                if control is not None:
+                    await control.ready()  # a Retry-After pause of the whole endpoint role
                 # Checked once a slot is held: counting what calls in flight will likely cost,
                 # so the limit holds to within one call's cost per concurrent call.
                 if self.max_cost is not None and self._committed_cost() >= self.max_cost:
                     raise CostLimitReached(self.max_cost)
                 counters.calls += 1
                 counters.in_flight += 1
+                started = time.monotonic()
                 try:
                     completion = await transport.complete(request, timeout=self.timeout)
+                except TransportError as exc:
+                    if control is not None and exc.kind == "rate_limit":
+                        control.on_rate_limit(started, exc.retry_after)
+                    raise
                 finally:
                     counters.in_flight -= 1
-            return _priced(completion, spec.price)
+                if control is not None:
+                    control.on_success(
+                        started, completion.latency_s, completion.usage.completion_tokens
+                    )
+            return _priced(completion, spec.price, getattr(transport, "price_factor", 1.0))
 
         def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:
             counters.retries += 1

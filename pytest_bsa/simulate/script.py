@@ -21,6 +21,13 @@ script gives the same behaviour in every run and every process. In YAML::
         times: 2          # the first 2 attempts of each matching request; or rate: 0.2;
                           # neither: every attempt
         retry_after: 1    # rate_limit only; status: 503 for server_error
+    rate_limit:           # optional: a token bucket over all model and judge requests;
+      requests_per_second: 50   # beyond it: 429 with the exact Retry-After
+      burst: 5                  # requests of slack (default 1)
+    batch:                # how /v1/batches and /v1/messages/batches behave
+      delay: 0.0          # seconds from creation until the results are ready
+      outcome: completed  # completed | failed (validation) | expired (half the lines run)
+      fail: 0.0           # share of lines answered with a 500 error (deterministic)
     seed: 0
 
 Attempts are counted per (role, instance, sample); the judge's safety and reasoning verdicts of
@@ -168,12 +175,29 @@ class Fault(_Strict):
         return True
 
 
+class RateLimit(_Strict):
+    """A token bucket in front of the model and judge routes (``rate_limit:`` in a script)."""
+
+    requests_per_second: float = Field(gt=0)
+    burst: float = Field(1.0, ge=1.0)
+
+
+class BatchBehaviour(_Strict):
+    """How the batch routes behave (``batch:`` in a script)."""
+
+    delay: float = Field(0.0, ge=0.0)
+    outcome: Literal["completed", "failed", "expired"] = "completed"
+    fail: float = Field(0.0, ge=0.0, le=1.0)
+
+
 class Script(_Strict):
     """The whole script. ``Script.load(path)`` reads YAML or JSON; ``Script()`` is the default."""
 
     default: Behaviour = Behaviour()
     instances: dict[str, BehaviourOverride] = Field(default_factory=dict)
     faults: tuple[Fault, ...] = ()
+    rate_limit: RateLimit | None = None
+    batch: BatchBehaviour = BatchBehaviour()
     seed: int = 0
 
     _merged: dict[str, Behaviour] = PrivateAttr(default_factory=dict)

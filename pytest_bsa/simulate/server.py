@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import time
 from typing import Any
 
 from aiohttp import web
@@ -151,7 +152,14 @@ async def reset_stats(request: web.Request) -> web.Response:
 
 
 def make_app(state: SimulatorState) -> web.Application:
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    from pytest_bsa.simulate import ratelimit
+
+    limit = state.script.rate_limit
+    middlewares = []
+    if limit is not None:  # the rate-limited mode
+        bucket = ratelimit.TokenBucket(limit.requests_per_second, limit.burst, time.monotonic())
+        middlewares.append(ratelimit.middleware(state, bucket))
+    app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=middlewares)
     app[STATE_KEY] = state
     app[SHUTDOWN_KEY] = asyncio.Event()
     app.router.add_post("/v1/chat/completions", chat_completions)

@@ -24,6 +24,7 @@ class SimulatorState:
         self._attempts: Counter[tuple[str, str, int]] = Counter()
         self._counts: dict[str, Counter[str]] = {role: Counter() for role in ROLES}
         self._per_sample: dict[tuple[str, int], Counter[str]] = {}
+        self.throttled = 0  # requests refused by the rate-limited mode (script.rate_limit)
         # Faults grouped by the role they can apply to, with their index in the script.
         self._faults: dict[str, tuple[tuple[int, Fault], ...]] = {
             role: tuple(
@@ -62,6 +63,10 @@ class SimulatorState:
                 return attempt, fault
         return attempt, None
 
+    def count_throttled(self) -> None:
+        with self._lock:
+            self.throttled += 1
+
     def completed(self, role: str) -> None:
         with self._lock:
             self._counts[role]["completions"] += 1
@@ -82,7 +87,8 @@ class SimulatorState:
             samples: dict[str, dict[str, dict[str, int]]] = {}
             for (instance_id, sample), per in self._per_sample.items():
                 samples.setdefault(instance_id, {})[str(sample)] = {r: per[r] for r in ROLES}
-        return {"roles": roles, "samples": samples}
+            throttled = self.throttled
+        return {"roles": roles, "samples": samples, "throttled": throttled}
 
     def reset(self) -> None:
         """Forget every count, attempt counters included (``times`` faults fire again)."""
@@ -91,3 +97,4 @@ class SimulatorState:
             for counts in self._counts.values():
                 counts.clear()
             self._per_sample.clear()
+            self.throttled = 0
