@@ -4,6 +4,7 @@ the engine under a rate-limited endpoint, and the simulator's rate-limited mode 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import urllib.error
 import urllib.request
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import SIX, SIX_PLAN, expected_groups, read_json, run_bsa, write_rows
 
-from pytest_bsa.engine.adaptive import AdaptiveConcurrency
+from pytest_bsa.engine.adaptive import AdaptiveEndpoint
 from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.runner import Engine, RequestSpec
 from pytest_bsa.engine.scheduler import PrioritySlots
@@ -23,64 +24,125 @@ from pytest_bsa.simulate.script import RateLimit
 
 
 class Clock:
+    """A fake clock; ``sleep`` advances it (so pacing is tested without real time)."""
+
     def __init__(self) -> None:
         self.now = 100.0
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
-def controller(ceiling: int = 32, **kwargs) -> tuple[AdaptiveConcurrency, Clock, list[int]]:
+
+def endpoint(ceiling: int = 32, **kwargs) -> tuple[AdaptiveEndpoint, Clock, list[int]]:
     clock, changes = Clock(), []
-    return (
-        AdaptiveConcurrency(ceiling, clock=clock, on_change=changes.append, **kwargs),
-        clock,
-        changes,
-    )
+    control = AdaptiveEndpoint(ceiling, clock=clock, **kwargs)
+    control.follow(changes.append)
+    return control, clock, changes
 
 
-# -- the controller ---------------------------------------------------------------------------
+def send(control: AdaptiveEndpoint, clock: Clock) -> float:
+    return asyncio.run(control.ready(sleep=clock.sleep))
 
 
-def test_starts_at_the_ceiling_and_stays_there_without_signals() -> None:
-    control, clock, changes = controller(16)
+# -- the controller: pace on 429s -------------------------------------------------------------
+
+
+def test_without_signals_calls_go_out_at_once_at_the_ceiling() -> None:
+    control, clock, changes = endpoint(16)
     for _ in range(200):
         clock.now += 0.01
-        control.on_success(clock.now - 0.005, 0.005, 50)
-    assert (control.current, control.cuts, changes) == (16, 0, [])
+        sent = send(control, clock)
+        control.on_success(sent, 0.005, 50)
+    assert (control.current, control.rate, clock.slept, changes) == (16, None, [], [])
 
 
-def test_a_burst_of_429s_is_one_cut_and_pauses_for_retry_after() -> None:
-    control, clock, changes = controller(32)
-    sent = clock.now
-    clock.now += 0.1
-    for _ in range(10):  # ten calls of one episode, all sent before the cut
-        control.on_rate_limit(sent, retry_after=2.0)
-    assert control.current == 24  # 32 x 0.75, once
-    assert [d.reason for d in control.decisions] == ["rate_limit"]
+def test_first_429_paces_at_what_was_not_refused_and_pauses_for_retry_after() -> None:
+    control, clock, _ = endpoint(32)
+    sent = [send(control, clock) for _ in range(50)]  # 50 calls in one instant...
+    clock.now += 0.5
+    for t in sent[:10]:  # ...ten of them refused, one episode
+        control.on_rate_limit(t, retry_after=2.0)
+    assert control.rate_cuts == 1
+    # Set by the first refusal: 49 of the 50 sent not refused (yet) over the last 0.5 s.
+    assert control.rate == pytest.approx(49 / 0.5)
     assert control.pause_left() == pytest.approx(2.0)
-    clock.now += 1.5
-    assert control.pause_left() == pytest.approx(0.5)
+    went_out = send(control, clock)
+    assert clock.slept and sum(clock.slept) == pytest.approx(2.0)  # waited out the pause
+    assert went_out == pytest.approx(clock.now)
+
+
+def test_each_later_episode_cuts_the_pace_and_successes_restore_it() -> None:
+    control, clock, _ = endpoint(32)
+    for _ in range(100):
+        send(control, clock)
     clock.now += 1.0
-    assert control.pause_left() == 0.0
-    control.on_rate_limit(clock.now, retry_after=None)  # a new call: a new episode
-    assert control.current == 18
-    assert changes == [24, 18]
+    control.on_rate_limit(clock.now - 0.5, None)
+    first = control.rate
+    assert first == pytest.approx(99.0)  # 100 sent in the last second, 1 refused
+    control.on_rate_limit(clock.now - 0.5, None)  # sent before the cut: same episode
+    assert control.rate == first
+    control.on_rate_limit(send(control, clock), None)  # sent after it: a new episode
+    assert control.rate == pytest.approx(first * 0.9)
+    for _ in range(int(first * 0.9)):  # about one second of successes at the new pace
+        control.on_success(clock.now, 0.01)
+    assert control.rate == pytest.approx(first, rel=0.02)  # the cut is made up in ~a second
+    assert [d.reason for d in control.decisions] == ["rate_limit", "rate_limit"]
+    assert control.current == 32  # 429s pace the endpoint; they never cut its concurrency
 
 
-def test_repeated_episodes_go_down_to_one_and_never_below() -> None:
-    control, clock, _ = controller(8)
-    for _ in range(20):
-        clock.now += 1
-        control.on_rate_limit(clock.now, None)
-    assert control.current == 1
-    assert control.limit >= 1.0
+def test_pace_spaces_calls_and_a_cut_applies_to_the_next_call() -> None:
+    control, clock, _ = endpoint(8)
+    control.rate = 10.0
+    times = [send(control, clock) for _ in range(4)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == pytest.approx([0.1, 0.1, 0.1])
+    control.on_rate_limit(times[-1], None)
+    assert control.rate == pytest.approx(9.0)
+    later = send(control, clock)
+    assert later - times[-1] == pytest.approx(1 / 9.0)
+
+
+def test_pace_never_stops_the_run() -> None:
+    control, clock, _ = endpoint(4)
+    control.rate = 1.0
+    for _ in range(200):
+        control.on_rate_limit(send(control, clock), None)
+    assert control.rate >= 0.1
+
+
+def test_retry_after_pause_is_capped() -> None:
+    control, _, _ = endpoint(4)
+    control.on_rate_limit(0.0, retry_after=10_000.0)
+    assert control.pause_left() == pytest.approx(300.0)
+
+
+# -- the controller: concurrency on latency growth --------------------------------------------
+
+
+def test_latency_growth_cuts_gently_and_not_below_a_quarter_of_the_ceiling() -> None:
+    control, clock, changes = endpoint(40)
+    for _ in range(50):  # baseline: 1 s for 100 tokens
+        clock.now += 0.1
+        control.on_success(clock.now - 1.0, 1.0, 100, "model")
+    assert control.limit_cuts == 0
+    for _ in range(200):  # the server slows to 4 s for the same output
+        clock.now += 0.1
+        control.on_success(clock.now - 0.01, 4.0, 100, "model")
+    assert {d.reason for d in control.decisions} == {"latency"}
+    assert control.limit_cuts >= 2
+    assert control.current == 10  # 40 / 4: latency alone never squeezes further
+    assert all(d.after >= d.before * 0.9 - 1 for d in control.decisions)  # gentle steps
+    assert changes[-1] == 10
 
 
 def test_additive_increase_adds_one_slot_per_round_trip_up_to_the_ceiling() -> None:
-    control, clock, _ = controller(20)
-    control.on_rate_limit(clock.now, None)
-    assert control.current == 15
+    control, clock, _ = endpoint(20)
+    control.limit = 15.0
     for _ in range(16):  # about one window of successes at 15 in flight
         control.on_success(clock.now, 0.01)
     assert control.current == 16
@@ -92,54 +154,45 @@ def test_additive_increase_adds_one_slot_per_round_trip_up_to_the_ceiling() -> N
     assert control.current == 20 and control.limit == 20.0
 
 
-def test_retry_after_pause_is_capped() -> None:
-    control, _, _ = controller(4)
-    control.on_rate_limit(0.0, retry_after=10_000.0)
-    assert control.pause_left() == pytest.approx(300.0)
-
-
-def test_latency_growth_cuts_gently_and_not_below_a_quarter_of_the_ceiling() -> None:
-    control, clock, _ = controller(40)
-    for _ in range(50):  # baseline: 1 s for 100 tokens
-        clock.now += 0.1
-        control.on_success(clock.now - 1.0, 1.0, 100)
-    assert control.cuts == 0
-    for _ in range(200):  # the server slows to 4 s for the same output
-        clock.now += 0.1
-        control.on_success(clock.now - 0.01, 4.0, 100)
-    reasons = {d.reason for d in control.decisions}
-    assert reasons == {"latency"}
-    assert control.cuts >= 2
-    assert control.current == 10  # 40 / 4: latency alone never squeezes further
-    assert all(d.after >= d.before * 0.9 - 1 for d in control.decisions)  # gentle steps
-
-
 def test_fast_calls_never_trip_the_latency_signal() -> None:
     """A local zero-latency server: latency grows with our own load, in milliseconds."""
-    control, clock, _ = controller(32)
+    control, clock, _ = endpoint(32)
     for i in range(500):
         clock.now += 0.001
-        control.on_success(clock.now, 0.001 + i * 0.0005, 60)  # 1 ms to 250 ms
-    assert control.cuts == 0
+        control.on_success(clock.now, 0.001 + i * 0.0005, 60, "model")  # 1 ms to 250 ms
+    assert control.limit_cuts == 0
 
 
 def test_longer_answers_are_not_latency_growth() -> None:
-    control, clock, _ = controller(32)
+    control, clock, _ = endpoint(32)
     for i in range(300):
         tokens = 100 if i < 100 else 1000
         clock.now += 0.1
-        control.on_success(clock.now, tokens / 100.0, tokens)  # same speed per token
-    assert control.cuts == 0
+        control.on_success(clock.now, tokens / 100.0, tokens, "model")  # same speed per token
+    assert control.limit_cuts == 0
+
+
+def test_roles_are_watched_apart() -> None:
+    """A slow model and a fast judge on one endpoint: the mix is not latency growth."""
+    control, clock, _ = endpoint(32)
+    for i in range(400):
+        clock.now += 0.05
+        if i < 100 or i % 2:
+            control.on_success(clock.now, 2.0, 10, "model")
+        else:
+            control.on_success(clock.now, 0.6, 1, "judge")
+    assert control.limit_cuts == 0
 
 
 def test_a_lasting_slowdown_becomes_the_new_normal() -> None:
-    control, clock, _ = controller(40)
+    control, clock, _ = endpoint(40)
     for _ in range(50):
         clock.now += 0.1
-        control.on_success(clock.now, 1.0, 100)
+        control.on_success(clock.now, 1.0, 100, "model")
     for _ in range(3000):
         clock.now += 0.1
-        control.on_success(clock.now, 3.0, 100)
+        control.on_success(clock.now, 3.0, 100, "model")
+    assert control.limit_cuts >= 1
     assert control.current == 40  # cut while new, then forgiven and raised back
 
 
@@ -251,9 +304,9 @@ def test_engine_adapts_to_a_rate_limited_endpoint_without_errors() -> None:
     assert model.answered == 80
     assert model.refused > 0
     control = engine.adaptive["model"]
-    assert control.cuts >= 1
+    assert control.rate_cuts >= 1 and control.rate is not None
     assert {d.reason for d in control.decisions} == {"rate_limit"}
-    assert engine.adaptive["judge"].cuts == 0  # the judge's endpoint never refused
+    assert engine.adaptive["judge"] is control  # one endpoint, one controller
 
 
 def test_fixed_mode_keeps_its_concurrency() -> None:

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_bsa.engine.adaptive import AdaptiveConcurrency
+from pytest_bsa.engine.adaptive import AdaptiveEndpoint
 from pytest_bsa.engine.ratelimit import RateLimiter
 from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
 from pytest_bsa.engine.scheduler import PrioritySlots
@@ -172,8 +172,9 @@ class Engine:
         }
         self._concurrency = concurrency
         self._adaptive_mode = adaptive
-        # Per role, when adaptive: the limit the role's slots follow (set up on the loop).
-        self.adaptive: dict[str, AdaptiveConcurrency] = {}
+        # Per role, when adaptive: its endpoint's pace and limit (shared by roles that use the
+        # same endpoint; the roles' slots follow its limit). Set up on the loop.
+        self.adaptive: dict[str, AdaptiveEndpoint] = {}
         self.stats = EngineStats()
         self.judge = Judge(
             self._judge_call,
@@ -203,10 +204,12 @@ class Engine:
         # One pool per endpoint role: judge calls never hold back the model's (and vice versa).
         self._slots = {role: PrioritySlots(self._concurrency) for role in ("model", "judge")}
         if self._adaptive_mode:
-            self.adaptive = {
-                role: AdaptiveConcurrency(self._concurrency, on_change=slots.resize)
-                for role, slots in self._slots.items()
-            }
+            endpoints: dict[str, AdaptiveEndpoint] = {}
+            for role, spec in (("model", self.model), ("judge", self.judge_spec)):
+                where = spec.cache_base or spec.api_base or spec.model.split("/", 1)[0]
+                control = endpoints.setdefault(where, AdaptiveEndpoint(self._concurrency))
+                control.follow(self._slots[role].resize)
+                self.adaptive[role] = control
         self._loop.call_soon(self._ready.set)
         self._loop.run_forever()
 
@@ -365,8 +368,9 @@ class Engine:
             if limiter.limited and not batched:
                 await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
             async with contextlib.nullcontext() if batched else slots.slot(priority):
-                if control is not None:
-                    await control.ready()  # a Retry-After pause of the whole endpoint role
+                sent_at = 0.0
+                if control is not None:  # the endpoint's pace and any Retry-After pause
+                    sent_at = await control.ready()
                 # Checked once a slot is held: counting what calls in flight will likely cost,
                 # so the limit holds to within one call's cost per concurrent call.
                 if self.max_cost is not None and self._committed_cost() >= self.max_cost:
@@ -378,13 +382,13 @@ class Engine:
                     completion = await transport.complete(request, timeout=self.timeout)
                 except TransportError as exc:
                     if control is not None and exc.kind == "rate_limit":
-                        control.on_rate_limit(started, exc.retry_after)
+                        control.on_rate_limit(sent_at, exc.retry_after)
                     raise
                 finally:
                     counters.in_flight -= 1
                 if control is not None:
                     control.on_success(
-                        started, completion.latency_s, completion.usage.completion_tokens
+                        started, completion.latency_s, completion.usage.completion_tokens, role
                     )
             return _priced(completion, spec.price, getattr(transport, "price_factor", 1.0))
 
