@@ -186,7 +186,24 @@ class BsaSession:
         ]
         if self.config_source:
             lines.append(f"bsa: config {self.config_source}")
+        if not self.config.option.collectonly:  # --collect-only prints it for what it collected
+            lines.extend(self.estimate(self.instances).lines())
         return lines
+
+    def estimate(self, instances: list[Instance]) -> Any:
+        """Calls, tokens, cost and time of running ``instances`` (see pytest_bsa.estimate)."""
+        from pytest_bsa.engine.forecast import estimate_for
+
+        return estimate_for(self.settings, instances, _cache_dir(self.settings))
+
+    def refuse_over_budget(self, instances: list[Instance]) -> None:
+        """``--bsa-max-cost`` below the estimate (or with no price to check it): exit 4 before
+        any call is made."""
+        if self.settings.max_cost is None or not instances:
+            return
+        problem = self.estimate(instances).refusal(self.settings.max_cost)
+        if problem:
+            raise pytest.UsageError(f"pytest-bsa: {problem}")
 
     @pytest.hookimpl
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
@@ -239,6 +256,10 @@ class BsaSession:
             f"bsa: {n} instances x {k} samples = {n * k} model calls and about {2 * n * k} "
             "judge calls (fewer with cache hits, more if the judge must be re-asked)"
         )
+        if self.config.option.collectonly and n:
+            collected = [i.instance for i in session.items if isinstance(i, BsaItem)]
+            for line in self.estimate(collected).lines():
+                reporter.write_line(line)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -249,8 +270,11 @@ class BsaSession:
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         if session.config.option.collectonly:
             return (yield)
+        if self.xdist_controller:  # the workers collect: the selection before -k decides
+            self.refuse_over_budget(self.instances)
         if not self.is_worker and not self.xdist_controller:
             selected = [i.instance for i in session.items if isinstance(i, BsaItem)]
+            self.refuse_over_budget(selected)
             self.planned = len(selected)
             self.progress.total_samples = len(selected) * self.settings.samples
             if selected:

@@ -67,16 +67,21 @@ def test_a_run_whose_judge_never_answers_fails(pytester: pytest.Pytester) -> Non
 
 
 def test_cost_limit_holds_within_the_calls_in_flight(pytester: pytest.Pytester) -> None:
+    # The estimate (the simulator's usual short answers) is under the limit, so the run starts;
+    # the answers are 3,000 words long, so the run itself must stop at the limit.
+    script = _script(pytester, "default: {words: 3000}\n")
     result = pytester.runpytest_subprocess(
-        *SAMPLE, "--bsa-price=simulated=1000,1000", "--bsa-max-cost=0.5",
-        "--bsa-concurrency=2", "--bsa-cache=off", "--bsa-report=r.json",
+        *SAMPLE, f"--bsa-simulate-script={script}", "--bsa-limit=3",
+        "--bsa-price=simulated=1,1000", "--bsa-max-cost=2", "--bsa-concurrency=2",
+        "--bsa-cache=off", "--bsa-report=r.json",
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     report = json.loads((pytester.path / "r.json").read_text())
     spent = report["totals"]["model"]["cost_usd"] + report["totals"]["judge"]["cost_usd"]
     calls = report["totals"]["model"]["calls"] + report["totals"]["judge"]["calls"]
     per_call = spent / calls
-    assert spent <= 0.5 + 2 * 2 * per_call  # two pools of two calls may be in flight
+    assert spent > 2  # the estimate was beaten: only the in-run limit stopped it
+    assert spent <= 2 + 2 * 2 * per_call  # two pools of two calls may be in flight
     assert any("cut by the cost limit" in g["sentence"] for g in report["gates"])
 
 

@@ -45,6 +45,17 @@ def _key(env_var: str | None, api_base: str | None) -> str | None:
     return os.environ.get("OPENAI_API_KEY") if api_base else None
 
 
+def _price(settings: Settings, model: str) -> tuple[float, float] | None:
+    """USD per million input, output tokens: --bsa-price, else litellm's price map (so direct
+    transports report costs and --bsa-max-cost holds for them). Simulated endpoints: unknown."""
+    if model == SIMULATED and model not in settings.prices:
+        return None
+    from pytest_bsa.engine.prices import price_for
+
+    price = price_for(model, settings.prices)
+    return None if price is None else (price.input, price.output)
+
+
 def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
     """Returns the engine and the simulator it started (or ``None``)."""
     simulator = None
@@ -80,7 +91,7 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
             model_base,
             settings.generation_params,
             cache_base=_simulated_identity(settings) if settings.model == SIMULATED else None,
-            price=settings.prices.get(settings.model),
+            price=_price(settings, settings.model),
             rpm=settings.rpm,
             tpm=settings.tpm,
         ),
@@ -89,7 +100,7 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
             judge_base,
             dict(JUDGE_PARAMS),
             cache_base="simulated://judge" if settings.judge == SIMULATED else None,
-            price=settings.prices.get(settings.judge),
+            price=_price(settings, settings.judge),
             rpm=settings.rpm,
             tpm=settings.tpm,
         ),

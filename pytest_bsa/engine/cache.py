@@ -378,6 +378,35 @@ class Cache:
         body = json.dumps(_scrub(verdict), ensure_ascii=False, allow_nan=False)
         self._put("verdict", key, judge_model, body)
 
+    def completion_history(self, model: str, limit: int = 500) -> dict[str, float] | None:
+        """Means of the ``limit`` newest stored completions of ``model`` (for estimates):
+        ``calls``, ``prompt_tokens``, ``completion_tokens``, ``latency_s``; None when none."""
+        with self._lock:
+            conn = self._connection()
+            if conn is None or self._empty:
+                return None
+            rows = self._run(
+                conn,
+                "SELECT body FROM entries WHERE kind = 'completion' AND model = ?"
+                " ORDER BY created_at DESC LIMIT ?",
+                (model, int(limit)),
+            )
+        found = []
+        for (body,) in rows:
+            try:
+                found.append(Completion.model_validate_json(body))
+            except ValidationError:
+                continue
+        if not found:
+            return None
+        n = len(found)
+        return {
+            "calls": n,
+            "prompt_tokens": sum(c.usage.prompt_tokens for c in found) / n,
+            "completion_tokens": sum(c.usage.completion_tokens for c in found) / n,
+            "latency_s": sum(c.latency_s for c in found) / n,
+        }
+
     def stats(self) -> dict[str, int]:
         """Hits, misses and writes per kind by this object (no lookups in write/off mode)."""
         with self._lock:
