@@ -191,6 +191,7 @@ class FileConfig(_Strict):
     max_errors: float | None = Field(None, ge=0)
     gate_on: Literal["point", "lower"] | None = None
     hidden_reasoning: Literal["skip", "fail"] | None = None
+    batch: Literal["off", "model", "judge", "both"] | None = None
     thresholds: Thresholds = Thresholds()
     criteria: CriteriaConfig = CriteriaConfig()
     baseline: BaselineConfig = BaselineConfig()
@@ -231,6 +232,8 @@ class Settings(_Strict):
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)  # USD per 1M in, out
     concurrency: int = 16
     concurrency_mode: Literal["adaptive", "fixed"] = "adaptive"
+    batch: Literal["off", "model", "judge", "both"] = "off"  # roles sent through a batch API
+    batch_poll: float = Field(30.0, gt=0)  # seconds between looks at a running batch
     timeout: float = 600.0
     max_retries: int = 6
     judge_max_reasks: int = 2
@@ -391,6 +394,7 @@ _FILE_SCALARS = (
     "max_errors",
     "gate_on",
     "hidden_reasoning",
+    "batch",
 )
 
 

@@ -176,6 +176,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="timeout of one call. Default: 600.",
     )
     add("--bsa-max-retries", type=_int, help="retries of a failed call. Default: 6.")
+    add(
+        "--bsa-batch",
+        choices=("model", "judge", "both", "off"),
+        help="send these calls through the provider's batch API (OpenAI-compatible /v1/batches "
+        "or Anthropic message batches): half price, results within 24 h; a rerun picks up "
+        "unfinished batches. Config file: batch. Default: off.",
+    )
+    add(
+        "--bsa-batch-poll",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="seconds between looks at a running batch. Default: 30.",
+    )
     add("--bsa-cache-dir", metavar="DIR", help="cache directory. Default: ~/.cache/pytest-bsa.")
     add(
         "--bsa-cache", choices=_CACHE_MODES, help="response/verdict cache mode. Default: readwrite."

@@ -70,6 +70,8 @@ _CLI_OPTIONS = {
     "max_errors": "bsa_max_errors",
     "concurrency": "bsa_concurrency",
     "concurrency_mode": "bsa_concurrency_mode",
+    "batch": "bsa_batch",
+    "batch_poll": "bsa_batch_poll",
     "timeout": "bsa_timeout",
     "max_retries": "bsa_max_retries",
     "cache_dir": "bsa_cache_dir",
@@ -162,6 +164,13 @@ class BsaSession:
             if chosen is not None:
                 instances = list(chosen)
             baseline = _load_baseline(config, settings, source)
+            if settings.batch != "off":
+                from pytest_bsa.engine.batch import batch_problem
+
+                xdist = bool(getattr(config.option, "numprocesses", None))
+                problem = batch_problem(settings, xdist=xdist or hasattr(config, "workerinput"))
+                if problem:
+                    raise ConfigError(problem)
         except (ConfigError, ds.DatasetError, ReportError) as exc:
             raise pytest.UsageError(f"pytest-bsa: {exc}") from None
         for marker in ("bsa", *MARKERS):
@@ -186,6 +195,10 @@ class BsaSession:
         ]
         if self.config_source:
             lines.append(f"bsa: config {self.config_source}")
+        if s.batch != "off":
+            from pytest_bsa.engine.forecast import batch_header
+
+            lines.append(batch_header(s, _cache_dir(s)))
         if not self.config.option.collectonly:  # --collect-only prints it for what it collected
             lines.extend(self.estimate(self.instances).lines())
         return lines
@@ -320,6 +333,8 @@ class BsaSession:
                 return future.result(timeout=self.progress.interval)
             except FutureTimeout:
                 self.progress.emit(self.engine.stats)
+                for line in self.engine.batch_lines():
+                    self.progress.write(line)
 
     def instance_verdict(self, result: InstanceResult) -> InstanceVerdict:
         criteria = self.settings.criteria.for_categories(result.instance.categories)

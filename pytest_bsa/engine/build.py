@@ -14,6 +14,7 @@ from pytest_bsa.engine.preflight import unreachable
 from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.runner import Engine, RequestSpec
 from pytest_bsa.engine.transports import make_transport
+from pytest_bsa.engine.types import Transport
 
 
 class EndpointUnreachable(RuntimeError):
@@ -56,6 +57,24 @@ def _price(settings: Settings, model: str) -> tuple[float, float] | None:
     return None if price is None else (price.input, price.output)
 
 
+def _transport(
+    role: str, model: str, base: str | None, key_env: str | None, settings: Settings, cache: Any
+) -> Transport:
+    """The role's transport: direct or litellm, wrapped in a batching one for --bsa-batch."""
+    from pytest_bsa.engine.batch import batch_roles
+
+    if role not in batch_roles(settings.batch):
+        return make_transport(model, base, _key(key_env, base), api_key_env=key_env)
+    from pytest_bsa.engine.batch import BatchingTransport, batch_provider, make_batch_client
+    from pytest_bsa.engine.batch_openai import DEFAULT_BASE
+
+    wire = "openai/simulated" if model == SIMULATED else model
+    if base is None and batch_provider(wire, base) == "openai":
+        base = DEFAULT_BASE  # OpenAI's own batch API (its key: OPENAI_API_KEY)
+    client = make_batch_client(wire, base, _key(key_env, base), api_key_env=key_env)
+    return BatchingTransport(client, cache, role=role, poll_interval=settings.batch_poll)
+
+
 def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
     """Returns the engine and the simulator it started (or ``None``)."""
     simulator = None
@@ -72,19 +91,13 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
             if simulator is not None:
                 simulator.stop()
             raise EndpointUnreachable(problem)
-    model_transport = make_transport(
-        settings.model,
-        model_base,
-        _key(settings.api_key_env, model_base),
-        api_key_env=settings.api_key_env,
-    )
-    judge_transport = make_transport(
-        settings.judge,
-        judge_base,
-        _key(settings.judge_api_key_env, judge_base),
-        api_key_env=settings.judge_api_key_env,
-    )
     cache = None if settings.cache == "off" else Cache.open(cache_dir, settings.cache)
+    model_transport = _transport(
+        "model", settings.model, model_base, settings.api_key_env, settings, cache
+    )
+    judge_transport = _transport(
+        "judge", settings.judge, judge_base, settings.judge_api_key_env, settings, cache
+    )
     engine = Engine(
         model=RequestSpec(
             settings.model,

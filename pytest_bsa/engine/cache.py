@@ -52,6 +52,14 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries ("
     " key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL,"
     " created_at REAL NOT NULL, body TEXT NOT NULL)",
+    # Batch mode: which provider batch holds the answer to a request, so a rerun after Ctrl-C,
+    # a kill or a CI timeout polls that batch instead of paying for the request again.
+    "CREATE TABLE IF NOT EXISTS batches ("
+    " batch_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, provider TEXT NOT NULL,"
+    " requests INTEGER NOT NULL, created_at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS batch_requests ("
+    " key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, custom_id TEXT NOT NULL,"
+    " created_at REAL NOT NULL)",
 )
 
 
@@ -406,6 +414,92 @@ class Cache:
             "completion_tokens": sum(c.usage.completion_tokens for c in found) / n,
             "latency_s": sum(c.latency_s for c in found) / n,
         }
+
+    # -- batch mode ----------------------------------------------------------------------
+
+    def batch_request(self, key: str) -> tuple[str, str] | None:
+        """(batch id, custom id) of the batch that holds request ``key``, if one does."""
+        with self._lock:
+            conn = self._connection()
+            if conn is None or self._empty or not self._writable:
+                return None
+            rows = self._run(
+                conn, "SELECT batch_id, custom_id FROM batch_requests WHERE key = ?", (key,)
+            )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def put_batch(
+        self, batch_id: str, *, endpoint: str, provider: str, entries: list[tuple[str, str]]
+    ) -> None:
+        """Record a submitted batch and its (request key, custom id) pairs in one commit."""
+        with self._lock:
+            conn = self._connection()
+            if conn is None or not self._writable:
+                return
+            now = time.time()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT OR REPLACE INTO batches (batch_id, endpoint, provider, requests,"
+                    " created_at) VALUES (?, ?, ?, ?, ?)",
+                    (batch_id, normalise_api_base(endpoint) or endpoint, provider,
+                     len(entries), now),
+                )  # fmt: skip
+                conn.executemany(
+                    "INSERT OR REPLACE INTO batch_requests (key, batch_id, custom_id, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(key, batch_id, custom_id, now) for key, custom_id in entries],
+                )
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise CacheError(
+                    f"the cache file {self.path} failed ({exc}); {_advice(self.path)}"
+                ) from exc
+
+    def forget_batch_requests(self, keys: list[str]) -> None:
+        """Drop requests whose answer was delivered (or failed): a new run asks afresh."""
+        if not keys:
+            return
+        with self._lock:
+            conn = self._connection()
+            if conn is None or not self._writable:
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "DELETE FROM batch_requests WHERE key = ?", [(key,) for key in keys]
+                )
+                conn.execute(
+                    "DELETE FROM batches WHERE batch_id NOT IN"
+                    " (SELECT DISTINCT batch_id FROM batch_requests)"
+                )
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise CacheError(
+                    f"the cache file {self.path} failed ({exc}); {_advice(self.path)}"
+                ) from exc
+
+    def open_batches(self) -> list[tuple[str, str, int]]:
+        """(batch id, endpoint, requests still waiting) of every batch not yet delivered."""
+        with self._lock:
+            conn = self._connection()
+            if conn is None or self._empty:
+                return []
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "batches" not in tables:
+                return []
+            rows = self._run(
+                conn,
+                "SELECT b.batch_id, b.endpoint, COUNT(r.key) FROM batches b"
+                " JOIN batch_requests r ON r.batch_id = b.batch_id GROUP BY b.batch_id"
+                " ORDER BY b.created_at",
+                (),
+            )
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     def stats(self) -> dict[str, int]:
         """Hits, misses and writes per kind by this object (no lookups in write/off mode)."""

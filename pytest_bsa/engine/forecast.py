@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_bsa.config import Settings
+from pytest_bsa.engine.batch import batch_provider, batch_roles
 from pytest_bsa.engine.cache import CACHE_FILENAME, Cache, CacheError
 from pytest_bsa.engine.prices import price_for
 from pytest_bsa.estimate import History, RunEstimate, estimate_run
@@ -38,7 +39,6 @@ def estimate_for(
     """The estimate shown in the header and by ``--collect-only``, and checked against
     ``--bsa-max-cost`` before the first call."""
     use_cache = cache_dir is not None and settings.cache != "off"
-    batch = getattr(settings, "batch", "off")
     return estimate_run(
         instances,
         samples=settings.samples,
@@ -52,5 +52,37 @@ def estimate_for(
         concurrency=settings.concurrency,
         rpm=settings.rpm,
         tpm=settings.tpm,
-        batch=frozenset({"model", "judge"} if batch == "both" else {batch} - {"off"}),
+        batch=batch_roles(settings.batch),
     )
+
+
+_PROVIDERS = {"openai": "the OpenAI batch API", "anthropic": "Anthropic message batches"}
+
+
+def batch_header(settings: Settings, cache_dir: Path) -> str:
+    """The header line of a batch-mode run, with what an interrupted run left to pick up."""
+    roles = sorted(batch_roles(settings.batch), reverse=True)  # model before judge
+    via = []
+    for role in roles:
+        model = settings.model if role == "model" else settings.judge
+        base = settings.api_base if role == "model" else settings.judge_api_base
+        provider = "openai" if model == "simulated" else batch_provider(model, base)
+        via.append(f"{role} via {_PROVIDERS.get(provider or '', 'a batch API')}")
+    line = (
+        f"bsa: batch mode: {', '.join(via)} (half price, results within 24 h), polled every "
+        f"{settings.batch_poll:g} s"
+    )
+    path = Path(cache_dir).expanduser() / CACHE_FILENAME
+    if path.is_file():
+        try:
+            with Cache(path, "read") as cache:
+                waiting = cache.open_batches()
+        except CacheError:
+            waiting = []
+        if waiting:
+            requests = sum(n for _, _, n in waiting)
+            line += (
+                f"; the cache holds {len(waiting)} unfinished batch(es) with {requests:,} "
+                "requests from an interrupted run, picked up instead of paid again"
+            )
+    return line

@@ -245,6 +245,24 @@ class Engine:
         """Block until ``instance`` is sampled and judged."""
         return self.future(instance).result(timeout)
 
+    def batch_lines(self) -> list[str]:
+        """Progress lines of the batches the run waits for (none without batch mode)."""
+        transports = [
+            t for t in (self._model_transport, self._judge_transport) if hasattr(t, "status_lines")
+        ]
+        if not transports or not self._thread.is_alive():
+            return []
+
+        async def collect() -> list[str]:  # on the loop: the batch state lives there
+            return [
+                line for t in {id(t): t for t in transports}.values() for line in t.status_lines()
+            ]
+
+        try:
+            return asyncio.run_coroutine_threadsafe(collect(), self._loop).result(timeout=5)
+        except Exception:  # progress output must never stop the run
+            return []
+
     def close(self) -> None:
         """Cancel what is in flight, close the transports, stop the loop."""
         if not self._thread.is_alive():

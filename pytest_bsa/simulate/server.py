@@ -165,9 +165,10 @@ def make_app(state: SimulatorState) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
-    from pytest_bsa.simulate import anthropic  # imports this module: routes added last
+    from pytest_bsa.simulate import anthropic, batches  # they import this module
 
     app.router.add_post("/v1/messages", anthropic.messages)
+    batches.add_routes(app, state)
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", reset_stats)
     return app

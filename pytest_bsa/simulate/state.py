@@ -25,6 +25,7 @@ class SimulatorState:
         self._counts: dict[str, Counter[str]] = {role: Counter() for role in ROLES}
         self._per_sample: dict[tuple[str, int], Counter[str]] = {}
         self.throttled = 0  # requests refused by the rate-limited mode (script.rate_limit)
+        self.batches: Counter[str] = Counter()  # batches created and the requests they held
         # Faults grouped by the role they can apply to, with their index in the script.
         self._faults: dict[str, tuple[tuple[int, Fault], ...]] = {
             role: tuple(
@@ -63,6 +64,11 @@ class SimulatorState:
                 return attempt, fault
         return attempt, None
 
+    def count_batch(self, requests: int) -> None:
+        with self._lock:
+            self.batches["created"] += 1
+            self.batches["requests"] += requests
+
     def count_throttled(self) -> None:
         with self._lock:
             self.throttled += 1
@@ -88,7 +94,8 @@ class SimulatorState:
             for (instance_id, sample), per in self._per_sample.items():
                 samples.setdefault(instance_id, {})[str(sample)] = {r: per[r] for r in ROLES}
             throttled = self.throttled
-        return {"roles": roles, "samples": samples, "throttled": throttled}
+            batches = {"created": self.batches["created"], "requests": self.batches["requests"]}
+        return {"roles": roles, "samples": samples, "throttled": throttled, "batches": batches}
 
     def reset(self) -> None:
         """Forget every count, attempt counters included (``times`` faults fire again)."""
@@ -98,3 +105,4 @@ class SimulatorState:
                 counts.clear()
             self._per_sample.clear()
             self.throttled = 0
+            self.batches.clear()
