@@ -40,6 +40,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number, e.g. 30")
+    return value
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -185,7 +195,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-batch-poll",
-        type=_non_negative_float,
+        type=_positive_float,
         metavar="SECONDS",
         help="seconds between looks at a running batch. Default: 30.",
     )

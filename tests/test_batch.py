@@ -521,3 +521,19 @@ def test_batch_mode_in_a_config_file(pytester: pytest.Pytester, cache_dir: Path)
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: pytest-bsa: --bsa-batch model: the model 'gemini/x' *"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bsa-batch-poll=0"], "*--bsa-batch-poll: '0' is not a positive number, e.g. 30*"),
+        (["--bsa-batch=sometimes"], "*--bsa-batch: invalid choice: 'sometimes'*"),
+        (["--bsa-concurrency-mode=auto"], "*--bsa-concurrency-mode: invalid choice: 'auto'*"),
+    ],
+)
+def test_engine_options_are_parsed_at_the_edge(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = pytester.runpytest("--bsa-model=simulated", "--bsa-dataset=sample", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])

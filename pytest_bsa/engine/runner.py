@@ -206,7 +206,7 @@ class Engine:
         if self._adaptive_mode:
             endpoints: dict[str, AdaptiveEndpoint] = {}
             for role, spec in (("model", self.model), ("judge", self.judge_spec)):
-                where = spec.cache_base or spec.api_base or spec.model.split("/", 1)[0]
+                where = spec.api_base or spec.cache_base or spec.model.split("/", 1)[0]
                 control = endpoints.setdefault(where, AdaptiveEndpoint(self._concurrency))
                 control.follow(self._slots[role].resize)
                 self.adaptive[role] = control
