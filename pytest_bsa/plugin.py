@@ -252,7 +252,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bsa-max-cost",
         type=_non_negative_float,
         metavar="USD",
-        help="stop issuing calls once the run's cost reaches USD. Default: unlimited.",
+        help="refuse to start when the estimated cost exceeds USD (or no price is known), and "
+        "stop issuing calls once the run's cost reaches it. Default: unlimited.",
     )
     add(
         "--bsa-price",

@@ -160,6 +160,27 @@ def test_concurrent_calls_become_one_batch_and_each_gets_its_answer(tmp_path: Pa
     assert cache.open_batches() == []
 
 
+def test_closing_while_waiting_keeps_the_batch_for_a_rerun(tmp_path: Path) -> None:
+    """Ctrl-C: the engine closes its transports while the batch still runs."""
+    cache = Cache(tmp_path / "c.sqlite3")
+    client = FakeClient(polls_needed=10**9)
+
+    async def scenario() -> None:
+        batching = transport(client, cache)
+        waiting = [asyncio.ensure_future(batching.complete(chat(f"i{n}"), timeout=1))
+                   for n in range(4)]  # fmt: skip
+        while not batching.submitted:
+            await asyncio.sleep(0)
+        await batching.aclose()
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert client.closed
+    assert cache.open_batches() == [("b1", "http://127.0.0.1:9/v1", 4)]
+
+
 def test_a_rerun_polls_the_stored_batch_instead_of_submitting(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "c.sqlite3")
     request = chat("i1")

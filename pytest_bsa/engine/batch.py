@@ -247,7 +247,7 @@ class BatchingTransport:
         if self._store is not None:
             self._store.put_batch(
                 batch_id,
-                endpoint=self._where,
+                endpoint=self.client.endpoint,
                 provider=self.client.provider,
                 entries=[(key, cid) for key, cid, _ in chunk],
             )
