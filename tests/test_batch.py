@@ -404,7 +404,7 @@ def test_batch_run_scores_like_a_direct_run_at_half_the_model_price(
 def test_partial_failures_are_retried_in_later_batches(
     pytester: pytest.Pytester, cache_dir: Path, simulator
 ) -> None:
-    script = script_for(SIX_PLAN).model_copy(update={"batch": BatchBehaviour(fail=0.3)})
+    script = script_for(SIX_PLAN).model_copy(update={"batch": BatchBehaviour(fail=0.2)})
     sim = simulator(script)
     dataset = write_rows(pytester, SIX)
     result = run_bsa(
@@ -427,7 +427,7 @@ def test_a_failed_batch_is_an_endpoint_error_with_its_reason(
     dataset = write_rows(pytester, SIX)
     result = run_bsa(
         pytester, f"--bsa-dataset={dataset}", "--bsa-samples=1", "--bsa-batch=model",
-        "--bsa-batch-poll=0.05", cache_dir=cache_dir, sim=sim,
+        "--bsa-batch-poll=0.05", "-k", "ro-news or cs-same", cache_dir=cache_dir, sim=sim,
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*failed at the OpenAI batch API: simulated validation failure*"])
