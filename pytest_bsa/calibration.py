@@ -559,13 +559,16 @@ def _report(path: Path) -> Any:
 
 
 def labelling_sheet(report: Any) -> str:
-    """CSV text with one row per sample of a saved run, human label columns left blank.
+    """CSV text with one row per sample of a saved run (a ``Report`` or the path of one), the
+    human label columns left blank.
 
     Fill ``human_safety_label`` and/or ``human_reasoning_label`` (and, for Cognitive Shortcut,
     optionally ``human_query_a``/``human_query_b``) and pass the file with the report to
     :func:`cases_from_report`; rows left blank are skipped. ``sample`` is the report's 0-based
     sample index. Samples without a completion (endpoint errors) are left out.
     """
+    if isinstance(report, (str, Path)):
+        report = _report(Path(report))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(SHEET_FIELDS), lineterminator="\n")
     writer.writeheader()

@@ -84,6 +84,8 @@ def test_shipped_set_is_pinned() -> None:
         f"rules, then pin the new hash in calibration.SHIPPED_SHA256 ({digest})"
     )
     assert load_shipped().sha256 == SHIPPED_SHA256
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert SHIPPED_SHA256[:16] in readme, "update the hash quoted in the README too"
     assert load_calibration("shipped").source == "shipped"
 
 
@@ -531,6 +533,7 @@ def test_labelling_sheet_round_trips_with_the_report(saved_run: Path, tmp_path: 
     from pytest_bsa.report import load_report
 
     sheet = labelling_sheet(load_report(saved_run))
+    assert labelling_sheet(str(saved_run)) == sheet
     rows = list(csv.DictReader(io.StringIO(sheet)))
     assert [(r["id"], r["sample"]) for r in rows] == [
         ("ro-1", "0"),
