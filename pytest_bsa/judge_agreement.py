@@ -40,7 +40,7 @@ class JudgeLabels:
 class Disagreement:
     case_id: str
     scenario: str
-    dimension: str  # safety, reasoning or query_a / query_b
+    dimension: str  # "safety" or "reasoning"
     expected: str
     got: str  # the judge's label, or its outcome in brackets when it gave none
 
