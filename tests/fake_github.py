@@ -9,6 +9,7 @@ Every request is recorded, with the Authorization header each server received.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -84,7 +85,7 @@ class FakeGitHub:
         """An artifact whose zip holds ``report`` (plus a summary), made by its own run."""
         run_id, artifact_id = self.next_id(), self.next_id()
         head_repo = "forker/app" if from_fork else REPO
-        sha = f"{run_id:040x}"
+        sha = hashlib.sha1(str(run_id).encode()).hexdigest()
         self.runs[run_id] = {
             "id": run_id,
             "head_branch": branch,
@@ -271,7 +272,10 @@ def fake_github(tokens: dict[str, str]) -> Iterator[FakeGitHub]:
     ]
     state.url = f"http://127.0.0.1:{servers[0].server_address[1]}"
     state.storage_url = f"http://127.0.0.1:{servers[1].server_address[1]}"
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    threads = [
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        for s in servers
+    ]
     for thread in threads:
         thread.start()
     try:

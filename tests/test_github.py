@@ -298,7 +298,7 @@ def test_baseline_is_the_newest_successful_default_branch_report(
     api = runner.api
     wanted = b'{"schema_version": 1, "which": "newest good"}'
     api.add_report_artifact(b'{"which": "older"}', created_at="2026-01-01T00:00:00Z")
-    api.add_report_artifact(wanted, created_at="2026-01-02T00:00:00Z")
+    wanted_id = api.add_report_artifact(wanted, created_at="2026-01-02T00:00:00Z")
     traps = {
         "failed run": dict(conclusion="failure"),
         "pull request branch": dict(branch="feature"),
@@ -313,7 +313,9 @@ def test_baseline_is_the_newest_successful_default_branch_report(
     code, out, err = run(capsys, "baseline", "--github-output", "path")
     assert code == 0, err
     path = Path(out.strip())
-    assert path == tmp_path / "runner-temp" / "pytest-bsa-baseline" / "report.json"
+    sha = next(a for a in api.artifacts if a["id"] == wanted_id)["workflow_run"]["head_sha"]
+    label = f"bsa-report-main-{sha[:12]}.json"
+    assert path == tmp_path / "runner-temp" / "pytest-bsa-baseline" / label
     assert path.read_bytes() == wanted
     assert runner.outputs()["path"] == str(path)
     assert "pytest-bsa: baseline from run" in err and "on 'main'" in err

@@ -259,7 +259,7 @@ def _merge(inputs: ActionInputs, report: Path, baseline: Path | None) -> int:
     args = ["merge", *map(str, shard_reports(Path(inputs.merge))), "-o", str(report)]
     code = main([*args, *(["--baseline", str(baseline)] if baseline else [])])
     if report.is_file():
-        main(["report", str(report), "--junit", str(inputs.output_dir / "junit.xml")])
+        main(["report", str(report), "--junit", str(inputs.output_dir / "junit-by-category.xml")])
     return code
 
 
@@ -270,13 +270,14 @@ def run_gate(env: Mapping[str, str], *, stdout: TextIO = sys.stdout) -> int:
     from pytest_bsa.reporting.redact import redact_model_outputs
 
     inputs = ActionInputs.from_environ(env)
-    out = inputs.output_dir
+    out = inputs.output_dir.resolve()  # outputs name absolute paths
     out.mkdir(parents=True, exist_ok=True)
     private = Path(env.get("RUNNER_TEMP") or tempfile.mkdtemp()) / "pytest-bsa-run"
     private.mkdir(parents=True, exist_ok=True)
     shown = out / "report.json"  # what is uploaded: redacted unless upload-full-report
     written = shown if inputs.upload_full_report else private / "full-report.json"
-    for stale in {shown, written, out / "summary.md", out / "junit.xml"}:
+    junit = out / ("junit-by-category.xml" if inputs.merge else "junit.xml")
+    for stale in {shown, written, out / "summary.md", out / "junit.xml", junit}:
         stale.unlink(missing_ok=True)
     baseline = baseline_path(inputs, env)
     stdout.flush()
@@ -302,7 +303,7 @@ def run_gate(env: Mapping[str, str], *, stdout: TextIO = sys.stdout) -> int:
         exit_code=code,
         report_path=shown,
         markdown_path=out / "summary.md",
-        junit_path=out / "junit.xml",
+        junit_path=junit,
         baseline=baseline_report,
         summary_file=Path(summary_file) if summary_file else None,
         output_file=Path(output_file) if output_file else None,

@@ -51,7 +51,8 @@ def add_github_parser(sub: Any) -> None:
     )
     baseline.add_argument(
         "--output",
-        help="where to write the report (default $RUNNER_TEMP/pytest-bsa-baseline/report.json)",
+        help="where to write the report (default $RUNNER_TEMP/pytest-bsa-baseline/"
+        "NAME-BRANCH-COMMIT.json: the file name labels the baseline in reports)",
     )
     baseline.add_argument(
         "--github-output",
@@ -173,16 +174,16 @@ def baseline(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> i
             "default branch's artifacts"
         )
     branch = args.branch or runner.default_branch or "main"
-    root = Path(env.get("RUNNER_TEMP") or ".")
-    dest = Path(args.output) if args.output else root / "pytest-bsa-baseline" / args.file
+    root = Path(env.get("RUNNER_TEMP") or ".") / "pytest-bsa-baseline"
     try:
         with GitHubClient(runner.api_url, runner.token) as client:
             found = find_baseline(client, runner.repository, branch, args.name)
-            path = (
-                download_baseline(client, runner.repository, found, dest, args.file)
-                if found
-                else None
-            )
+            path = None
+            if found is not None:
+                # The file name is the baseline's label in reports: say where it came from.
+                label = f"{args.name}-{branch}-{found.head_sha[:12]}.json".replace("/", "-")
+                dest = Path(args.output) if args.output else root / label
+                path = download_baseline(client, runner.repository, found, dest, args.file)
     except GitHubError as exc:
         hint = ""
         if exc.status in (401, 403, 404):
