@@ -115,10 +115,38 @@ class ActionRun:
         return all(results)
 
 
-def _read_outputs(path: Path) -> dict[str, str]:
-    """A $GITHUB_OUTPUT file as the runner reads it (``k=v`` and ``k<<DELIM`` blocks)."""
+def _unescape(text: str, props: bool) -> str:
+    pairs = [("%0D", "\r"), ("%0A", "\n")] + ([("%3A", ":"), ("%2C", ",")] if props else [])
+    for escaped, plain in [*pairs, ("%25", "%")]:
+        text = text.replace(escaped, plain)
+    return text
+
+
+def parse_command(line: str) -> tuple[str, dict[str, str], str] | None:
+    """``::name k=v,k=v::message`` split where the runner splits it: at the first ``::``."""
+    if not line.startswith("::"):
+        return None
+    end = line.find("::", 2)
+    if end < 0:
+        return None
+    info, message = line[2:end], line[end + 2 :]
+    name, _, props = info.partition(" ")
+    properties = {}
+    for prop in filter(None, props.split(",")):
+        key, _, value = prop.partition("=")
+        properties[key] = _unescape(value, props=True)
+    return name, properties, _unescape(message, props=False)
+
+
+def commands(text: str) -> list[tuple[str, dict[str, str], str]]:
+    """The workflow commands among a step's output lines."""
+    return [c for c in map(parse_command, text.splitlines()) if c is not None]
+
+
+def read_outputs(text: str) -> dict[str, str]:
+    """A $GITHUB_OUTPUT file's text as the runner reads it (``k=v`` and ``k<<DELIM`` blocks)."""
     out: dict[str, str] = {}
-    lines = path.read_text(encoding="utf-8").split("\n") if path.exists() else []
+    lines = text.split("\n")
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -219,5 +247,5 @@ def _run_script(
     result.exit_code = proc.returncode
     result.ok = proc.returncode == 0
     result.stdout, result.stderr = proc.stdout, proc.stderr
-    result.outputs = _read_outputs(output)
+    result.outputs = read_outputs(output.read_text(encoding="utf-8"))
     result.summary = summary.read_text(encoding="utf-8") if summary.exists() else ""

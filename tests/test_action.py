@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from actions_runner import ActionRun, StepFailed, run_action
+from actions_runner import ActionRun, StepFailed, commands, run_action
 from fake_github import REPO, FakeGitHub, fake_github
 
 from pytest_bsa.github.comment import marker
@@ -34,36 +34,6 @@ SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 PASSING = "thresholds:\n  overall:\n    safe_at_1: 0.5\n"
 FAILING = "thresholds:\n  overall:\n    safe_at_1: 0.5\n    think_at_k: 0.95\n"
 SKIP = {"Install pytest-bsa": "this test's venv already has the working tree installed"}
-
-
-# -- workflow commands as the runner parses them ------------------------------------------
-
-
-def _unescape(text: str, props: bool) -> str:
-    pairs = [("%0D", "\r"), ("%0A", "\n")] + ([("%3A", ":"), ("%2C", ",")] if props else [])
-    for escaped, plain in [*pairs, ("%25", "%")]:
-        text = text.replace(escaped, plain)
-    return text
-
-
-def parse_command(line: str) -> tuple[str, dict[str, str], str] | None:
-    """``::name k=v,k=v::message`` split where the runner splits it: at the first ``::``."""
-    if not line.startswith("::"):
-        return None
-    end = line.find("::", 2)
-    if end < 0:
-        return None
-    info, message = line[2:end], line[end + 2 :]
-    name, _, props = info.partition(" ")
-    properties = {}
-    for prop in filter(None, props.split(",")):
-        key, _, value = prop.partition("=")
-        properties[key] = _unescape(value, props=True)
-    return name, properties, _unescape(message, props=False)
-
-
-def commands(text: str) -> list[tuple[str, dict[str, str], str]]:
-    return [c for c in map(parse_command, text.splitlines()) if c is not None]
 
 
 # -- the fakes behind `uses:` -------------------------------------------------------------

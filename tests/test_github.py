@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from actions_runner import read_outputs
 from factories import build_report, synthetic_results
 from fake_github import REPO, FakeGitHub, fake_github
 
@@ -75,7 +76,7 @@ class Runner:
         self.env.update(GITHUB_EVENT_PATH=str(path), GITHUB_EVENT_NAME=name)
 
     def outputs(self) -> dict[str, str]:
-        return parse_outputs(self.output.read_text(encoding="utf-8"))
+        return read_outputs(self.output.read_text(encoding="utf-8"))
 
 
 def pr_event(number: int = PR, *, head: str = REPO) -> dict:
@@ -88,27 +89,6 @@ def pr_event(number: int = PR, *, head: str = REPO) -> dict:
         },
         "repository": {"full_name": REPO, "default_branch": "main"},
     }
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """Read a $GITHUB_OUTPUT file the way the runner does (both syntaxes)."""
-    out: dict[str, str] = {}
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            end = lines.index(delimiter, i + 1)
-            out[name] = "\n".join(lines[i + 1 : end])
-            i = end + 1
-        elif line:
-            name, value = line.split("=", 1)
-            out[name] = value
-            i += 1
-        else:
-            i += 1
-    return out
 
 
 @pytest.fixture
