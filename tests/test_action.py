@@ -214,11 +214,18 @@ def test_example_workflows_are_least_privilege_and_pinned(path: Path) -> None:
         assert job["permissions"].get("pull-requests") in (None, "write")
         for step in job["steps"]:
             assert "${{" not in step.get("run", "")
+            if "run" in step:
+                continue
             assert SHA_PIN.match(step["uses"]), step["uses"]
             if step["uses"].startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False
             if step["uses"].startswith("your-org/pytest-bsa@"):
                 assert set(step["with"]) <= set(ACTION["inputs"])
+    if "pull_request" in workflow[True]:  # PyYAML reads the key `on` as True
+        first = workflow["jobs"][next(iter(workflow["jobs"]))]["steps"][0]
+        # A fork's PR fails at once instead of being skipped (a skip passes a required check).
+        assert first["if"] == "github.event.pull_request.head.repo.full_name != github.repository"
+        assert first["run"].rstrip().endswith("exit 1")
 
 
 # -- push to main, then a pull request against it -------------------------------------------
@@ -380,9 +387,9 @@ def _example(name: str) -> dict[str, Any]:
 def test_three_shards_merge_to_the_one_process_result(world: World) -> None:
     workflow = _example("github-workflow-matrix.yml")
     shards = workflow["jobs"]["shard"]["strategy"]["matrix"]["shard"]
-    shard_with = next(s for s in workflow["jobs"]["shard"]["steps"] if "pytest-bsa" in s["uses"])[
-        "with"
-    ]
+    shard_with = next(
+        s for s in workflow["jobs"]["shard"]["steps"] if "pytest-bsa" in s.get("uses", "")
+    )["with"]
     gate_steps = workflow["jobs"]["gate"]["steps"]
     pattern = gate_steps[0]["with"]["pattern"]
     merge_with = gate_steps[1]["with"]
