@@ -435,3 +435,45 @@ def test_three_shards_merge_to_the_one_process_result(world: World) -> None:
     assert m["statuses"] == o["statuses"] and m["exit_code"] == o["exit_code"] == 1
     assert len(m["instances"]) == 12 and m["redacted"] is True
     assert ("77", "bsa-report") in world.services.artifacts
+
+
+def test_full_report_is_uploaded_only_when_asked(world: World) -> None:
+    run = world.job(
+        {
+            **SIMULATED,
+            "limit": "3",
+            "upload-full-report": "true",
+            "cache": "false",
+            "comment": "false",
+        },
+        event=push_event(),
+        event_name="push",
+    )
+    assert not run.failed, run.stderr
+    uploaded = read(world.services.artifacts[run.github["run_id"], "bsa-report"] / "report.json")
+    assert uploaded["redacted"] is False
+    assert all(s["completion"]["answer"] for r in uploaded["instances"] for s in r["samples"])
+    assert sorted(
+        p.name for p in (world.services.artifacts[run.github["run_id"], "bsa-report"]).iterdir()
+    ) == [
+        "junit-by-category.xml",
+        "junit.xml",
+        "report.json",
+        "summary.md",
+    ]
+
+
+def test_a_run_that_stops_with_a_usage_error_fails_the_job_with_it(world: World) -> None:
+    run = world.job(
+        {**SIMULATED, "dataset": "missing.csv", "cache": "false"},
+        event=pr_event(),
+        event_name="pull_request",
+    )
+    gate = run.step("Run the BSA gate")
+    assert gate.ok and "missing.csv" in gate.stderr and "file not found" in gate.stderr
+    assert run.outputs["exit-code"] == "4" and run.outputs["passed"] == "false"
+    assert run.outputs["report"] == "" and run.outputs["safe-at-1"] == ""
+    assert "did not run to the end (exit code 4)" in gate.summary
+    assert not run.step("Comment on the pull request").ran
+    assert run.step("Verdict").exit_code == 4
+    assert world.api.seen == []

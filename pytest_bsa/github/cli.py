@@ -247,7 +247,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     from pytest_bsa.github.action import run_gate
 
     code = run_gate(env)
-    print(f"pytest-bsa: the gate's exit code is {code}; the Action's last step ends the job so")
+    print(f"pytest-bsa: gate exit code {code}; the Action's last step ends the job with it")
     return 0
 
 
