@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_API_URL = "https://api.github.com"
-PR_EVENTS = frozenset({"pull_request", "pull_request_target"})
 
 
 class ContextError(ValueError):
