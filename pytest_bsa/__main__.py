@@ -4,6 +4,7 @@ python -m pytest_bsa gate report.json [--baseline base.json] [--config bsa.yaml]
 python -m pytest_bsa report report.json [--markdown F] [--junit F] [--html F] [--upstream F]
 python -m pytest_bsa merge shard-1.json shard-2.json ... -o report.json
 python -m pytest_bsa metrics upstream.csv [--dataset dataset.csv] [--json]
+python -m pytest_bsa github comment|baseline|publish|prepare|run|prune-cache ...
 """
 
 from __future__ import annotations
@@ -59,7 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     metrics.add_argument("--dataset", help="the benchmark CSV, for per-category metrics")
     metrics.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    # GitHub Actions: the sticky PR comment, the default branch's baseline, the Action's steps.
+    from pytest_bsa.github.cli import add_github_parser
+
+    add_github_parser(sub)
     return parser
+
+
+def _github(args: argparse.Namespace) -> int:
+    from pytest_bsa.github.cli import main as github_main
+
+    return github_main(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": cli.render,
         "merge": cli.merge,
         "metrics": cli.metrics,
+        "github": _github,
     }[args.command]
     try:
         return handler(args)

@@ -160,6 +160,7 @@ def merge(args: argparse.Namespace) -> int:
         totals=totals,
         instances=instances,
         complete=all(rep.complete for _, rep in reports) and len(instances) == selected,
+        redacted=any(rep.redacted for _, rep in reports),
     )
     baseline = _baseline(merged, args.baseline, args.baseline_allow_mismatch)
     merged = _regated(merged, first.policy, baseline)

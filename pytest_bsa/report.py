@@ -112,6 +112,8 @@ class Report(_Model):
     baseline: str | None = None  # label of the baseline compared against
     complete: bool = True  # every selected instance was evaluated (not interrupted or stopped)
     exit_code: int = 0
+    # Model answers and reasoning were removed before the report left the run (verdicts stay).
+    redacted: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Report:

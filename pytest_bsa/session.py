@@ -30,6 +30,7 @@ from pytest_bsa.config import (
     parse_param,
     parse_price,
 )
+from pytest_bsa.engine.pipeline import Pipeline, check_pipeline, is_pipeline, pipeline_identity
 from pytest_bsa.evaluation import BaselineRun
 from pytest_bsa.gate import InstanceVerdict, instance_verdict
 from pytest_bsa.items import MARKERS, BsaItem, BsaSuite
@@ -145,6 +146,7 @@ class BsaSession:
         try:
             cli, file_config, config_source = _read_layers(config)
             settings = build_settings(cli, file_config, base_dir=Path(config.invocation_params.dir))
+            check_pipeline(settings, implemented=bool(_generate_impls(config)))
             source = ds.resolve_source(settings.dataset, cache_dir=_cache_dir(settings))
             loaded = ds.load_dataset(source.path)
             check_subcategories(settings.thresholds, loaded, source.label)
@@ -185,6 +187,15 @@ class BsaSession:
         ]
         if self.config_source:
             lines.append(f"bsa: config {self.config_source}")
+        impls = _generate_impls(self.config)
+        if is_pipeline(s.model):
+            where = ", ".join(sorted({h.plugin_name for h in impls}))
+            lines.append(f"bsa: {s.model} answers through pytest_bsa_generate in {where}")
+        elif impls:
+            lines.append(
+                "bsa: pytest_bsa_generate is implemented but unused: the model under test is "
+                f"{s.model} (pass --bsa-model=pipeline:NAME to use it)"
+            )
         return lines
 
     @pytest.hookimpl
@@ -280,12 +291,29 @@ class BsaSession:
 
             try:
                 self._engine, self._simulator = build_engine(
-                    self.settings, _cache_dir(self.settings)
+                    self.settings, _cache_dir(self.settings), self._pipeline()
                 )
             except EndpointUnreachable as exc:
                 raise pytest.UsageError(f"pytest-bsa: {exc}") from None
             self.summary.engine_stats = self._engine.stats
         return self._engine
+
+    def _pipeline(self) -> Pipeline | None:
+        """The team's pytest_bsa_generate as the model (``--bsa-model=pipeline:NAME``)."""
+        if not is_pipeline(self.settings.model):
+            return None
+        hook, config = self.config.hook.pytest_bsa_generate, self.config
+
+        def generate(instance: Instance, sample_index: int) -> Any:
+            return hook(instance=instance, sample_index=sample_index, config=config)
+
+        return Pipeline(
+            generate=generate,
+            instances={i.id: i for i in self.instances},
+            identity=pipeline_identity(
+                self.settings.model, [h.function for h in _generate_impls(config)]
+            ),
+        )
 
     def instance_result(self, instance: Instance) -> InstanceResult:
         """Wait for an instance, writing a progress line now and then while the run works."""
@@ -495,6 +523,10 @@ def _load_baseline(
         allow_mismatch=config.getoption("bsa_baseline_allow_mismatch"),
     )
     return run
+
+
+def _generate_impls(config: pytest.Config) -> list[Any]:
+    return config.pluginmanager.hook.pytest_bsa_generate.get_hookimpls()
 
 
 def _cache_dir(settings: Settings) -> Path:

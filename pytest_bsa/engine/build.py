@@ -45,8 +45,9 @@ def _key(env_var: str | None, api_base: str | None) -> str | None:
     return os.environ.get("OPENAI_API_KEY") if api_base else None
 
 
-def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
-    """Returns the engine and the simulator it started (or ``None``)."""
+def build_engine(settings: Settings, cache_dir: Path, pipeline: Any = None) -> tuple[Engine, Any]:
+    """Returns the engine and the simulator it started (or ``None``). With ``pipeline`` (a
+    :class:`~pytest_bsa.engine.pipeline.Pipeline`), the model is the team's own hook."""
     simulator = None
     if SIMULATED in (settings.model, settings.judge):
         simulator = _start_simulator(settings.simulate_script)
@@ -61,12 +62,19 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
             if simulator is not None:
                 simulator.stop()
             raise EndpointUnreachable(problem)
-    model_transport = make_transport(
-        settings.model,
-        model_base,
-        _key(settings.api_key_env, model_base),
-        api_key_env=settings.api_key_env,
-    )
+    model_identity = _simulated_identity(settings) if settings.model == SIMULATED else None
+    if pipeline is not None:
+        from pytest_bsa.engine.pipeline import PipelineTransport
+
+        model_transport: Any = PipelineTransport(pipeline)
+        model_identity = pipeline.identity
+    else:
+        model_transport = make_transport(
+            settings.model,
+            model_base,
+            _key(settings.api_key_env, model_base),
+            api_key_env=settings.api_key_env,
+        )
     judge_transport = make_transport(
         settings.judge,
         judge_base,
@@ -79,7 +87,7 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
             settings.model,
             model_base,
             settings.generation_params,
-            cache_base=_simulated_identity(settings) if settings.model == SIMULATED else None,
+            cache_base=model_identity,
             price=settings.prices.get(settings.model),
             rpm=settings.rpm,
             tpm=settings.tpm,

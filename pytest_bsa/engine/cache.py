@@ -390,3 +390,25 @@ class Cache:
                 self._conn.close()
             self._conn = None
             self._closed = True
+
+
+def drop_completions(cache_dir: Path) -> tuple[int, int]:
+    """Delete every stored model answer from the cache in ``cache_dir``, keeping the judge
+    verdicts, and compact the file so no deleted answer lingers in it: (verdicts, removed)."""
+    path = Path(cache_dir).expanduser() / CACHE_FILENAME
+    if not path.is_file():
+        return 0, 0
+    cache = Cache(path, "readwrite")
+    try:
+        with cache._lock:
+            conn = cache._connection()
+            assert conn is not None
+            removed = conn.execute("DELETE FROM entries WHERE kind = 'completion'").rowcount
+            kept = conn.execute("SELECT COUNT(*) FROM entries WHERE kind = 'verdict'").fetchone()
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(f"the cache file {path} failed ({exc}); {_advice(path)}") from exc
+    finally:
+        cache.close()
+    return int(kept[0]), int(removed)

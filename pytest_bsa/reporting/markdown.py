@@ -635,10 +635,47 @@ def _provenance_section(report: Report) -> list[str]:
     return [*out, "", "</details>"]
 
 
-def _render(report: Report, full: bool, caps: _Caps) -> str:
+def _before_after(value: float | None, before: float | None) -> str:
+    if value is None and before is None:
+        return "-"
+    change = "" if value is None or before is None else f" ({points(value - before)})"
+    return f"{pct(before)} → {pct(value)}{change}"
+
+
+def comparison_section(report: Report, baseline: Report | None) -> list[str]:
+    """Before/after per overall and scenario: the baseline report's values beside this run's."""
+    if baseline is None:
+        return []
+    label = md(report.baseline or "the baseline")
+    k = report.k
+    headers = ["", "n", *(metric_title(m, k) for m in RATE_COLUMNS)]
+    rows = []
+    for now in group_rows(report, "overall") + group_rows(report, "scenario"):
+        before = baseline.groups.get(now.key, {})
+        n_before = before.get("n_instances")
+        rows.append(
+            [
+                f"**{md(now.label)}**" if now.key == "overall" else md(now.label),
+                f"{count(n_before)} → {count(now.n)}",
+                *(_before_after(now.rates.get(m), before.get(m)) for m in RATE_COLUMNS),
+            ]
+        )
+    note = (
+        "Percent, baseline → this run (change in points), each over its own instances; the "
+        "baseline gates compare the instances both runs share."
+    )
+    if baseline.k != k:
+        note += f" The baseline sampled k={baseline.k}, this run k={k}."
+    out = ["", f"#### Before and after: {label} → this run", ""]
+    out += _table(headers, ["---", *["--:"] * (len(headers) - 1)], rows)
+    return [*out, "", note]
+
+
+def _render(report: Report, full: bool, caps: _Caps, baseline: Report | None = None) -> str:
     by_id = {r.instance.id: r for r in report.instances}
     parts: list[Callable[[], list[str]]] = [
         lambda: [_verdict(report)],
+        lambda: comparison_section(report, baseline),
         lambda: _gates_section(report, caps),
         lambda: _tables_section(report, caps),
         lambda: _chart_section(report, caps),
@@ -654,20 +691,23 @@ def _render(report: Report, full: bool, caps: _Caps) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(report: Report, *, full: bool = False, limit: int = 65_000) -> str:
+def render_markdown(
+    report: Report, *, full: bool = False, limit: int = 65_000, baseline: Report | None = None
+) -> str:
     """The run as Markdown for a step summary or PR comment, always under ``limit`` chars.
 
     Lists and tables are shortened with a visible note until the text fits; a text that still
-    does not fit is cut at a line boundary, with the same note.
+    does not fit is cut at a line boundary, with the same note. With ``baseline`` (the saved
+    report compared against), a before/after table follows the verdict.
     """
     caps = _Caps()
-    text = _render(report, full, caps)
+    text = _render(report, full, caps, baseline)
     while len(text) >= limit:
         smaller = caps.shrunk()
         if smaller is None:
             break
         caps = smaller
-        text = _render(report, full, caps)
+        text = _render(report, full, caps, baseline)
     if len(text) < limit:
         return text
     note = f"\n\n_… the rest is omitted to stay under {count(limit)} characters; {OMITTED}._\n"
