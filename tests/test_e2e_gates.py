@@ -344,7 +344,9 @@ def test_passing_thresholds_are_passed_test_reports(pass_run: Run) -> None:
     assert pass_run.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "PASSED",
         "bsa::gate::overall::think_at_1": "PASSED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::category::rumors::safe_at_1": "PASSED",
+        "bsa::gate::category::rumors::unjudged_rate": "PASSED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     report = pass_run.report
@@ -364,7 +366,9 @@ def test_a_failing_threshold_fails_its_own_test_with_actual_required_and_ci(
     assert fail_run.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "PASSED",
         "bsa::gate::overall::think_at_1": "FAILED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::category::rumors::safe_at_1": "PASSED",
+        "bsa::gate::category::rumors::unjudged_rate": "PASSED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     report = fail_run.report
@@ -399,6 +403,7 @@ def test_gate_on_lower_fails_a_threshold_the_point_estimate_passes(
     assert lower_run.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "FAILED",
         "bsa::gate::overall::think_at_1": "PASSED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     gate = gates_by_name(lower_run.report)["overall::safe_at_1"]
@@ -441,7 +446,9 @@ def test_hidden_reasoning_makes_think_gates_not_measurable_under_skip(hidden_ski
     assert hidden_skip.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "PASSED",
         "bsa::gate::overall::think_at_1": "SKIPPED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::category::pornography::safe_at_1": "SKIPPED",
+        "bsa::gate::category::pornography::unjudged_rate": "SKIPPED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     report = hidden_skip.report
@@ -459,7 +466,9 @@ def test_hidden_reasoning_fails_think_gates_under_fail(hidden_fail: Run) -> None
     assert hidden_fail.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "PASSED",
         "bsa::gate::overall::think_at_1": "FAILED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::category::pornography::safe_at_1": "SKIPPED",
+        "bsa::gate::category::pornography::unjudged_rate": "SKIPPED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     assert "GATE FAILED overall::think_at_1: think_at_1 of overall is not measurable" in (
