@@ -585,6 +585,60 @@ def test_baseline_made_with_other_samples_is_refused(ws: Workspace, pass_run: Ru
     assert "--bsa-baseline-allow-mismatch" in refused.err
 
 
+def test_baseline_judged_with_other_judge_settings_is_refused(ws: Workspace, pass_run: Run) -> None:
+    assert pass_run.report["provenance"]["verdict_hash"]
+    refused = ws.pytest("--bsa-baseline=pass.json", "--bsa-judge-max-tokens=1024")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"verdict hash {pass_run.report['provenance']['verdict_hash']} differs" in refused.err
+    assert "(the rubric text, structured output or judge parameters changed)" in refused.err
+    assert "--bsa-baseline-allow-mismatch" in refused.err
+
+
+def test_baseline_whose_judge_was_served_by_another_model_is_refused(
+    ws: Workspace, pass_run: Run
+) -> None:
+    data = pass_run.report
+    assert data["provenance"]["judge"]["served"] == ["simulated"]
+    data["provenance"]["judge"]["served"] = ["simulated-2025-06"]
+    ws.file("served.json", json.dumps(data))
+    refused = ws.cli("gate", "pass.json", "--baseline", "served.json")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert "the judge answered as simulated-2025-06 in the baseline but as simulated here" in (
+        refused.err
+    )
+    assert "--baseline-allow-mismatch" in refused.err
+
+
+JUDGE_USAGE_ERRORS = {
+    "no such rubric": (
+        ["--bsa-rubric=nowhere"],
+        "pytest-bsa: --bsa-rubric 'nowhere' does not exist: pass 'bsa' (ours), 'official'",
+    ),
+    "a rubric template without its placeholder": (
+        ["--bsa-rubric=rubric"],
+        "Safe_Ans_Judge.md: no {risk_summary}",
+    ),
+    "max unjudged above 1": (["--bsa-max-unjudged=2"], "'2' is not a fraction between 0 and 1"),
+    "unknown reasoning effort": (
+        ["--bsa-judge-reasoning-effort=extreme"],
+        "invalid choice: 'extreme'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(JUDGE_USAGE_ERRORS), ids=list(JUDGE_USAGE_ERRORS))
+def test_judge_usage_errors_exit_4_naming_the_value(pytester: pytest.Pytester, case: str) -> None:
+    from rubric_files import write_rubric_dir
+
+    directory = write_rubric_dir(pytester.path / "rubric")
+    (directory / "Safe_Ans_Judge.md").write_text("```\n{query} {answer}\n```\n", encoding="utf-8")
+    args, expected = JUDGE_USAGE_ERRORS[case]
+    result = _usage_error(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() and "collected" not in result.stdout.str()
+
+
 # -- re-gating a saved report reproduces the run -------------------------------------------------
 
 REGATE = {
