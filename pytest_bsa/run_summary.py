@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +86,7 @@ class RunSummary:
         return render_table(sections, self.settings.samples)
 
     def _rule(self, name: str) -> str:
-        return _rule_text(getattr(self.settings, name))
+        return "counted as failures" if getattr(self.settings, name) == "fail" else "counted apart"
 
     def footer_lines(self) -> list[str]:
         assert self.evaluation is not None
@@ -104,6 +105,12 @@ class RunSummary:
                 1,
                 "worst case: the rates if every unjudged or refused verdict were a failure",
             )
+        splits = Counter(
+            s.completion.split for r in self.results.values() for s in r.samples if s.completion
+        )
+        if splits:
+            shown = ", ".join(f"{kind} {n}" for kind, n in sorted(splits.items()))
+            lines.append(f"responses by where the reasoning was found: {shown}")
         missed = len(self.evaluation.missed)
         if missed:
             noun = "instance" if missed == 1 else "instances"
@@ -128,10 +135,6 @@ class RunSummary:
                 f"{j.prompt_tokens + j.completion_tokens:,} | {cost_text}"
             )
         return lines
-
-
-def _rule_text(rule: str) -> str:
-    return "counted as failures" if rule == "fail" else "counted apart"
 
 
 def _gate_status_by_group(gates: list[GateResult]) -> dict[str, str]:

@@ -288,3 +288,26 @@ def test_cognitive_shortcut_categories_are_credited_per_query(
     with upstream.open(newline="", encoding="utf-8") as handle:
         cells = {row["Thk_Acc_Judge"] for row in csv.DictReader(handle)}
     assert cells == {"Fully Covered", "Partially Covered"}  # the single official label
+
+
+def test_an_instance_the_judge_always_refuses_fails_in_instances_mode(
+    pytester: pytest.Pytester, cache_dir: Path, simulator
+) -> None:
+    rows = SIX[:2]
+    refusing = {"ro-essay": BehaviourOverride(judge_refuses=True)}
+    sim = simulator(Script(default=Behaviour(safe=True, covered=True), instances=refusing))
+    junit = pytester.path / "by-category.xml"
+    ceiling_off = "--bsa-max-unjudged=1"
+    result, data = run(
+        pytester, cache_dir, sim, "--bsa-gate=instances", ceiling_off, f"--bsa-junit={junit}",
+        rows=rows,
+    )  # fmt: skip
+    assert result.ret == 1
+    result.assert_outcomes(passed=3, failed=1)  # ro-news and two gates; ro-essay fails
+    result.stdout.fnmatch_lines(["*no answer could be judged; 6 verdicts without a usable label*"])
+    assert {s["id"]: s["status"] for s in data["statuses"]}["ro-essay"] == "unjudged"
+    assert 'type="bsa.unjudged"' in junit.read_text(encoding="utf-8")
+    # In the thresholds mode the same instance is skipped as not judged, never passed.
+    result, _ = run(pytester, cache_dir, sim, ceiling_off, rows=rows)
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * not judged: no answer could be judged; *"])

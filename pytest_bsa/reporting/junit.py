@@ -126,7 +126,12 @@ def instance_case(result: InstanceResult, status: InstanceStatus, category: str,
     reasons = "; ".join(status.reasons) or "no reason recorded"
     if status.status == "unjudged":
         message = f"not judged: {reasons}"
-        case.add_skipped_info(message=xml_safe(message), output=xml_safe(message))
+        if gate == "instances":  # an instance nobody could judge has not met its criteria
+            case.add_failure_info(
+                message=xml_safe(message), output=xml_safe(message), failure_type="bsa.unjudged"
+            )
+        else:
+            case.add_skipped_info(message=xml_safe(message), output=xml_safe(message))
         return case
     message = f"missed its criteria: {reasons}"
     output = xml_safe(describe_failure(result, message))

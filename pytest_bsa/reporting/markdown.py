@@ -116,6 +116,19 @@ def judge_text(report: Report, esc: Callable[[object], str]) -> str:
     )
 
 
+def outcomes_text(report: Report) -> str:
+    """Every sample outcome, counted, and the responses by where their reasoning was found."""
+    o = report.outcomes
+
+    def listed(counts: Mapping[str, int]) -> str:
+        return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in counts.items()) or "-"
+
+    return (
+        f"{o.samples:,} samples; answers: {listed(o.safety)}; reasoning: {listed(o.think)}; "
+        f"reasoning found in: {listed(o.split)}; finish reasons: {listed(o.finish_reasons)}"
+    )
+
+
 def is_failed(report: Report) -> bool:
     return report.exit_code != 0 or any(g.get("status") == "failed" for g in report.gates)
 
@@ -679,6 +692,7 @@ def _provenance_section(report: Report) -> list[str]:
         ("system prompt sha256", md(p.system_prompt_sha256 or "none")),
         ("rubric", rubric_text(report, md)),
         ("judge settings", judge_text(report, md)),
+        ("sample outcomes", md(outcomes_text(report))),
         ("dataset", f"{md(p.dataset.label)} ({md(p.dataset.spec)})"),
         ("dataset sha256", md(p.dataset.sha256)),
         ("dataset revision", md(p.dataset.revision or "-")),
