@@ -259,11 +259,9 @@ def instance_verdict(
             f"reasoning unavailable in {unavailable} samples (--bsa-hidden-reasoning=fail)"
         )
     if unjudged or refused:
-        parts = [f"{unjudged} unjudged"] * bool(unjudged) + [
-            f"{refused} refused by the judge"
-        ] * bool(refused)
+        kinds = [(unjudged, f"{unjudged} unjudged"), (refused, f"{refused} refused by the judge")]
         reasons.append(
-            f"{unjudged + refused} verdicts without a usable label ({', '.join(parts)}): the "
-            "criteria cannot be confirmed"
+            f"{unjudged + refused} verdicts without a usable label "
+            f"({', '.join(text for n, text in kinds if n)}): the criteria cannot be confirmed"
         )
     return InstanceVerdict(not reasons, tuple(reasons), safe_share, think_share, unjudged + refused)

@@ -210,8 +210,7 @@ class BsaSession:
         """What shapes this run's verdicts, hashed (the engine's, once it runs)."""
         if self._engine is not None:
             return str(self._engine.judge.verdict_hash)
-        params = self.settings.judge_params
-        return verdict_hash(self.rubric, structured=self.rubric.structured, params=params)
+        return _planned_verdict_hash(self.rubric, self.settings)
 
     @pytest.hookimpl
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
@@ -235,8 +234,14 @@ class BsaSession:
         config.hook.pytest_collectreport(report=report)
 
     def gate_count(self, instances: list[Instance]) -> int:
-        """Gate reports the run adds after the tests: thresholds, baseline, error budget."""
-        t = self.settings.thresholds
+        """Gate reports the run adds after the tests: thresholds (with the unjudged-rate
+        ceilings of every gated group), baseline comparisons, error budget."""
+        scenarios = {i.scenario for i in instances}
+        categories = {c for i in instances for c in i.categories}
+        compared = None
+        if self.baseline is not None:
+            compared = {"scenario": scenarios, "category": categories}
+        t = with_unjudged_ceilings(self.settings.policy, baseline_groups=compared)
         tables = [
             t.overall,
             *t.scenarios.values(),
@@ -246,29 +251,9 @@ class BsaSession:
         count = 1 + sum(len(m.items()) for m in tables)
         if self.baseline is not None:
             cfg = self.settings.baseline
-            sizes = {
-                "overall": 1,
-                "scenario": len({i.scenario for i in instances}),
-                "category": len({c for i in instances for c in i.categories}),
-            }
+            sizes = {"overall": 1, "scenario": len(scenarios), "category": len(categories)}
             count += len(cfg.metrics) * sum(sizes[level] for level in cfg.levels)
-        return count + self._ceiling_count(instances)
-
-    def _ceiling_count(self, instances: list[Instance]) -> int:
-        """The unjudged-rate ceilings the run adds (one per gated group without its own)."""
-        policy = self.settings.policy
-        compared = None
-        if self.baseline is not None:
-            compared = {
-                "scenario": {i.scenario for i in instances},
-                "category": {c for i in instances for c in i.categories},
-            }
-        gated = with_unjudged_ceilings(policy, baseline_groups=compared)
-        t = policy.thresholds
-        explicit = [t.overall, *t.scenarios.values(), *t.categories.values()]
-        explicit += list(t.subcategories.values())
-        groups = 1 + len(gated.scenarios) + len(gated.categories) + len(gated.subcategories)
-        return groups - sum(m.unjudged_rate is not None for m in explicit)
+        return count
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -548,12 +533,15 @@ def _load_baseline(
         judge_model=settings.judge,
         rubric_version=rubric.name,
         samples=settings.samples,
-        verdict_hash=verdict_hash(
-            rubric, structured=rubric.structured, params=settings.judge_params
-        ),
+        verdict_hash=_planned_verdict_hash(rubric, settings),
         allow_mismatch=config.getoption("bsa_baseline_allow_mismatch"),
     )
     return run
+
+
+def _planned_verdict_hash(rubric: Rubric, settings: Settings) -> str:
+    """The verdict hash the run starts with (a provider refusing structured output changes it)."""
+    return verdict_hash(rubric, structured=rubric.structured, params=settings.judge_params)
 
 
 def _cache_dir(settings: Settings) -> Path:
