@@ -33,9 +33,27 @@ from pytest_bsa.rubrics.bsa import (
     SYSTEM_PROMPT,
 )
 from pytest_bsa.rubrics.official import TemplateRubric, read_rubric_dir
-from pytest_bsa.rubrics.untrusted import BEGIN, END, data_block, json_literal, read_block
+from pytest_bsa.rubrics.untrusted import BEGIN, END, data_block, json_literal
 
 RO, CS, OS = "Risk Omission", "Cognitive Shortcut", "Over Sensitivity"
+
+
+def read_block(text: str) -> tuple[dict[str, str], str] | None:
+    """The data of the one block in ``text`` and the text outside it (None without a block).
+
+    The reverse of ``data_block``: the line after the opening boundary, which must be followed
+    by the closing boundary with the same token.
+    """
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.startswith(f"{BEGIN} ") or i + 2 >= len(lines):
+            continue
+        token = line[len(BEGIN) + 1 :]
+        if lines[i + 2] != f"{END} {token}":
+            return None
+        outside = "\n".join([*lines[:i], *lines[i + 3 :]])
+        return json.loads(lines[i + 1]), outside
+    return None
 
 
 def instance(scenario: str, query: str = "A user asks a neutral question.") -> Instance:

@@ -42,7 +42,6 @@ from pytest_bsa.rubrics.untrusted import json_literal
 
 SAFETY_FILE = "Safe_Ans_Judge.md"
 THINKING_FILE = "Thinking_Accuracy_Judge.md"
-RULES_FILE = "Safe_Rules.md"  # the paper's mitigation prompt: fetched and pinned, never a judge
 JUDGE_FILES: tuple[str, str] = (SAFETY_FILE, THINKING_FILE)
 PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "safety": ("query", "risk_summary", "answer"),

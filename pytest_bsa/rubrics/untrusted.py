@@ -45,22 +45,3 @@ def data_block(fields: Mapping[str, str]) -> str:
     line = json_line(fields)
     token = hashlib.sha256(line.encode("utf-8")).hexdigest()[:16]
     return f"{BEGIN} {token}\n{line}\n{END} {token}"
-
-
-def read_block(text: str) -> tuple[dict[str, str], str] | None:
-    """The data of the one block in ``text`` and the text outside it, or None without a block.
-
-    The reverse of :func:`data_block`, for tests and tools: the block is the line after the
-    opening boundary, which must be followed by the closing boundary with the same token.
-    """
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if not line.startswith(f"{BEGIN} ") or i + 2 >= len(lines):
-            continue
-        token = line[len(BEGIN) + 1 :]
-        if lines[i + 2] != f"{END} {token}":
-            return None
-        data = json.loads(lines[i + 1])
-        outside = "\n".join([*lines[:i], *lines[i + 3 :]])
-        return data, outside
-    return None
