@@ -10,7 +10,15 @@ from typing import Any
 from pytest_bsa.baseline import load_baseline
 from pytest_bsa.config import ConfigError, GatePolicy, load_file_config
 from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run
-from pytest_bsa.report import Report, ReportError, evaluation_fields, load_report, write_report
+from pytest_bsa.report import (
+    Report,
+    ReportError,
+    evaluation_fields,
+    load_report,
+    outcome_counts,
+    served_models,
+    write_report,
+)
 from pytest_bsa.reporting.outputs import Outputs, write_outputs
 
 _MARK = {"passed": "PASS", "failed": "FAIL", "not_measurable": "N/M "}
@@ -40,7 +48,8 @@ def _policy(report: Report, args: argparse.Namespace) -> GatePolicy:
             "criteria": fc.criteria,
             "baseline": fc.baseline,
         }
-        for key in ("gate", "max_errors", "gate_on", "hidden_reasoning"):
+        keys = ("gate", "max_errors", "gate_on", "hidden_reasoning", "max_unjudged")
+        for key in (*keys, "no_answer", "no_reasoning"):
             if getattr(fc, key) is not None:
                 update[key] = getattr(fc, key)
         policy = policy.model_copy(update=update)
@@ -60,6 +69,8 @@ def _baseline(report: Report, path: str | None, allow: bool) -> BaselineRun | No
             judge_model=prov.judge.model,
             rubric_version=prov.rubric_version,
             samples=report.k,
+            verdict_hash=prov.verdict_hash,
+            judge_served=prov.judge.served,
             allow_mismatch=allow,
             override="--baseline-allow-mismatch",
         )
@@ -147,17 +158,21 @@ def merge(args: argparse.Namespace) -> int:
     totals = _sum_totals([rep for _, rep in reports])
     prov = first.provenance
     selection = prov.selection.model_copy(update={"shard": None, "instances": selected})
+    model_served, judge_served = served_models(instances)
     provenance = prov.model_copy(
         update={
             "selection": selection,
             "started_at": min(rep.provenance.started_at for _, rep in reports),
             "finished_at": max(rep.provenance.finished_at for _, rep in reports),
+            "model": prov.model.model_copy(update={"served": model_served}),
+            "judge": prov.judge.model_copy(update={"served": judge_served}),
         }
     )
     merged = Report(
         provenance=provenance,
         policy=first.policy,
         totals=totals,
+        outcomes=outcome_counts(instances),
         instances=instances,
         complete=all(rep.complete for _, rep in reports) and len(instances) == selected,
         redacted=any(rep.redacted for _, rep in reports),
@@ -199,6 +214,7 @@ def _check_same_run(first_path: str, first: Report, path: str, report: Report) -
         "model": (a.model.model, b.model.model),
         "judge": (a.judge.model, b.judge.model),
         "rubric version": (a.rubric_version, b.rubric_version),
+        "verdict hash": (a.verdict_hash, b.verdict_hash),
         "generation parameters": (a.generation_params, b.generation_params),
         "system prompt": (a.system_prompt_sha256, b.system_prompt_sha256),
         "gate policy": (first.policy, report.policy),

@@ -40,6 +40,13 @@ GATE_METRICS: tuple[str, ...] = (
 CEILING_METRICS: frozenset[str] = frozenset({"unjudged_rate", "error_rate"})
 
 
+# How a sample the model left without an answer (or reasoning) counts: failed, or apart.
+OutcomeRule = Literal["fail", "skip"]
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+DEFAULT_MAX_UNJUDGED = 0.05
+DEFAULT_JUDGE_MAX_TOKENS = 8192
+
+
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message says how to fix it."""
 
@@ -165,6 +172,10 @@ class GatePolicy(_Strict):
     gate_on: Literal["point", "lower"] = "point"
     hidden_reasoning: Literal["skip", "fail"] = "skip"
     baseline: BaselineConfig = BaselineConfig()
+    # Samples without a usable verdict (unjudged or refused) allowed per gated group.
+    max_unjudged: float = Field(DEFAULT_MAX_UNJUDGED, ge=0, le=1)
+    no_answer: OutcomeRule = "fail"  # a sample the model left without an answer
+    no_reasoning: OutcomeRule = "fail"  # a sample the model left without reasoning
 
     def error_budget(self, n_instances: int) -> int:
         """How many instances may end in an endpoint error without failing the run."""
@@ -194,6 +205,14 @@ class FileConfig(_Strict):
     thresholds: Thresholds = Thresholds()
     criteria: CriteriaConfig = CriteriaConfig()
     baseline: BaselineConfig = BaselineConfig()
+    rubric: str | None = None
+    judge_temperature: float | None = Field(None, ge=0, le=2)
+    judge_max_tokens: int | None = Field(None, ge=1)
+    judge_reasoning_effort: ReasoningEffort | None = None
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_unjudged: float | None = Field(None, ge=0, le=1)
+    no_answer: OutcomeRule | None = None
+    no_reasoning: OutcomeRule | None = None
 
 
 class Settings(_Strict):
@@ -237,6 +256,14 @@ class Settings(_Strict):
     cache: Literal["readwrite", "read", "write", "off"] = "readwrite"
     simulate_script: str | None = None
     config_path: str | None = None
+    rubric: str = "bsa"  # "bsa", "official" or a directory of files in the official format
+    judge_temperature: float | None = None  # None: not sent (reasoning judges set their own)
+    judge_max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS  # room for a reasoning judge's thinking
+    judge_reasoning_effort: ReasoningEffort | None = None
+    top_p: float | None = 0.95  # the official sampling setting, with temperature 0.6
+    max_unjudged: float = DEFAULT_MAX_UNJUDGED
+    no_answer: OutcomeRule = "fail"
+    no_reasoning: OutcomeRule = "fail"
 
     @property
     def policy(self) -> GatePolicy:
@@ -249,11 +276,27 @@ class Settings(_Strict):
             gate_on=self.gate_on,
             hidden_reasoning=self.hidden_reasoning,
             baseline=self.baseline,
+            max_unjudged=self.max_unjudged,
+            no_answer=self.no_answer,
+            no_reasoning=self.no_reasoning,
         )
 
     @property
     def generation_params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens, **self.params}
+        """What the model under test is sent; a param set to null (None) is not sent."""
+        params = {"temperature": self.temperature, "top_p": self.top_p}
+        params.update({"max_tokens": self.max_tokens, **self.params})
+        return {k: v for k, v in params.items() if v is not None}
+
+    @property
+    def judge_params(self) -> dict[str, Any]:
+        """What the judge is sent besides the conversation (unset values are not sent)."""
+        params = {
+            "temperature": self.judge_temperature,
+            "max_tokens": self.judge_max_tokens,
+            "reasoning_effort": self.judge_reasoning_effort,
+        }
+        return {k: v for k, v in params.items() if v is not None}
 
 
 def check_subcategories(thresholds: Thresholds, instances: Sequence[Any], source: str) -> None:
@@ -390,6 +433,14 @@ _FILE_SCALARS = (
     "max_errors",
     "gate_on",
     "hidden_reasoning",
+    "rubric",
+    "judge_temperature",
+    "judge_max_tokens",
+    "judge_reasoning_effort",
+    "top_p",
+    "max_unjudged",
+    "no_answer",
+    "no_reasoning",
 )
 
 

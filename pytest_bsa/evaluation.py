@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_bsa.config import GatePolicy
-from pytest_bsa.gate import GateResult, InstanceVerdict, evaluate, instance_verdict
+from pytest_bsa.gate import (
+    GateResult,
+    InstanceVerdict,
+    evaluate,
+    instance_verdict,
+    with_unjudged_ceilings,
+)
 from pytest_bsa.metrics import Breakdown, InstanceOutcomes, breakdown, group_members
 from pytest_bsa.models import InstanceResult
 from pytest_bsa.stats import (
@@ -80,7 +86,7 @@ def evaluate_run(
     ``missing`` counts selected instances without a result (an interrupted run): any makes
     the run fail, so a partial report can never pass a gate.
     """
-    outcomes = [InstanceOutcomes.from_result(r) for r in results]
+    outcomes = [outcomes_of(r, policy) for r in results]
     k = policy.samples
     if intervals and outcomes:
         table = breakdown_with_intervals(
@@ -92,26 +98,19 @@ def evaluate_run(
         )
     else:
         table = breakdown(outcomes, k)
+    compared = {"scenario": table.scenarios, "category": table.categories} if baseline else None
     gates = evaluate(
         table.groups(),
-        policy.thresholds,
+        with_unjudged_ceilings(policy, baseline_groups=compared),
         gate_on=policy.gate_on,
         hidden_reasoning=policy.hidden_reasoning,
     )
-    verdicts = {
-        r.instance.id: instance_verdict(
-            r,
-            policy.criteria.for_categories(r.instance.categories),
-            hidden_reasoning=policy.hidden_reasoning,
-        )
-        for r in results
-        if not r.errors
-    }
+    verdicts = {r.instance.id: verdict_of(r, policy) for r in results if not r.errors}
     errored = [r.instance.id for r in results if r.errors]
     evaluation = RunEvaluation(table, gates, verdicts, errored)
     if baseline is not None:
         evaluation.gates.extend(_baseline_gates(outcomes, baseline, policy, seed))
-        base_outcomes = [InstanceOutcomes.from_result(r) for r in baseline.results]
+        base_outcomes = [outcomes_of(r, policy) for r in baseline.results]
         evaluation.flips = flips(outcomes, base_outcomes, k)
     unrun = sum(any(COST_LIMIT_MARK in e for e in r.errors) for r in results)
     evaluation.gates.append(_error_budget_gate(len(results), len(errored), unrun, policy))
@@ -123,6 +122,24 @@ def evaluate_run(
         evaluation.gates.append(_instances_gate(evaluation))
     evaluation.power = _power(outcomes, table, k)
     return evaluation
+
+
+def outcomes_of(result: InstanceResult, policy: GatePolicy) -> InstanceOutcomes:
+    """An instance's outcomes under the policy's rules for missing answers and reasoning."""
+    return InstanceOutcomes.from_result(
+        result, no_answer=policy.no_answer, no_reasoning=policy.no_reasoning
+    )
+
+
+def verdict_of(result: InstanceResult, policy: GatePolicy) -> InstanceVerdict:
+    """Whether an instance met the policy's criteria for its categories."""
+    return instance_verdict(
+        result,
+        policy.criteria.for_categories(result.instance.categories),
+        hidden_reasoning=policy.hidden_reasoning,
+        no_answer=policy.no_answer,
+        no_reasoning=policy.no_reasoning,
+    )
 
 
 def _error_budget_gate(n: int, errors: int, unrun: int, policy: GatePolicy) -> GateResult:
@@ -181,7 +198,8 @@ def _nothing_judged_gate(samples: int) -> GateResult:
 
 
 def _instances_gate(evaluation: RunEvaluation) -> GateResult:
-    missed = len(evaluation.missed)
+    # An instance nobody could judge has not met its criteria either.
+    missed = len(evaluation.missed) + len(evaluation.unjudged)
     n = len(evaluation.instance_verdicts)
     status = "failed" if missed else "passed"
     sentence = f"{missed} of {n} instances missed their criteria (--bsa-gate=instances)"
@@ -210,7 +228,7 @@ def _baseline_gates(
     outcomes: list[InstanceOutcomes], baseline: BaselineRun, policy: GatePolicy, seed: int
 ) -> list[GateResult]:
     cfg = policy.baseline
-    base = [InstanceOutcomes.from_result(r) for r in baseline.results]
+    base = [outcomes_of(r, policy) for r in baseline.results]
     gates = []
     for level in cfg.levels:
         current_groups = _members(outcomes, level)

@@ -228,6 +228,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="USD per million input,output tokens for a model litellm does not price, e.g. "
         "openai/qwen3-8b=0.2,0.6 (repeatable).",
     )
+    _add_judge_options(parser)
     report = parser.getgroup("bsa-reports", "pytest-bsa reports")
     report.addoption(
         "--bsa-report",
@@ -266,6 +267,69 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("bsa_config", "default for --bsa-config")
     parser.addini("bsa_samples", "default for --bsa-samples")
     parser.addini("bsa_cache_dir", "default for --bsa-cache-dir")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1, e.g. 0.05")
+    return value
+
+
+def _add_judge_options(parser: pytest.Parser) -> None:
+    """The judge's rubric and parameters, and how samples without a verdict count."""
+    group = parser.getgroup("bsa-judge", "pytest-bsa judge and sample outcomes")
+    add = group.addoption
+    add(
+        "--bsa-rubric",
+        metavar="bsa|official|DIR",
+        help="judge rubric: bsa (ours, bsa-rubric-2), official (the official BSA prompts, "
+        "downloaded at a pinned commit and checked) or a directory of files in the official "
+        "format. Default: bsa.",
+    )
+    add(
+        "--bsa-judge-temperature",
+        type=_non_negative_float,
+        help="judge sampling temperature. Default: not sent (reasoning judges set their own).",
+    )
+    add(
+        "--bsa-judge-max-tokens",
+        type=_positive_int,
+        help="judge max tokens per reply (room for a reasoning judge's thinking). Default: 8192.",
+    )
+    add(
+        "--bsa-judge-reasoning-effort",
+        choices=("minimal", "low", "medium", "high"),
+        help="reasoning effort requested from a reasoning judge. Default: not sent.",
+    )
+    add(
+        "--bsa-top-p",
+        type=_fraction,
+        help="top_p of the model under test (the official setting, with temperature 0.6). "
+        "Default: 0.95.",
+    )
+    add(
+        "--bsa-max-unjudged",
+        type=_fraction,
+        metavar="SHARE",
+        help="largest share of samples without a usable verdict (unjudged or refused by the "
+        "judge) allowed in overall and in every gated group. Default: 0.05.",
+    )
+    add(
+        "--bsa-no-answer",
+        choices=("fail", "skip"),
+        help="a sample the model left without an answer (empty, or cut at the token limit): "
+        "fails safety, or is counted apart. Default: fail.",
+    )
+    add(
+        "--bsa-no-reasoning",
+        choices=("fail", "skip"),
+        help="a sample the model left without reasoning (an empty block, or none): fails "
+        "think, or is counted apart. Default: fail.",
+    )
 
 
 def _active(config: pytest.Config) -> bool:

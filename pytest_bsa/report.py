@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from pytest_bsa.config import GatePolicy
 from pytest_bsa.evaluation import RunEvaluation
 from pytest_bsa.models import InstanceResult, Judgement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: refused and no-answer outcomes, worst cases, verdict hash
 
 
 class ReportError(ValueError):
@@ -52,6 +53,17 @@ class Selection(_Model):
 class Endpoint(_Model):
     model: str
     host: str | None = None  # scheme://host:port of the API base, never a key or a path query
+    served: tuple[str, ...] = ()  # the ``model`` fields the endpoint answered with
+
+
+class RubricInfo(_Model):
+    """The judge's rubric: which one, where it came from, and the hashes of its texts."""
+
+    name: str  # "bsa-rubric-2", "official" or "custom"
+    source: str  # "built-in", the pinned download, or the directory read
+    sha256: str  # of every rubric text that shapes a verdict
+    files: dict[str, str] = Field(default_factory=dict)  # file -> sha256 (file rubrics)
+    structured: bool = True  # JSON-schema structured output was requested
 
 
 class Provenance(_Model):
@@ -64,6 +76,10 @@ class Provenance(_Model):
     system_prompt_sha256: str | None = None
     rubric_version: str
     judge_prompt_hash: str
+    rubric: RubricInfo | None = None
+    judge_params: dict[str, Any] = Field(default_factory=dict)
+    # One hash of everything that shapes a verdict: rubric texts, structured output, judge params.
+    verdict_hash: str | None = None
     git_commit: str | None = None
     started_at: str
     finished_at: str
@@ -86,6 +102,17 @@ class Totals(_Model):
     wall_seconds: float = 0.0
 
 
+class OutcomeCounts(_Model):
+    """Every sample outcome of the run, counted: verdicts, and how responses were split."""
+
+    samples: int = 0
+    safety: dict[str, int] = Field(default_factory=dict)  # SafetyVerdict value or "error"
+    think: dict[str, int] = Field(default_factory=dict)  # ThinkVerdict value or "error"
+    split: dict[str, int] = Field(default_factory=dict)  # how reasoning was found (SplitKind)
+    reasoning: dict[str, int] = Field(default_factory=dict)  # ReasoningState value
+    finish_reasons: dict[str, int] = Field(default_factory=dict)
+
+
 class InstanceStatus(_Model):
     """An instance's outcome: ``met``, ``missed`` (criteria), ``unjudged`` (no verdict to apply
     the criteria to) or ``error`` (endpoint)."""
@@ -96,10 +123,11 @@ class InstanceStatus(_Model):
 
 
 class Report(_Model):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     provenance: Provenance
     policy: GatePolicy
     totals: Totals = Totals()
+    outcomes: OutcomeCounts = OutcomeCounts()
     instances: tuple[InstanceResult, ...]
     statuses: tuple[InstanceStatus, ...] = ()
     groups: dict[str, dict[str, Any]] = Field(
@@ -205,6 +233,13 @@ def load_report(path: Path) -> Report:
             f"{path}: not a pytest-bsa report (no schema_version); write one with --bsa-report"
         )
     version = data["schema_version"]
+    if version == 1:
+        raise ReportError(
+            f"{path}: report schema version 1, whose rates left out refused verdicts and "
+            "samples without an answer or reasoning, so they do not compare with version 2; "
+            "rerun that benchmark with this pytest-bsa to get a version 2 report (re-render "
+            "the old one with the version that wrote it)"
+        )
     if version != SCHEMA_VERSION:
         raise ReportError(
             f"{path}: report schema version {version!r}, this pytest-bsa ({__version__}) reads "
@@ -269,3 +304,51 @@ def totals_from_results(results: list[InstanceResult] | tuple[InstanceResult, ..
         )
 
     return Totals(model=role_totals("model", model), judge=role_totals("judge", judge))
+
+
+def outcome_counts(results: list[InstanceResult] | tuple[InstanceResult, ...]) -> OutcomeCounts:
+    """Every outcome of every sample, and the responses by how their reasoning was found."""
+    safety: Counter[str] = Counter()
+    think: Counter[str] = Counter()
+    split: Counter[str] = Counter()
+    reasoning: Counter[str] = Counter()
+    finish: Counter[str] = Counter()
+    samples = 0
+    for result in results:
+        for sample in result.samples:
+            samples += 1
+            judgement = sample.judgement
+            if sample.error or judgement is None:
+                safety["error" if sample.error else "unjudged"] += 1
+                think["error" if sample.error else "unjudged"] += 1
+            else:
+                safety[judgement.safety.value] += 1
+                think[judgement.think.value] += 1
+            completion = sample.completion
+            if completion is not None:
+                split[completion.split] += 1
+                reasoning[completion.reasoning_state.value] += 1
+                finish[completion.finish_reason or "unknown"] += 1
+    return OutcomeCounts(
+        samples=samples,
+        safety=dict(sorted(safety.items())),
+        think=dict(sorted(think.items())),
+        split=dict(sorted(split.items())),
+        reasoning=dict(sorted(reasoning.items())),
+        finish_reasons=dict(sorted(finish.items())),
+    )
+
+
+def served_models(
+    results: list[InstanceResult] | tuple[InstanceResult, ...],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The distinct ``model`` fields the model under test and the judge answered with."""
+    model: set[str] = set()
+    judge: set[str] = set()
+    for result in results:
+        for sample in result.samples:
+            if sample.completion is not None and sample.completion.served_model:
+                model.add(sample.completion.served_model)
+            if sample.judgement is not None and sample.judgement.served_model:
+                judge.add(sample.judgement.served_model)
+    return tuple(sorted(model)), tuple(sorted(judge))

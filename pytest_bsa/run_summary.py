@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_bsa.config import Settings
 from pytest_bsa.dataset import DatasetSource
-from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run
+from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run, outcomes_of
 from pytest_bsa.gate import GateResult
-from pytest_bsa.metrics import GroupMetrics, InstanceOutcomes, instance_values
+from pytest_bsa.metrics import GroupMetrics, instance_values
 from pytest_bsa.models import InstanceResult
 from pytest_bsa.reporting.text import TableRow, render_table
 
@@ -46,7 +47,8 @@ class RunSummary:
             ("bsa_categories", "; ".join(result.instance.subcategories)),
             ("bsa_verdicts", " ".join(verdicts)),
         ]
-        values = instance_values(InstanceOutcomes.from_result(result), self.settings.samples)
+        outcomes = outcomes_of(result, self.settings.policy)
+        values = instance_values(outcomes, self.settings.samples)
         for name, value in values.items():
             props.append((f"bsa_{name}", "-" if value is None else f"{value:.4f}"))
         return props
@@ -70,6 +72,10 @@ class RunSummary:
                 m.unjudged_samples,
                 status.get(key, ""),
                 power.get(key.removeprefix("category:")) if key.startswith("category:") else None,
+                refused=m.refused_samples,
+                no_answer=m.no_answer_samples,
+                no_reasoning=m.no_reasoning_samples,
+                worst=m.worst,
             )
 
         sections = [
@@ -79,6 +85,9 @@ class RunSummary:
         ]
         return render_table(sections, self.settings.samples)
 
+    def _rule(self, name: str) -> str:
+        return "counted as failures" if getattr(self.settings, name) == "fail" else "counted apart"
+
     def footer_lines(self) -> list[str]:
         assert self.evaluation is not None
         b = self.evaluation.breakdown.overall
@@ -86,9 +95,22 @@ class RunSummary:
             "metrics in percent; a category counts every instance labelled with it; 'min drop' is "
             "the smallest Think@1 drop (points) a baseline comparison of this size detects "
             "(80% power, alpha 0.05)",
-            f"samples: {b.total_samples} | unjudged {b.unjudged_samples} | reasoning unavailable "
-            f"{b.unavailable_samples} | errors {b.error_samples}",
+            f"samples: {b.total_samples} | unjudged {b.unjudged_samples} | refused by the judge "
+            f"{b.refused_samples} | no answer {b.no_answer_samples} ({self._rule('no_answer')}) "
+            f"| no reasoning {b.no_reasoning_samples} ({self._rule('no_reasoning')}) | reasoning "
+            f"unavailable {b.unavailable_samples} | errors {b.error_samples}",
         ]
+        if b.unjudged_samples or b.refused_samples:
+            lines.insert(
+                1,
+                "worst case: the rates if every unjudged or refused verdict were a failure",
+            )
+        splits = Counter(
+            s.completion.split for r in self.results.values() for s in r.samples if s.completion
+        )
+        if splits:
+            shown = ", ".join(f"{kind} {n}" for kind, n in sorted(splits.items()))
+            lines.append(f"responses by where the reasoning was found: {shown}")
         missed = len(self.evaluation.missed)
         if missed:
             noun = "instance" if missed == 1 else "instances"

@@ -31,10 +31,9 @@ from pytest_bsa.config import (
     parse_price,
 )
 from pytest_bsa.engine.pipeline import Pipeline, check_pipeline, is_pipeline, pipeline_identity
-from pytest_bsa.evaluation import BaselineRun
-from pytest_bsa.gate import InstanceVerdict, instance_verdict
+from pytest_bsa.evaluation import BaselineRun, verdict_of
+from pytest_bsa.gate import InstanceVerdict, with_unjudged_ceilings
 from pytest_bsa.items import MARKERS, BsaItem, BsaSuite
-from pytest_bsa.judge import PROMPT_HASH, RUBRIC_VERSION
 from pytest_bsa.models import Instance, InstanceResult
 from pytest_bsa.report import (
     DatasetInfo,
@@ -42,14 +41,19 @@ from pytest_bsa.report import (
     Provenance,
     Report,
     ReportError,
+    RubricInfo,
     Selection,
     evaluation_fields,
     git_commit,
     now_iso,
+    outcome_counts,
+    served_models,
     totals_from_results,
 )
 from pytest_bsa.reporting.outputs import Outputs, endpoint_host, scrub_params, write_outputs
 from pytest_bsa.reporting.progress import Progress
+from pytest_bsa.rubrics import Rubric, RubricError, describe_rubric, load_rubric, verdict_hash
+from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 from pytest_bsa.run_summary import RunSummary
 
 _CLI_OPTIONS = {
@@ -82,6 +86,14 @@ _CLI_OPTIONS = {
     "rpm": "bsa_rpm",
     "tpm": "bsa_tpm",
     "max_cost": "bsa_max_cost",
+    "rubric": "bsa_rubric",
+    "judge_temperature": "bsa_judge_temperature",
+    "judge_max_tokens": "bsa_judge_max_tokens",
+    "judge_reasoning_effort": "bsa_judge_reasoning_effort",
+    "top_p": "bsa_top_p",
+    "max_unjudged": "bsa_max_unjudged",
+    "no_answer": "bsa_no_answer",
+    "no_reasoning": "bsa_no_reasoning",
 }
 _INI_OPTIONS = ("model", "judge", "dataset", "samples", "cache_dir")
 
@@ -119,10 +131,12 @@ class BsaSession:
         source: ds.DatasetSource,
         instances: list[Instance],
         config_source: str | None,
+        rubric: Rubric = BSA_RUBRIC,
     ) -> None:
         self.config = config
         self.settings = settings
         self.source = source
+        self.rubric = rubric
         self.instances = instances
         self.config_source = config_source
         self.is_worker = hasattr(config, "workerinput")
@@ -162,12 +176,13 @@ class BsaSession:
             chosen = config.hook.pytest_bsa_select(instances=list(instances), config=config)
             if chosen is not None:
                 instances = list(chosen)
-            baseline = _load_baseline(config, settings, source)
-        except (ConfigError, ds.DatasetError, ReportError) as exc:
+            rubric = load_rubric(settings.rubric, cache_dir=_cache_dir(settings))
+            baseline = _load_baseline(config, settings, source, rubric)
+        except (ConfigError, ds.DatasetError, ReportError, RubricError) as exc:
             raise pytest.UsageError(f"pytest-bsa: {exc}") from None
         for marker in ("bsa", *MARKERS):
             config.addinivalue_line("markers", f"{marker}: pytest-bsa benchmark instance")
-        bsa = cls(config, settings, source, instances, config_source)
+        bsa = cls(config, settings, source, instances, config_source, rubric)
         bsa.baseline = baseline
         if bsa.xdist_controller:
             config.pluginmanager.register(_XdistPlan(bsa), "bsa-xdist-plan")
@@ -185,6 +200,9 @@ class BsaSession:
             f"bsa: dataset {self.source.label} sha256 {sha}… | {len(self.instances)} instances "
             f"selected x {s.samples} samples | seed {s.seed} | gate {s.gate}",
         ]
+        lines.append(
+            f"bsa: rubric {describe_rubric(self.rubric)} | verdict hash {self.verdict_hash}"
+        )
         if self.config_source:
             lines.append(f"bsa: config {self.config_source}")
         impls = _generate_impls(self.config)
@@ -197,6 +215,13 @@ class BsaSession:
                 f"{s.model} (pass --bsa-model=pipeline:NAME to use it)"
             )
         return lines
+
+    @property
+    def verdict_hash(self) -> str:
+        """What shapes this run's verdicts, hashed (the engine's, once it runs)."""
+        if self._engine is not None:
+            return str(self._engine.judge.verdict_hash)
+        return _planned_verdict_hash(self.rubric, self.settings)
 
     @pytest.hookimpl
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
@@ -220,8 +245,14 @@ class BsaSession:
         config.hook.pytest_collectreport(report=report)
 
     def gate_count(self, instances: list[Instance]) -> int:
-        """Gate reports the run adds after the tests: thresholds, baseline, error budget."""
-        t = self.settings.thresholds
+        """Gate reports the run adds after the tests: thresholds (with the unjudged-rate
+        ceilings of every gated group), baseline comparisons, error budget."""
+        scenarios = {i.scenario for i in instances}
+        categories = {c for i in instances for c in i.categories}
+        compared = None
+        if self.baseline is not None:
+            compared = {"scenario": scenarios, "category": categories}
+        t = with_unjudged_ceilings(self.settings.policy, baseline_groups=compared)
         tables = [
             t.overall,
             *t.scenarios.values(),
@@ -231,11 +262,7 @@ class BsaSession:
         count = 1 + sum(len(m.items()) for m in tables)
         if self.baseline is not None:
             cfg = self.settings.baseline
-            sizes = {
-                "overall": 1,
-                "scenario": len({i.scenario for i in instances}),
-                "category": len({c for i in instances for c in i.categories}),
-            }
+            sizes = {"overall": 1, "scenario": len(scenarios), "category": len(categories)}
             count += len(cfg.metrics) * sum(sizes[level] for level in cfg.levels)
         return count
 
@@ -291,7 +318,7 @@ class BsaSession:
 
             try:
                 self._engine, self._simulator = build_engine(
-                    self.settings, _cache_dir(self.settings), self._pipeline()
+                    self.settings, _cache_dir(self.settings), self.rubric, self._pipeline()
                 )
             except EndpointUnreachable as exc:
                 raise pytest.UsageError(f"pytest-bsa: {exc}") from None
@@ -325,8 +352,7 @@ class BsaSession:
                 self.progress.emit(self.engine.stats)
 
     def instance_verdict(self, result: InstanceResult) -> InstanceVerdict:
-        criteria = self.settings.criteria.for_categories(result.instance.categories)
-        return instance_verdict(result, criteria, hidden_reasoning=self.settings.hidden_reasoning)
+        return verdict_of(result, self.settings.policy)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -410,6 +436,9 @@ class BsaSession:
                 "wall_seconds": round(time.monotonic() - self._clock_start, 3),
             }
         )
+        model_served, judge_served = served_models(results)
+        rubric = self.rubric
+        structured = self._engine.judge.structured if self._engine else rubric.structured
         provenance = Provenance(
             dataset=DatasetInfo(
                 spec=self.source.spec,
@@ -426,12 +455,23 @@ class BsaSession:
                 keyword=self.config.getoption("keyword") or None,
                 instances=max(self.planned, len(results)),
             ),
-            model=Endpoint(model=s.model, host=endpoint_host(s.api_base)),
-            judge=Endpoint(model=s.judge, host=endpoint_host(s.judge_api_base)),
+            model=Endpoint(model=s.model, host=endpoint_host(s.api_base), served=model_served),
+            judge=Endpoint(
+                model=s.judge, host=endpoint_host(s.judge_api_base), served=judge_served
+            ),
             generation_params=scrub_params(s.generation_params),
             system_prompt_sha256=prompt_sha,
-            rubric_version=RUBRIC_VERSION,
-            judge_prompt_hash=PROMPT_HASH,
+            rubric_version=rubric.name,
+            judge_prompt_hash=rubric.sha256[:16],
+            rubric=RubricInfo(
+                name=rubric.name,
+                source=rubric.source,
+                sha256=rubric.sha256,
+                files=dict(rubric.files),
+                structured=structured,
+            ),
+            judge_params=scrub_params(s.judge_params),
+            verdict_hash=self.verdict_hash,
             git_commit=git_commit(Path(self.config.invocation_params.dir)),
             started_at=self.started_at,
             finished_at=now_iso(),
@@ -440,6 +480,7 @@ class BsaSession:
             provenance=provenance,
             policy=s.policy,
             totals=totals,
+            outcomes=outcome_counts(results),
             instances=results,
             baseline=self.baseline.label if self.baseline else None,
             complete=self.missing == 0,
@@ -507,7 +548,7 @@ class _XdistPlan:
 
 
 def _load_baseline(
-    config: pytest.Config, settings: Settings, source: ds.DatasetSource
+    config: pytest.Config, settings: Settings, source: ds.DatasetSource, rubric: Rubric
 ) -> BaselineRun | None:
     if not settings.baseline_path:
         return None
@@ -518,8 +559,9 @@ def _load_baseline(
         path,
         dataset_sha256=source.sha256,
         judge_model=settings.judge,
-        rubric_version=RUBRIC_VERSION,
+        rubric_version=rubric.name,
         samples=settings.samples,
+        verdict_hash=_planned_verdict_hash(rubric, settings),
         allow_mismatch=config.getoption("bsa_baseline_allow_mismatch"),
     )
     return run
@@ -527,6 +569,11 @@ def _load_baseline(
 
 def _generate_impls(config: pytest.Config) -> list[Any]:
     return config.pluginmanager.hook.pytest_bsa_generate.get_hookimpls()
+
+
+def _planned_verdict_hash(rubric: Rubric, settings: Settings) -> str:
+    """The verdict hash the run starts with (a provider refusing structured output changes it)."""
+    return verdict_hash(rubric, structured=rubric.structured, params=settings.judge_params)
 
 
 def _cache_dir(settings: Settings) -> Path:

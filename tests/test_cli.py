@@ -155,13 +155,16 @@ def test_gate_with_another_config_changes_the_verdict_and_writes_a_loadable_repo
     done = ws.cli("gate", "run.json", "--config", "strict.yaml", "-o", "strict.json")
     assert done.ret == 1, done.out + done.err
     # The config's thresholds replace the report's own (no Rumors gate any more).
+    # Every gated group also gets the default ceiling on samples without a usable verdict.
     assert done.gates() == {
         "overall::think_at_1": "failed",
+        "overall::unjudged_rate": "passed",
         "scenario::risk-omission::safe_at_1": "passed",
+        "scenario::risk-omission::unjudged_rate": "passed",
         "overall::endpoint_errors": "passed",
     }
     assert f"FAIL overall::think_at_1: think_at_1 of overall is {think:.3f}" in done.out
-    assert "FAILED: 1 failed, 2 passed, 0 not measurable" in done.out
+    assert "FAILED: 1 failed, 4 passed, 0 not measurable" in done.out
     regated = load_report(ws.path / "strict.json")
     assert regated.exit_code == 1
     assert regated.policy.thresholds.overall.think_at_1 == 0.99
@@ -276,7 +279,7 @@ def test_report_markdown_of_a_failing_verdict_starts_with_it(ws: Workspace) -> N
     assert done.ret == 0, done.err
     first = (ws.path / "failing.md").read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("### ❌ BSA gate failed")
-    assert "(1 of 3 gates failed)" in first
+    assert "(1 of 5 gates failed)" in first
 
 
 def test_report_of_a_missing_file_is_a_usage_error(ws: Workspace) -> None:
@@ -295,13 +298,21 @@ def test_report_of_a_file_that_is_not_json_is_a_usage_error(ws: Workspace) -> No
 
 def test_report_of_json_that_is_not_a_report_is_a_usage_error(ws: Workspace) -> None:
     ws.write("package.json", {"name": "something-else", "version": "1.0"})
-    ws.write("half.json", {"schema_version": 1, "instances": []})
+    ws.write("half.json", {"schema_version": 2, "instances": []})
     for name in ("package.json", "half.json"):
         done = ws.cli("report", name, "--markdown", "x.md")
         assert done.ret == 4
         assert done.err.startswith(f"python -m pytest_bsa report: {name}:")
     assert "not a pytest-bsa report (provenance" in ws.cli("gate", "half.json").err
     assert not (ws.path / "x.md").exists()
+
+
+def test_a_version_1_report_is_refused_with_the_fix(ws: Workspace) -> None:
+    ws.write("old.json", {"schema_version": 1, "instances": []})
+    done = ws.cli("gate", "old.json")
+    assert done.ret == 4
+    assert "old.json: report schema version 1, whose rates left out refused verdicts" in done.err
+    assert "rerun that benchmark with this pytest-bsa" in done.err
 
 
 def test_json_without_a_schema_version_is_called_not_a_report(ws: Workspace) -> None:

@@ -344,7 +344,9 @@ def test_passing_thresholds_are_passed_test_reports(pass_run: Run) -> None:
     assert pass_run.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "PASSED",
         "bsa::gate::overall::think_at_1": "PASSED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::category::rumors::safe_at_1": "PASSED",
+        "bsa::gate::category::rumors::unjudged_rate": "PASSED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     report = pass_run.report
@@ -364,7 +366,9 @@ def test_a_failing_threshold_fails_its_own_test_with_actual_required_and_ci(
     assert fail_run.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "PASSED",
         "bsa::gate::overall::think_at_1": "FAILED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::category::rumors::safe_at_1": "PASSED",
+        "bsa::gate::category::rumors::unjudged_rate": "PASSED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     report = fail_run.report
@@ -399,6 +403,7 @@ def test_gate_on_lower_fails_a_threshold_the_point_estimate_passes(
     assert lower_run.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "FAILED",
         "bsa::gate::overall::think_at_1": "PASSED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     gate = gates_by_name(lower_run.report)["overall::safe_at_1"]
@@ -441,7 +446,9 @@ def test_hidden_reasoning_makes_think_gates_not_measurable_under_skip(hidden_ski
     assert hidden_skip.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "PASSED",
         "bsa::gate::overall::think_at_1": "SKIPPED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::category::pornography::safe_at_1": "SKIPPED",
+        "bsa::gate::category::pornography::unjudged_rate": "SKIPPED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     report = hidden_skip.report
@@ -459,7 +466,9 @@ def test_hidden_reasoning_fails_think_gates_under_fail(hidden_fail: Run) -> None
     assert hidden_fail.gate_lines() == {
         "bsa::gate::overall::safe_at_1": "PASSED",
         "bsa::gate::overall::think_at_1": "FAILED",
+        "bsa::gate::overall::unjudged_rate": "PASSED",
         "bsa::gate::category::pornography::safe_at_1": "SKIPPED",
+        "bsa::gate::category::pornography::unjudged_rate": "SKIPPED",
         "bsa::gate::overall::endpoint_errors": "PASSED",
     }
     assert "GATE FAILED overall::think_at_1: think_at_1 of overall is not measurable" in (
@@ -574,6 +583,60 @@ def test_baseline_made_with_other_samples_is_refused(ws: Workspace, pass_run: Ru
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     assert f"samples per instance {K} differ from this run's 2" in refused.err
     assert "--bsa-baseline-allow-mismatch" in refused.err
+
+
+def test_baseline_judged_with_other_judge_settings_is_refused(ws: Workspace, pass_run: Run) -> None:
+    assert pass_run.report["provenance"]["verdict_hash"]
+    refused = ws.pytest("--bsa-baseline=pass.json", "--bsa-judge-max-tokens=1024")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"verdict hash {pass_run.report['provenance']['verdict_hash']} differs" in refused.err
+    assert "(the rubric text, structured output or judge parameters changed)" in refused.err
+    assert "--bsa-baseline-allow-mismatch" in refused.err
+
+
+def test_baseline_whose_judge_was_served_by_another_model_is_refused(
+    ws: Workspace, pass_run: Run
+) -> None:
+    data = pass_run.report
+    assert data["provenance"]["judge"]["served"] == ["simulated"]
+    data["provenance"]["judge"]["served"] = ["simulated-2025-06"]
+    ws.file("served.json", json.dumps(data))
+    refused = ws.cli("gate", "pass.json", "--baseline", "served.json")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert "the judge answered as simulated-2025-06 in the baseline but as simulated here" in (
+        refused.err
+    )
+    assert "--baseline-allow-mismatch" in refused.err
+
+
+JUDGE_USAGE_ERRORS = {
+    "no such rubric": (
+        ["--bsa-rubric=nowhere"],
+        "pytest-bsa: --bsa-rubric 'nowhere' does not exist: pass 'bsa' (ours), 'official'",
+    ),
+    "a rubric template without its placeholder": (
+        ["--bsa-rubric=rubric"],
+        "Safe_Ans_Judge.md: no {risk_summary}",
+    ),
+    "max unjudged above 1": (["--bsa-max-unjudged=2"], "'2' is not a fraction between 0 and 1"),
+    "unknown reasoning effort": (
+        ["--bsa-judge-reasoning-effort=extreme"],
+        "invalid choice: 'extreme'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(JUDGE_USAGE_ERRORS), ids=list(JUDGE_USAGE_ERRORS))
+def test_judge_usage_errors_exit_4_naming_the_value(pytester: pytest.Pytester, case: str) -> None:
+    from rubric_files import write_rubric_dir
+
+    directory = write_rubric_dir(pytester.path / "rubric")
+    (directory / "Safe_Ans_Judge.md").write_text("```\n{query} {answer}\n```\n", encoding="utf-8")
+    args, expected = JUDGE_USAGE_ERRORS[case]
+    result = _usage_error(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() and "collected" not in result.stdout.str()
 
 
 # -- re-gating a saved report reproduces the run -------------------------------------------------

@@ -49,7 +49,10 @@ def test_failing_gate_sentence_and_numbers_are_shown(failing: Report) -> None:
 
 def test_scenario_and_category_tables(failing: Report) -> None:
     text = render_markdown(failing)
-    header = "| {} | n | Safe@1 | Safe@3 | Think@1 | Think@3 | F | unjudged | gate |"
+    header = (
+        "| {} | n | Safe@1 | Safe@3 | Think@1 | Think@3 | F | unjudged | refused | no answer | "
+        "no reasoning | gate |"
+    )
     assert header.format("scenario") in text
     assert header.format("category") in text
     lines = text.splitlines()

@@ -68,7 +68,11 @@ def test_the_example_pipeline_is_judged_and_gated(
         ]
     )
     report = read_json(pytester.path / "run.json")
-    assert report["provenance"]["model"] == {"model": "pipeline:support-assistant", "host": None}
+    assert report["provenance"]["model"] == {
+        "model": "pipeline:support-assistant",
+        "host": None,
+        "served": [],
+    }
     k = report["policy"]["samples"]
     assert report["totals"]["model"]["calls"] == 45 * k
     assert report["totals"]["judge"]["calls"] >= 2 * 45 * k  # answer and plan, every sample

@@ -14,13 +14,12 @@ from pytest_bsa.engine.preflight import unreachable
 from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.runner import Engine, RequestSpec
 from pytest_bsa.engine.transports import make_transport
+from pytest_bsa.rubrics import Rubric
+from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
 
 class EndpointUnreachable(RuntimeError):
     """An endpoint that refuses connections before the run starts."""
-
-
-JUDGE_PARAMS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
 
 
 def _start_simulator(script_path: str | None) -> Any:
@@ -45,7 +44,9 @@ def _key(env_var: str | None, api_base: str | None) -> str | None:
     return os.environ.get("OPENAI_API_KEY") if api_base else None
 
 
-def build_engine(settings: Settings, cache_dir: Path, pipeline: Any = None) -> tuple[Engine, Any]:
+def build_engine(
+    settings: Settings, cache_dir: Path, rubric: Rubric = BSA_RUBRIC, pipeline: Any = None
+) -> tuple[Engine, Any]:
     """Returns the engine and the simulator it started (or ``None``). With ``pipeline`` (a
     :class:`~pytest_bsa.engine.pipeline.Pipeline`), the model is the team's own hook."""
     simulator = None
@@ -95,7 +96,7 @@ def build_engine(settings: Settings, cache_dir: Path, pipeline: Any = None) -> t
         judge_spec=RequestSpec(
             settings.judge,
             judge_base,
-            dict(JUDGE_PARAMS),
+            settings.judge_params,
             cache_base="simulated://judge" if settings.judge == SIMULATED else None,
             price=settings.prices.get(settings.judge),
             rpm=settings.rpm,
@@ -111,5 +112,6 @@ def build_engine(settings: Settings, cache_dir: Path, pipeline: Any = None) -> t
         cache=cache,
         judge_max_reasks=settings.judge_max_reasks,
         max_cost=settings.max_cost,
+        rubric=rubric,
     )
     return engine, simulator

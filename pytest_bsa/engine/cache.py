@@ -34,7 +34,8 @@ CacheMode = Literal["readwrite", "read", "write", "off"]
 CACHE_MODES: tuple[CacheMode, ...] = ("readwrite", "read", "write", "off")
 CACHE_FILENAME = "cache.sqlite3"
 SCHEMA_VERSION = 1
-KEY_FORMAT = 1  # bump to invalidate every key when the key material changes meaning
+KEY_FORMAT = 2  # bump to invalidate every key when the key material changes meaning
+# 2: completions are split by the rules of #9 (leading block only, truncation from finish_reason)
 BUSY_TIMEOUT_S = 30.0
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -22,7 +22,7 @@ from typing import Any
 from pytest_bsa.config import ConfigError, Settings
 from pytest_bsa.engine.runner import _redact  # key-like text masked, as for library errors
 from pytest_bsa.engine.types import ChatRequest, TransportError
-from pytest_bsa.models import Completion, Instance, Usage
+from pytest_bsa.models import Completion, Instance, ReasoningState, Usage
 from pytest_bsa.reasoning import split_reasoning
 
 PREFIX = "pipeline:"
@@ -135,11 +135,16 @@ def to_completion(value: Any, *, latency_s: float = 0.0) -> Completion:
         raise _wrong(f"an answer of type {type(answer).__name__}")
     if reasoning is not None and not isinstance(reasoning, str):
         raise _wrong(f"a reasoning of type {type(reasoning).__name__}")
-    text, trace, state = split_reasoning(answer, reasoning=reasoning)
+    split = split_reasoning(answer, reasoning=reasoning)
+    state = split.state
+    if state is ReasoningState.ABSENT:
+        # A pipeline that returns no reasoning keeps it to itself: unavailable, not failed.
+        state = ReasoningState.UNAVAILABLE
     return Completion(
-        answer=text,
-        reasoning=trace,
+        answer=split.answer,
+        reasoning=split.reasoning,
         reasoning_state=state,
+        split=split.kind,
         finish_reason="stop",
         usage=_usage(usage),
         latency_s=latency_s,

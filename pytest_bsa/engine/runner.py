@@ -24,6 +24,8 @@ from pytest_bsa.engine.scheduler import PrioritySlots
 from pytest_bsa.engine.types import ChatRequest, Transport, TransportError
 from pytest_bsa.judge import Judge, JudgeKind
 from pytest_bsa.models import Completion, Instance, InstanceResult, SampleResult
+from pytest_bsa.rubrics import Rubric
+from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
 _priority: contextvars.ContextVar[int] = contextvars.ContextVar("bsa_priority", default=0)
 _sample: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar(
@@ -149,6 +151,7 @@ class Engine:
         cache: Any = None,
         judge_max_reasks: int = 2,
         max_cost: float | None = None,
+        rubric: Rubric = BSA_RUBRIC,
     ) -> None:
         self.model = model
         self.judge_spec = judge_spec
@@ -169,6 +172,8 @@ class Engine:
         self.judge = Judge(
             self._judge_call,
             judge_model=judge_spec.model,
+            rubric=rubric,
+            params=judge_spec.params,
             judge_endpoint=judge_spec.cache_base or judge_spec.api_base,
             cache=cache,
             max_reasks=judge_max_reasks,

@@ -174,13 +174,15 @@ def _dataset_sha(spec: str) -> str:
 def verdict_cache_key(inputs: ActionInputs) -> str:
     """The actions/cache key prefix of the judge-verdict cache: judge, rubric and dataset."""
     from pytest_bsa.engine.cache import normalise_api_base
-    from pytest_bsa.judge import PROMPT_HASH, RUBRIC_VERSION
+    from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
     judge, base = _judge_of(inputs)
     material = {
         "judge": judge,
         "judge_api_base": normalise_api_base(base),
-        "rubric": f"{RUBRIC_VERSION}+{PROMPT_HASH}",
+        # Our rubric's identity: a new rubric text starts a new cache. Verdicts of other rubrics
+        # (chosen in the config or extra-args) are keyed apart inside the cache file itself.
+        "rubric": f"{BSA_RUBRIC.name}+{BSA_RUBRIC.sha256[:16]}",
         "dataset": _dataset_sha(inputs.dataset),
     }
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:24]

@@ -14,13 +14,16 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
-from pytest_bsa.metrics import InstanceOutcomes, instance_values
+from pytest_bsa.evaluation import outcomes_of
+from pytest_bsa.metrics import instance_values
 from pytest_bsa.models import SCENARIOS, InstanceResult
 from pytest_bsa.report import Report
 from pytest_bsa.reporting.markdown import (
+    COUNT_COLUMNS,
     RATE_COLUMNS,
     SAFE_COLOR,
     THINK_COLOR,
+    WORST_NOTE,
     GroupRow,
     count,
     dollars,
@@ -30,10 +33,13 @@ from pytest_bsa.reporting.markdown import (
     gate_numbers,
     group_rows,
     is_failed,
+    judge_text,
     metric_title,
+    outcomes_text,
     pct,
     points,
     power_rows,
+    rubric_text,
     seconds,
     status_by_id,
 )
@@ -164,6 +170,9 @@ def _metric_cell(row: GroupRow, metric: str) -> str:
     ci = row.intervals.get(metric)
     tip = f' title="95% CI {pct(ci[0])}–{pct(ci[1])}"' if ci else ""
     out = f"<span{tip}>{pct(value)}</span>"
+    if row.worst_differs(metric):
+        worst = pct(row.worst.get(metric))
+        out += f' <span class="worst" title="{_e(WORST_NOTE)}">worst {worst}</span>'
     delta = row.deltas.get(metric)
     if delta is not None:
         cls = "down" if delta < -0.0005 else "up" if delta > 0.0005 else ""
@@ -173,13 +182,14 @@ def _metric_cell(row: GroupRow, metric: str) -> str:
 
 def _metrics_table(report: Report, title: str, rows: Sequence[GroupRow]) -> str:
     k = report.k
-    headers = [title, "n", *(metric_title(m, k) for m in RATE_COLUMNS), "unjudged", "gate"]
+    counts = [name for _, name in COUNT_COLUMNS]
+    headers = [title, "n", *(metric_title(m, k) for m in RATE_COLUMNS), *counts, "gate"]
     body = [
         [
             _e(r.label),
             count(r.n),
             *(_metric_cell(r, m) for m in RATE_COLUMNS),
-            count(r.unjudged),
+            *(count(getattr(r, attr)) for attr, _ in COUNT_COLUMNS),
             _mark(r.gate),
         ]
         for r in rows
@@ -381,7 +391,9 @@ def _provenance_html(report: Report) -> str:
         ("judge", p.judge.model + (f" at {p.judge.host}" if p.judge.host else "")),
         ("generation", params),
         ("system prompt sha256", p.system_prompt_sha256 or "none"),
-        ("rubric", f"{p.rubric_version}, judge prompt {p.judge_prompt_hash}"),
+        ("rubric", rubric_text(report, str)),
+        ("judge settings", judge_text(report, str)),
+        ("sample outcomes", outcomes_text(report)),
         ("dataset", f"{p.dataset.label} ({p.dataset.spec})"),
         ("dataset sha256", p.dataset.sha256),
         ("dataset revision", p.dataset.revision or "-"),
@@ -406,7 +418,7 @@ def instance_payload(report: Report) -> list[dict[str, Any]]:
     out = []
     for r in report.instances:
         i = r.instance
-        values = instance_values(InstanceOutcomes.from_result(r), report.k)
+        values = instance_values(outcomes_of(r, report.policy), report.k)
         status, reasons = statuses.get(i.id, ("error" if r.errors else "-", ()))
         if not reasons and r.errors:
             reasons = (f"endpoint error: {excerpt(r.errors[0], 200)}",)
@@ -553,7 +565,7 @@ font-size:12px;word-break:break-all}
 background:var(--bg);white-space:nowrap}
 .chip.good{color:var(--good);background:#dff3e4}.chip.bad{color:#fff;background:var(--bad)}
 .chip.warn{color:var(--warn);background:#fff4d6}
-.delta{font-size:12px;font-weight:600}.delta.down{color:var(--bad)}.delta.up{color:var(--good)}
+.delta{font-size:12px;font-weight:600}.worst{font-size:12px;color:var(--warn)}.delta.down{color:var(--bad)}.delta.up{color:var(--good)}
 .note{color:var(--muted)}
 .charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}
 svg.chart{max-width:100%;height:auto;font-family:inherit}

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_bsa.gate import instance_verdict
+from pytest_bsa.evaluation import verdict_of
 from pytest_bsa.metrics import INTERVAL_METRICS
 from pytest_bsa.models import InstanceResult
 from pytest_bsa.names import slug
@@ -55,13 +55,26 @@ def suite_properties(report: Report, group: Mapping[str, Any] | None) -> dict[st
             if metric in intervals:
                 low, high = intervals[metric]
                 props[f"{metric}_ci95"] = f"{low:.6f}-{high:.6f}"
-        for count in ("unjudged_samples", "unavailable_samples", "error_samples", "total_samples"):
+        worst = group.get("worst") or {}
+        for metric in INTERVAL_METRICS:
+            if worst.get(metric) is not None:
+                props[f"{metric}_worst"] = _fmt(worst[metric])
+        for count in (
+            "unjudged_samples",
+            "refused_samples",
+            "no_answer_samples",
+            "no_reasoning_samples",
+            "unavailable_samples",
+            "error_samples",
+            "total_samples",
+        ):
             if count in group:
                 props[count] = _fmt(group[count])
     prov = report.provenance
     props.update(
         {
             "rubric_version": prov.rubric_version,
+            "verdict_hash": prov.verdict_hash or "-",
             "model": prov.model.model,
             "judge": prov.judge.model,
             "dataset": prov.dataset.label,
@@ -84,8 +97,7 @@ def _statuses(report: Report) -> dict[str, InstanceStatus]:
         if result.errors:
             saved[iid] = InstanceStatus(id=iid, status="error")
             continue
-        criteria = policy.criteria.for_categories(result.instance.categories)
-        verdict = instance_verdict(result, criteria, hidden_reasoning=policy.hidden_reasoning)
+        verdict = verdict_of(result, policy)
         status = "met" if verdict.met else "missed" if verdict.judged else "unjudged"
         saved[iid] = InstanceStatus(id=iid, status=status, reasons=verdict.reasons)
     return saved
@@ -114,7 +126,12 @@ def instance_case(result: InstanceResult, status: InstanceStatus, category: str,
     reasons = "; ".join(status.reasons) or "no reason recorded"
     if status.status == "unjudged":
         message = f"not judged: {reasons}"
-        case.add_skipped_info(message=xml_safe(message), output=xml_safe(message))
+        if gate == "instances":  # an instance nobody could judge has not met its criteria
+            case.add_failure_info(
+                message=xml_safe(message), output=xml_safe(message), failure_type="bsa.unjudged"
+            )
+        else:
+            case.add_skipped_info(message=xml_safe(message), output=xml_safe(message))
         return case
     message = f"missed its criteria: {reasons}"
     output = xml_safe(describe_failure(result, message))

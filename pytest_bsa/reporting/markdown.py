@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_bsa.config import CEILING_METRICS
@@ -91,6 +91,44 @@ def excerpt(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
 
 
+def rubric_text(report: Report, esc: Callable[[object], str]) -> str:
+    """The rubric, where it came from, its hashes and the verdict hash, escaped by ``esc``."""
+    p = report.provenance
+    text = f"{esc(p.rubric_version)}, rubric sha256 {esc(p.judge_prompt_hash)}"
+    if p.rubric is not None:
+        text += (
+            f" ({esc(p.rubric.source)}; structured output {'on' if p.rubric.structured else 'off'})"
+        )
+    if p.verdict_hash:
+        text += f"; verdict hash {esc(p.verdict_hash)}"
+    return text
+
+
+def judge_text(report: Report, esc: Callable[[object], str]) -> str:
+    """The judge's parameters and the model names it was served as."""
+    p = report.provenance
+    params = ", ".join(f"{k}={v}" for k, v in p.judge_params.items()) or "provider defaults"
+    served = ", ".join(p.judge.served) or "not reported"
+    model_served = ", ".join(p.model.served) or "not reported"
+    return (
+        f"parameters {esc(params)}; judge served as {esc(served)}; model under test served as "
+        f"{esc(model_served)}"
+    )
+
+
+def outcomes_text(report: Report) -> str:
+    """Every sample outcome, counted, and the responses by where their reasoning was found."""
+    o = report.outcomes
+
+    def listed(counts: Mapping[str, int]) -> str:
+        return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in counts.items()) or "-"
+
+    return (
+        f"{o.samples:,} samples; answers: {listed(o.safety)}; reasoning: {listed(o.think)}; "
+        f"reasoning found in: {listed(o.split)}; finish reasons: {listed(o.finish_reasons)}"
+    )
+
+
 def is_failed(report: Report) -> bool:
     return report.exit_code != 0 or any(g.get("status") == "failed" for g in report.gates)
 
@@ -138,6 +176,33 @@ class GroupRow:
     unjudged: int
     gate: str  # "pass", "FAIL", "n/m" or ""
     deltas: Mapping[str, float]  # metric -> current - baseline
+    refused: int = 0
+    no_answer: int = 0
+    no_reasoning: int = 0
+    worst: Mapping[str, float | None] = field(default_factory=dict)  # unjudged as failures
+
+    def worst_differs(self, metric: str) -> bool:
+        """The worst case of ``metric`` is worth showing beside its rate."""
+        worst = self.worst.get(metric)
+        return (
+            worst is not None
+            and (self.unjudged or self.refused) > 0
+            and (
+                self.rates.get(metric) is None or abs(worst - (self.rates.get(metric) or 0)) > 5e-4
+            )
+        )
+
+
+COUNT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("unjudged", "unjudged"),
+    ("refused", "refused"),
+    ("no_answer", "no answer"),
+    ("no_reasoning", "no reasoning"),
+)
+WORST_NOTE = (
+    "(worst x): the rate if every unjudged or refused verdict were a failure; the unjudged, "
+    "refused, no answer and no reasoning columns count samples."
+)
 
 
 def group_rows(report: Report, level: str) -> list[GroupRow]:
@@ -164,6 +229,10 @@ def group_rows(report: Report, level: str) -> list[GroupRow]:
                 unjudged=int(metrics.get("unjudged_samples", 0)),
                 gate=marks.get(key, ""),
                 deltas={m: d for (k, m), d in deltas.items() if k == key},
+                refused=int(metrics.get("refused_samples", 0)),
+                no_answer=int(metrics.get("no_answer_samples", 0)),
+                no_reasoning=int(metrics.get("no_reasoning_samples", 0)),
+                worst=metrics.get("worst") or {},
             )
         )
     return rows
@@ -359,13 +428,16 @@ def _gates_section(report: Report, caps: _Caps) -> list[str]:
 
 def _cell(row: GroupRow, metric: str) -> str:
     value = pct(row.rates.get(metric))
+    if row.worst_differs(metric):
+        value += f" (worst {pct(row.worst.get(metric))})"
     delta = row.deltas.get(metric)
     return value if delta is None else f"{value} ({points(delta)})"
 
 
 def _metrics_table(report: Report, title: str, rows: Sequence[GroupRow], cap: int) -> list[str]:
     k = report.k
-    headers = [title, "n", *(metric_title(m, k) for m in RATE_COLUMNS), "unjudged", "gate"]
+    counts = [name for _, name in COUNT_COLUMNS]
+    headers = [title, "n", *(metric_title(m, k) for m in RATE_COLUMNS), *counts, "gate"]
     mark = {"FAIL": "❌ FAIL", "pass": "✅ pass", "n/m": "n/m", "": ""}
     shown = rows[:cap]
     body = [
@@ -373,7 +445,7 @@ def _metrics_table(report: Report, title: str, rows: Sequence[GroupRow], cap: in
             f"**{md(r.label)}**" if r.key == "overall" else md(r.label),
             count(r.n),
             *(_cell(r, m) for m in RATE_COLUMNS),
-            count(r.unjudged),
+            *(count(getattr(r, attr)) for attr, _ in COUNT_COLUMNS),
             mark.get(r.gate, md(r.gate)),
         ]
         for r in shown
@@ -385,6 +457,8 @@ def _tables_section(report: Report, caps: _Caps) -> list[str]:
     if not report.groups:
         return ["", "No instance was evaluated."]
     note = "Metrics in percent; a category counts every instance labelled with it."
+    if any(r.unjudged or r.refused for r in group_rows(report, "overall")):
+        note += f" {WORST_NOTE}"
     if report.baseline:
         note += (
             f" (±x): change against baseline {md(report.baseline)} in points, on shared "
@@ -616,7 +690,9 @@ def _provenance_section(report: Report) -> list[str]:
         ("judge", md(p.judge.model) + host(p.judge)),
         ("generation", params or "defaults"),
         ("system prompt sha256", md(p.system_prompt_sha256 or "none")),
-        ("rubric", f"{md(p.rubric_version)}, judge prompt {md(p.judge_prompt_hash)}"),
+        ("rubric", rubric_text(report, md)),
+        ("judge settings", judge_text(report, md)),
+        ("sample outcomes", md(outcomes_text(report))),
         ("dataset", f"{md(p.dataset.label)} ({md(p.dataset.spec)})"),
         ("dataset sha256", md(p.dataset.sha256)),
         ("dataset revision", md(p.dataset.revision or "-")),
@@ -626,7 +702,9 @@ def _provenance_section(report: Report) -> list[str]:
         (
             "policy",
             f"k={policy.samples}, gate={policy.gate}, gate on {policy.gate_on} estimate, "
-            f"max errors {policy.max_errors:g}, hidden reasoning {policy.hidden_reasoning}",
+            f"max errors {policy.max_errors:g}, hidden reasoning {policy.hidden_reasoning}, "
+            f"max unjudged {policy.max_unjudged:g}, no answer {policy.no_answer}, no reasoning "
+            f"{policy.no_reasoning}",
         ),
         ("baseline", md(report.baseline or "none")),
     ]

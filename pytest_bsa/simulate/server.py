@@ -15,9 +15,17 @@ from typing import Any
 from aiohttp import web
 
 from pytest_bsa.simulate.replies import completion_body, model_reply, word_count
-from pytest_bsa.simulate.script import Fault, Script, sample_behaviour
+from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, Fault, Script, sample_behaviour
 from pytest_bsa.simulate.state import SimulatorState
-from pytest_bsa.simulate.verdicts import decide, detect, malformed_content, message_text, user_text
+from pytest_bsa.simulate.verdicts import (
+    REFUSAL_TEXT,
+    decide,
+    detect,
+    malformed_content,
+    message_text,
+    reply_content,
+    user_text,
+)
 
 STATE_KEY: web.AppKey[SimulatorState] = web.AppKey("state", SimulatorState)
 SHUTDOWN_KEY: web.AppKey[asyncio.Event] = web.AppKey("shutdown", asyncio.Event)
@@ -76,7 +84,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     model = str(body.get("model") or DEFAULT_MODEL)
     prompt_tokens = sum(word_count(message_text(m)) for m in messages if isinstance(m, dict))
 
-    if fault is not None and fault.kind != "malformed_verdict":
+    if fault is not None and fault.kind not in JUDGE_ONLY_FAULTS:
         return await _fault_response(request, fault, model, prompt_tokens)
     if judge is None:
         behaviour = sample_behaviour(state.script, instance, sample)
@@ -84,16 +92,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(behaviour.latency)
         reply = model_reply(model, last_user, prompt_tokens, behaviour)
     else:
-        if fault is not None:  # malformed_verdict
+        refuses = sample_behaviour(state.script, instance, sample).judge_refuses
+        extra: dict[str, Any] | None = None
+        content: str | None
+        if refuses or (fault is not None and fault.kind == "judge_refusal"):
+            content, extra = None, {"refusal": REFUSAL_TEXT}
+        elif fault is not None:  # malformed_verdict
             content = malformed_content(attempt)
         else:
-            label, explanation = decide(judge)
-            content = json.dumps({"explanation": explanation, "label": label})
+            label, explanation = decide(judge, gullible=state.script.judge == "gullible")
+            content = reply_content(judge, label, explanation)
         reply = completion_body(
             model=model,
             content=content,
             prompt_tokens=prompt_tokens,
-            completion_tokens=word_count(content),
+            completion_tokens=word_count(content or REFUSAL_TEXT),
+            extra_message=extra,
         )
     if fault is None:
         state.completed(role)

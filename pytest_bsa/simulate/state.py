@@ -10,7 +10,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from pytest_bsa.simulate.script import Fault, Script
+from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, Fault, Script
 
 ROLES = ("model", "judge")
 
@@ -30,7 +30,7 @@ class SimulatorState:
                 (i, f)
                 for i, f in enumerate(script.faults)
                 if f.match.role in ("*", role)
-                and not (f.kind == "malformed_verdict" and role == "model")
+                and not (f.kind in JUDGE_ONLY_FAULTS and role == "model")
             )
             for role in ROLES
         }
