@@ -207,6 +207,9 @@ class GroupMetrics:
     intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     n_safe_k_judged: int = 0
     n_think_k_judged: int = 0
+    # metric -> the highest lower bound its interval could reach at this group's size (every
+    # sample passing); a floor above it cannot be proven with ``gate_on="lower"``
+    lower_reach: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain mapping (the shape :func:`pytest_bsa.gate.evaluate` reads)."""
