@@ -8,11 +8,13 @@ script costs no simulator calls. Expected values are counted from the saved samp
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -521,6 +523,12 @@ def test_a_rerun_of_the_same_model_passes_and_small_groups_are_not_measurable(
         if gate["n_shared"] <= 4:
             assert gate["status"] == "not_measurable"
     assert "comparisons can block (family-wise alpha, Holm)" in rerun.out
+    detectable = report["detectable"]
+    assert set(detectable) == {k for k in groups if k.split(":")[0] != "subcategory"}
+    assert (
+        0.05 < detectable["overall"] == by_name["baseline::overall::think_at_1"]["detectable_drop"]
+    )
+    assert detectable["overall"] <= 0.5  # blocks at power_drop 0.5 (baseline.yaml)
 
 
 def test_regressed_model_fails_baseline_gates_with_values_and_p(
@@ -607,6 +615,43 @@ def test_baseline_made_with_other_samples_is_refused(ws: Workspace, pass_run: Ru
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     assert f"samples per instance {K} differ from this run's 2" in refused.err
     assert "--bsa-baseline-allow-mismatch" in refused.err
+
+
+def test_not_measurable_comparisons_say_so_in_markdown_html_and_junit(
+    ws: Workspace, rerun: Run
+) -> None:
+    done = ws.cli(
+        "report",
+        "rerun.json",
+        "--markdown",
+        "rerun.md",
+        "--junit",
+        "rerun.xml",
+        "--html",
+        "rerun.html",
+    )
+    assert done.ret == 0, done.out + done.err
+    skipped = [
+        g for g in rerun.report["gates"] if g["kind"] == "baseline" and g["status"] != "passed"
+    ]
+    assert skipped and {g["status"] for g in skipped} == {"not_measurable"}
+    markdown = (ws.path / "rerun.md").read_text(encoding="utf-8")
+    page = (ws.path / "rerun.html").read_text(encoding="utf-8")
+    suites = ET.parse(ws.path / "rerun.xml").getroot()
+    for gate in skipped:
+        sentence = gate["sentence"]
+        reason = sentence[sentence.index("not measurable (n = ") : sentence.index(");")]
+        assert reason in markdown
+        assert html.escape(sentence, quote=False) in page or html.escape(sentence) in page
+        *where, metric = gate["name"].split("::")
+        case = suites.find(
+            f".//testcase[@classname='bsa.gate.{'.'.join(where)}'][@name='{metric}']"
+        )
+        assert case is not None, gate["name"]
+        skip = case.find("skipped")
+        assert skip is not None and skip.get("message") == sentence
+        assert case.find("failure") is None
+    assert "Not measurable (" in markdown and "advisory, never passed" in markdown
 
 
 # -- re-gating a saved report reproduces the run -------------------------------------------------
