@@ -21,7 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import _common as c
-from gatesim import DRIFT, ICC, coverage, gate_failure_rate, uncorrected_failure_rate
+from gatesim import (
+    DRIFT,
+    ICC,
+    coverage,
+    gate_failure_rate,
+    single_test_power,
+    uncorrected_failure_rate,
+)
 
 from pytest_bsa.config import BaselineConfig
 
@@ -70,6 +77,12 @@ def main() -> int:
     print("Power: share of runs with a true overall drop that fail the default gate")
     c.print_table(
         ["limit", "runs", "10 pt both", "10 pt think", "15 pt both", "15 pt think"], power_rows
+    )
+    reps = 40 if args.quick else 400
+    single = [single_test_power(100, 0.10, md, reps, seed=2) for md in (0.0, 0.05)]
+    print(
+        f"one think@1 comparison at alpha 0.05, n = 100, a 10-point drop ({reps} runs): power "
+        f"{single[0]:.3f} at max_drop 0, {single[1]:.3f} at max_drop 0.05"
     )
     print()
     print("Coverage of one run's 95% safe@1 interval of the population mean (mean width)")

@@ -27,7 +27,7 @@ from random import Random
 from pytest_bsa.comparison import baseline_gates, plan_tests
 from pytest_bsa.config import BaselineConfig
 from pytest_bsa.metrics import InstanceOutcomes
-from pytest_bsa.stats import bootstrap_intervals, group_intervals
+from pytest_bsa.stats import bootstrap_intervals, group_intervals, paired_compare
 
 K = 5
 ICC = 0.3
@@ -165,6 +165,20 @@ def uncorrected_failure_rate(limit: int, reps: int, seed: int, *, icc: float = 0
             for t in plan_tests(cur, base, cfg, K)
         )
     return failed / reps
+
+
+def single_test_power(n: int, drop: float, max_drop: float, reps: int, seed: int) -> float:
+    """Power of one think@1 comparison at alpha 0.05 on n instances (no family): the first
+    version's README figure was this at max_drop 0."""
+    rng = Random(seed)
+    places = layout(n, rng)
+    p_safe, p_think = true_rates(n, rng), true_rates(n, rng)
+    hits = 0
+    for _ in range(reps):
+        base = draw_run(places, p_safe, p_think, rng)
+        cur = draw_run(places, p_safe, p_think, rng, shift=0.0, think_shift=-drop)
+        hits += paired_compare(cur, base, "think_at_1", K, max_drop=max_drop).significant
+    return hits / reps
 
 
 COVERAGE_REPS = 400  # replicates per coverage estimate

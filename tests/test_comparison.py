@@ -162,3 +162,17 @@ def test_power_drop_must_exceed_max_drop() -> None:
         parse_file_config({"baseline": {"power": 1.0}}, "bsa.yaml")
     cfg = parse_file_config({"baseline": {"power_drop": 0.3, "power": 0.9}}, "bsa.yaml")
     assert (cfg.baseline.power_drop, cfg.baseline.power) == (0.3, 0.9)
+
+
+def test_f_score_comparisons_use_random_swaps_and_a_linearised_power() -> None:
+    rng = random.Random(6)
+    sizes = {"Rumors": 120}
+    base = run(sizes, rng)
+    cur = run(sizes, rng, lower={"Rumors": 0.3})
+    cfg = BaselineConfig(metrics=("f_score",), levels=("overall",))
+    (test,) = plan_tests(cur, base, cfg, K, seed=1)
+    assert test.comparison is not None and test.variance is not None and test.variance > 0
+    assert test.blocking and test.p_adjusted is not None and test.p_adjusted <= 0.05
+    assert test.comparison.p_value >= 1 / 5000  # Monte Carlo: (1 + hits) / (1 + reps)
+    (same,) = plan_tests(run(sizes, rng), base, cfg, K, seed=1)
+    assert same.p_adjusted is not None and same.p_adjusted > 0.05
