@@ -31,14 +31,14 @@ from pytest_bsa.stats import detectable_drop, minimum_detectable_drop, paired_co
 
 FWER_CASES = {
     # (limit, sampling model, max_drop): replicates
-    (90, "independent", 0.05): 200,
-    (90, "icc", 0.05): 200,
-    (90, "drift", 0.05): 200,
-    (900, "independent", 0.05): 50,
-    (900, "icc", 0.05): 50,
-    (900, "drift", 0.05): 50,
-    (900, "independent", 0.0): 50,
-    (900, "icc", 0.0): 50,
+    (90, "independent", 0.05): 150,
+    (90, "icc", 0.05): 150,
+    (90, "drift", 0.05): 150,
+    (900, "independent", 0.05): 40,
+    (900, "icc", 0.05): 40,
+    (900, "drift", 0.05): 40,
+    (900, "independent", 0.0): 40,
+    (900, "icc", 0.0): 40,
 }
 
 
