@@ -5,6 +5,7 @@ python -m pytest_bsa report report.json [--markdown F] [--junit F] [--html F] [-
 python -m pytest_bsa merge shard-1.json shard-2.json ... -o report.json
 python -m pytest_bsa metrics upstream.csv [--dataset dataset.csv] [--json]
 python -m pytest_bsa github comment|baseline|publish|prepare|run|prune-cache ...
+python -m pytest_bsa noise run1.json run2.json ... [--metric M] [--json]
 """
 
 from __future__ import annotations
@@ -65,6 +66,18 @@ def _parser() -> argparse.ArgumentParser:
     from pytest_bsa.github.cli import add_github_parser
 
     add_github_parser(sub)
+
+    noise = sub.add_parser(
+        "noise", help="run-to-run noise of A/A reruns of one model; suggests baseline.max_drop"
+    )
+    noise.add_argument("reports", nargs="+", help="reports of reruns of the same model (>= 2)")
+    noise.add_argument(
+        "--metric",
+        action="append",
+        choices=("safe_at_1", "safe_at_k", "think_at_1", "think_at_k"),
+        help="a metric to measure (repeatable; default: the reports' baseline.metrics)",
+    )
+    noise.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
@@ -76,7 +89,7 @@ def _github(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from pytest_bsa import cli
+    from pytest_bsa import cli, noise
 
     handler = {
         "gate": cli.gate,
@@ -84,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "merge": cli.merge,
         "metrics": cli.metrics,
         "github": _github,
+        "noise": noise.command,
     }[args.command]
     try:
         return handler(args)

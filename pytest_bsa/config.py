@@ -15,7 +15,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pytest_bsa.models import CATEGORIES, SCENARIOS
 
@@ -152,6 +159,10 @@ class BaselineConfig(_Strict):
         "scenario",
         "category",
     )
+    # A group's test blocks only when, at its share of alpha, it catches a drop of power_drop
+    # with probability power; otherwise it is advisory ("not measurable"), never "passed".
+    power_drop: float = Field(0.20, gt=0, le=1)
+    power: float = Field(0.8, gt=0, lt=1)
 
     @field_validator("metrics")
     @classmethod
@@ -159,6 +170,16 @@ class BaselineConfig(_Strict):
         for name in value:
             _check_name(name, GATE_METRICS[:5], "baseline metric")
         return value
+
+    @model_validator(mode="after")
+    def _detectable_beyond_allowance(self) -> BaselineConfig:
+        if self.power_drop <= self.max_drop:
+            raise ValueError(
+                f"power_drop {self.power_drop:g} must be larger than max_drop {self.max_drop:g}: "
+                "a drop within the allowance is never flagged, so no group could block; raise "
+                "power_drop (e.g. 0.20) or lower max_drop"
+            )
+        return self
 
 
 class GatePolicy(_Strict):

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_bsa.comparison import BaselineTest, detectable_drops, plan_tests
+from pytest_bsa.comparison import gate_result as baseline_gate_result
 from pytest_bsa.config import GatePolicy
 from pytest_bsa.gate import (
     GateResult,
@@ -18,15 +20,9 @@ from pytest_bsa.gate import (
     instance_verdict,
     with_unjudged_ceilings,
 )
-from pytest_bsa.metrics import Breakdown, InstanceOutcomes, breakdown, group_members
+from pytest_bsa.metrics import Breakdown, InstanceOutcomes, breakdown
 from pytest_bsa.models import InstanceResult
-from pytest_bsa.stats import (
-    Flip,
-    breakdown_with_intervals,
-    flips,
-    minimum_detectable_drop,
-    paired_compare,
-)
+from pytest_bsa.stats import Flip, breakdown_with_intervals, flips
 
 BOOTSTRAP_REPS = 1000
 COST_LIMIT_MARK = "(--bsa-max-cost)"  # in the error of a sample the cost limit stopped
@@ -50,6 +46,8 @@ class RunEvaluation:
     errored: list[str]
     flips: list[Flip] = field(default_factory=list)
     power: dict[str, float | None] = field(default_factory=dict)  # category -> detectable drop
+    # group key ("overall", "scenario:<name>", "category:<name>") -> detectable Think@1 drop
+    detectable: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def failed_gates(self) -> list[GateResult]:
@@ -108,9 +106,13 @@ def evaluate_run(
     verdicts = {r.instance.id: verdict_of(r, policy) for r in results if not r.errors}
     errored = [r.instance.id for r in results if r.errors]
     evaluation = RunEvaluation(table, gates, verdicts, errored)
+    tests: list[BaselineTest] = []
     if baseline is not None:
-        evaluation.gates.extend(_baseline_gates(outcomes, baseline, policy, seed))
         base_outcomes = [outcomes_of(r, policy) for r in baseline.results]
+        tests = plan_tests(outcomes, base_outcomes, policy.baseline, k, seed=seed)
+        evaluation.gates.extend(
+            baseline_gate_result(t, policy.baseline, baseline.label) for t in tests
+        )
         evaluation.flips = flips(outcomes, base_outcomes, k)
     unrun = sum(any(COST_LIMIT_MARK in e for e in r.errors) for r in results)
     evaluation.gates.append(_error_budget_gate(len(results), len(errored), unrun, policy))
@@ -120,7 +122,10 @@ def evaluate_run(
         evaluation.gates.append(_nothing_judged_gate(table.overall.total_samples))
     if policy.gate == "instances":
         evaluation.gates.append(_instances_gate(evaluation))
-    evaluation.power = _power(outcomes, table, k)
+    evaluation.detectable = detectable_drops(outcomes, policy.baseline, k, tests)
+    evaluation.power = {
+        name: evaluation.detectable.get(f"category:{name}") for name in table.categories
+    }
     return evaluation
 
 
@@ -214,114 +219,3 @@ def _instances_gate(evaluation: RunEvaluation) -> GateResult:
         sentence,
         kind="instances",
     )
-
-
-def _members(outcomes: list[InstanceOutcomes], level: str) -> dict[str, list[InstanceOutcomes]]:
-    """The instances of each group of a level, grouped as the metrics group them."""
-    if level == "overall":
-        return {"overall": outcomes}
-    scenarios, categories, _ = group_members(outcomes)
-    return scenarios if level == "scenario" else categories
-
-
-def _baseline_gates(
-    outcomes: list[InstanceOutcomes], baseline: BaselineRun, policy: GatePolicy, seed: int
-) -> list[GateResult]:
-    cfg = policy.baseline
-    base = [outcomes_of(r, policy) for r in baseline.results]
-    gates = []
-    for level in cfg.levels:
-        current_groups = _members(outcomes, level)
-        base_groups = _members(base, level)
-        for group, members in current_groups.items():
-            shared = {o.id for o in members} & {o.id for o in base_groups.get(group, [])}
-            for metric in cfg.metrics:
-                gates.append(
-                    _compare_one(
-                        level,
-                        group,
-                        metric,
-                        members,
-                        base_groups.get(group, []),
-                        shared,
-                        policy,
-                        baseline.label,
-                        seed,
-                    )
-                )
-    return gates
-
-
-def _compare_one(
-    level: str,
-    group: str,
-    metric: str,
-    current: list[InstanceOutcomes],
-    base: list[InstanceOutcomes],
-    shared: set[str],
-    policy: GatePolicy,
-    label: str,
-    seed: int,
-) -> GateResult:
-    where = "overall" if level == "overall" else f"{level} {group!r}"
-    cfg = policy.baseline
-
-    def unmeasurable(why: str) -> GateResult:
-        return GateResult(
-            level,  # type: ignore[arg-type]
-            group,
-            metric,
-            cfg.max_drop,
-            None,
-            None,
-            "not_measurable",
-            f"{metric} of {where}: {why}",
-            kind="baseline",
-        )
-
-    if len(shared) < 2:
-        return unmeasurable(f"fewer than 2 instances shared with baseline {label}")
-    try:
-        comparison = paired_compare(
-            [o for o in current if o.id in shared],
-            [o for o in base if o.id in shared],
-            metric,
-            policy.samples,
-            alpha=cfg.alpha,
-            max_drop=cfg.max_drop,
-            seed=seed,
-        )
-    except ValueError as exc:
-        return unmeasurable(f"not comparable with baseline {label} ({exc})")
-    failed = comparison.significant  # the test's H1 is already "dropped by more than max_drop"
-    ci = f"95% CI of the change {comparison.ci[0]:+.3f} to {comparison.ci[1]:+.3f}"
-    sentence = (
-        f"{metric} of {where} went from {comparison.baseline:.3f} ({label}) to "
-        f"{comparison.current:.3f} on {comparison.n_shared} shared instances "
-        f"({comparison.delta:+.3f}, {ci}, one-sided p={comparison.p_value:.3f}); "
-        + (
-            f"a significant drop larger than the allowed {cfg.max_drop:.3f}"
-            if failed
-            else f"no significant drop beyond {cfg.max_drop:.3f}"
-        )
-    )
-    return GateResult(
-        level,
-        group,
-        metric,
-        cfg.max_drop,
-        comparison.delta,  # type: ignore[arg-type]
-        comparison.ci,
-        "failed" if failed else "passed",
-        sentence,
-        kind="baseline",
-    )
-
-
-def _power(outcomes: list[InstanceOutcomes], table: Breakdown, k: int) -> dict[str, float | None]:
-    """Per category: the smallest Think@1 drop this run's n and k could detect."""
-    members = _members(outcomes, "category")
-    return {
-        name: minimum_detectable_drop(members.get(name, []), k, "think_at_1")
-        for name in table.categories
-    }

@@ -329,6 +329,9 @@ class GroupMetrics:
     no_reasoning_samples: int = 0  # the model gave no reasoning
     # The rates with every unjudged or refused verdict counted as a failure.
     worst: Mapping[str, float | None] = field(default_factory=dict)
+    # metric -> the highest lower bound its interval could reach at this group's size (every
+    # sample passing); a floor above it cannot be proven with ``gate_on="lower"``
+    lower_reach: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain mapping (the shape :func:`pytest_bsa.gate.evaluate` reads)."""

@@ -137,6 +137,11 @@ class Report(_Model):
     gates: tuple[dict[str, Any], ...] = ()
     flips: tuple[dict[str, Any], ...] = ()
     power: dict[str, float | None] = Field(default_factory=dict)
+    detectable: dict[str, float | None] = Field(
+        default_factory=dict,
+        description='min drop per group ("overall", "scenario:<name>", "category:<name>"): the '
+        "Think@1 drop its baseline comparison catches with baseline.power at its share of alpha",
+    )
     baseline: str | None = None  # label of the baseline compared against
     complete: bool = True  # every selected instance was evaluated (not interrupted or stopped)
     exit_code: int = 0
@@ -187,6 +192,7 @@ def evaluation_fields(evaluation: RunEvaluation) -> dict[str, Any]:
         "gates": tuple(g.as_dict() for g in evaluation.gates),
         "flips": tuple(f.__dict__ for f in evaluation.flips[:200]),
         "power": dict(evaluation.power),
+        "detectable": dict(evaluation.detectable),
         "exit_code": evaluation.exit_code,
     }
 

@@ -58,7 +58,7 @@ class RunSummary:
         b = self.evaluation.breakdown
         status = _gate_status_by_group(self.evaluation.gates)
 
-        power = self.evaluation.power
+        detectable = self.evaluation.detectable
 
         def row(label: str, key: str, m: GroupMetrics) -> TableRow:
             return TableRow(
@@ -71,7 +71,7 @@ class RunSummary:
                 m.f_score,
                 m.unjudged_samples,
                 status.get(key, ""),
-                power.get(key.removeprefix("category:")) if key.startswith("category:") else None,
+                detectable.get(key),
                 refused=m.refused_samples,
                 no_answer=m.no_answer_samples,
                 no_reasoning=m.no_reasoning_samples,
@@ -91,10 +91,12 @@ class RunSummary:
     def footer_lines(self) -> list[str]:
         assert self.evaluation is not None
         b = self.evaluation.breakdown.overall
+        cfg = self.settings.baseline
         lines = [
             "metrics in percent; a category counts every instance labelled with it; 'min drop' is "
-            "the smallest Think@1 drop (points) a baseline comparison of this size detects "
-            "(80% power, alpha 0.05)",
+            f"the smallest Think@1 drop (points) a baseline comparison of this group catches with "
+            f"{100 * cfg.power:.0f}% power at its share of alpha {cfg.alpha:g}, beyond max_drop "
+            f"{cfg.max_drop:g} (blank: no drop of any size)",
             f"samples: {b.total_samples} | unjudged {b.unjudged_samples} | refused by the judge "
             f"{b.refused_samples} | no answer {b.no_answer_samples} ({self._rule('no_answer')}) "
             f"| no reasoning {b.no_reasoning_samples} ({self._rule('no_reasoning')}) | reasoning "
@@ -120,6 +122,7 @@ class RunSummary:
                 lines.append(
                     f"{missed} {noun} missed their criteria (xfail); `-rx` lists the reasons"
                 )
+        lines.extend(baseline_notes(self.evaluation.gates))
         unjudged = len(self.evaluation.unjudged)
         if unjudged:
             lines.append(f"{unjudged} instances had no judged answer (skipped; see unjudged)")
@@ -149,3 +152,27 @@ def _gate_status_by_group(gates: list[GateResult]) -> dict[str, str]:
         if rank[mark] >= rank.get(status.get(key, "pass"), 0):
             status[key] = mark
     return status
+
+
+def baseline_notes(gates: list[GateResult]) -> list[str]:
+    """What the baseline gate could not decide, and the advisory Benjamini-Hochberg flags."""
+    baseline = [g for g in gates if g.kind == "baseline"]
+    if not baseline:
+        return []
+    advisory = [g for g in baseline if g.status == "not_measurable"]
+    lines = []
+    if advisory:
+        blocking = len(baseline) - len(advisory)
+        lines.append(
+            f"baseline: {blocking} of {len(baseline)} comparisons can block (family-wise "
+            f"alpha, Holm); {len(advisory)} are advisory, too small to detect a drop "
+            "(SKIPPED: not measurable)"
+        )
+    flagged = [g for g in baseline if g.flagged and g.status != "failed"]
+    if flagged:
+        names = ", ".join(f"{g.name} ({g.actual:+.3f}, q={g.q_value:.3f})" for g in flagged[:8])
+        more = f" and {len(flagged) - 8} more" if len(flagged) > 8 else ""
+        lines.append(
+            f"baseline advisory (Benjamini-Hochberg, not gating): drops stand out in {names}{more}"
+        )
+    return lines

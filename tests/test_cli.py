@@ -213,8 +213,31 @@ def test_gate_refuses_a_baseline_from_another_judge_unless_allowed(
     allowed = ws.cli("gate", "run.json", "--baseline", other_judge, "--baseline-allow-mismatch")
     assert allowed.ret == 0, allowed.out + allowed.err
     baseline = {k: v for k, v in allowed.gates().items() if k.startswith("baseline::")}
-    assert baseline["baseline::overall::safe_at_1"] == "passed"
-    assert set(baseline.values()) == {"passed"}
+    # 45 instances x 3 samples: too few for the default power; every comparison is advisory.
+    assert set(baseline.values()) == {"not_measurable"}
+    assert (
+        "N/M  baseline::overall::safe_at_1: safe_at_1 of overall is not measurable (n = 45: "
+        in (allowed.out)
+    )
+    # A coarser power requirement lets the overall comparisons block, and they pass.
+    ws.write("coarse.yaml", CONFIG + "baseline:\n  power_drop: 0.5\n")
+    coarse = ws.cli(
+        "gate",
+        "run.json",
+        "--baseline",
+        other_judge,
+        "--baseline-allow-mismatch",
+        "--config",
+        "coarse.yaml",
+    )
+    assert coarse.ret == 0, coarse.out + coarse.err
+    gates = coarse.gates()
+    assert (
+        gates["baseline::overall::safe_at_1"]
+        == gates["baseline::overall::think_at_1"]
+        == ("passed")
+    )
+    assert gates["baseline::category::rumors::safe_at_1"] == "not_measurable"
 
 
 def test_gate_refusal_names_an_override_the_cli_accepts(ws: Workspace, other_judge: str) -> None:

@@ -38,6 +38,7 @@ from pytest_bsa.reporting.markdown import (
     outcomes_text,
     pct,
     points,
+    power_basis,
     power_rows,
     rubric_text,
     seconds,
@@ -315,8 +316,9 @@ def _power_html(report: Report) -> str:
     ]
     return (
         '<section id="power"><h2>Statistical power</h2><p class="note">The smallest Think@1 drop '
-        "a baseline comparison of this size would catch (80% power, α = 0.05). Categories that "
-        "cannot detect a 10-point drop are too small to gate on their own.</p>"
+        f"a baseline comparison of this size would catch ({_e(power_basis(report))}). Categories "
+        f"that cannot detect a {pct(rows[0].limit, 0)}-point drop (baseline.power_drop) are too "
+        "small to gate on their own: their baseline gates are advisory (not measurable).</p>"
         + _table(["category", "n", "detectable Think@1 drop", ""], body, "small")
         + "</section>"
     )

@@ -21,7 +21,6 @@ from pytest_bsa.report import Report
 RATE_COLUMNS: tuple[str, ...] = ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score")
 SAFE_COLOR = "#2f6db5"  # chart colours, shared with the HTML report
 THINK_COLOR = "#e0861a"
-POWER_LIMIT = 0.10  # a category that cannot detect a 10-point Think@1 drop is too small to gate
 OMITTED = "see the JSON report"
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")  # a zero-width space keeps @name from pinging
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|~"})
@@ -253,7 +252,9 @@ def gate_numbers(gate: Mapping[str, Any]) -> GateNumbers:
     interval = gate.get("interval")
     if kind == "baseline":
         ci = f"{points(interval[0])} to {points(interval[1])} pts" if interval else "-"
-        shown = "not measurable" if actual is None else f"{points(actual)} pts"
+        shown = f"{points(actual)} pts" if actual is not None else "-"
+        if gate.get("status") == "not_measurable":
+            shown = "not measurable" + (f" ({shown})" if actual is not None else "")
         return GateNumbers(shown, f"no significant drop > {pct(required)} pts", ci)
     if kind == "errors":
         shown = "-" if actual is None else f"{count(actual)} errored"
@@ -272,17 +273,30 @@ class PowerRow:
     category: str
     n: int
     drop: float | None  # smallest detectable Think@1 drop (a rate, 0.1 = 10 points)
+    limit: float = 0.20  # the policy's baseline.power_drop: a larger drop cannot block
 
     @property
     def too_small(self) -> bool:
-        return self.drop is None or self.drop > POWER_LIMIT
+        return self.drop is None or self.drop > self.limit + 1e-9
 
 
 def power_rows(report: Report) -> list[PowerRow]:
+    limit = report.policy.baseline.power_drop
     return [
-        PowerRow(name, int(report.groups.get(f"category:{name}", {}).get("n_instances", 0)), drop)
+        PowerRow(
+            name, int(report.groups.get(f"category:{name}", {}).get("n_instances", 0)), drop, limit
+        )
         for name, drop in report.power.items()
     ]
+
+
+def power_basis(report: Report) -> str:
+    """How the detectable drops were computed, in one clause."""
+    cfg = report.policy.baseline
+    return (
+        f"{pct(cfg.power, 0)}% power at a category test's share of α = {cfg.alpha:g} in the "
+        f"family-wise baseline gate, beyond the allowed max_drop of {pct(cfg.max_drop, 0)} points"
+    )
 
 
 def status_by_id(report: Report) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -417,13 +431,36 @@ def _gates_section(report: Report, caps: _Caps) -> list[str]:
         )
     unmeasured = [g for g in report.gates if g.get("status") == "not_measurable"]
     if unmeasured:
-        names = ", ".join(md(g.get("name", "?")) for g in unmeasured[: caps.gates])
-        more = len(unmeasured) - min(len(unmeasured), caps.gates)
+        out += ["", *_unmeasured_lines(unmeasured, caps.gates)]
+    flagged = [g for g in report.gates if g.get("flagged") and g.get("status") != "failed"]
+    if flagged:
+        names = ", ".join(
+            f"{md(g.get('name', '?'))} ({points(g.get('actual'))} pts, q = {g['q_value']:.3f})"
+            for g in flagged[: caps.gates]
+        )
+        more = len(flagged) - min(len(flagged), caps.gates)
         out += [
             "",
-            f"Not measurable ({len(unmeasured)}): {names}" + (f" … {more} more" if more else ""),
+            f"Advisory, not gating (Benjamini–Hochberg, FDR {report.policy.baseline.alpha:g}): "
+            f"drops stand out in {names}" + (f" … {more} more" if more else ""),
         ]
     return out
+
+
+def _unmeasured_lines(gates: Sequence[Mapping[str, Any]], cap: int) -> list[str]:
+    """Gates that could not decide, each with its reason (advisory: never passed)."""
+    out = [f"<details><summary>Not measurable ({len(gates)}): advisory, never passed</summary>", ""]
+    for g in gates[:cap]:
+        out.append(f"- {md(g.get('name', '?'))}: {md(_reason(g.get('sentence', '')))}")
+    if len(gates) > cap:
+        out += ["", _omitted(len(gates) - cap, "gates")]
+    return [*out, "", "</details>"]
+
+
+def _reason(sentence: str) -> str:
+    """The ``not measurable (...)`` part of a gate's sentence, when it has one."""
+    start = sentence.find("not measurable")
+    return sentence[start:] if start >= 0 else sentence
 
 
 def _cell(row: GroupRow, metric: str) -> str:
@@ -613,16 +650,18 @@ def _power_section(report: Report, caps: _Caps) -> list[str]:
     if not rows:
         return []
     small = [r for r in rows if r.too_small]
+    limit = pct(rows[0].limit, 0)
     out = [
         "",
         "#### Statistical power",
         "",
-        "Smallest Think@1 drop a baseline comparison would catch (80% power, α = 0.05). "
+        f"Smallest Think@1 drop a baseline comparison would catch ({power_basis(report)}). "
         + (
-            f"{len(small)} of {len(rows)} categories cannot detect a {pct(POWER_LIMIT, 0)}-point "
-            "drop: too small to gate on their own; add instances or samples."
+            f"{len(small)} of {len(rows)} categories cannot detect a {limit}-point drop "
+            "(baseline.power_drop): too small to gate on their own, their baseline gates are "
+            "advisory; add instances or samples."
             if small
-            else f"Every category can detect a {pct(POWER_LIMIT, 0)}-point drop."
+            else f"Every category can detect a {limit}-point drop."
         ),
         "",
     ]
@@ -630,7 +669,7 @@ def _power_section(report: Report, caps: _Caps) -> list[str]:
     for r in shown:
         flag = " ⚠️ too small to gate" if r.too_small else ""
         if r.drop is None:
-            text = f"{md(r.category)}: fewer than 2 instances, no estimate"
+            text = f"{md(r.category)}: no drop of any size is detectable at this size"
         else:
             text = f"this run can detect a Think@1 drop of {pct(r.drop)} points in {md(r.category)}"
         out.append(f"- {text} (n={count(r.n)}){flag}")
