@@ -29,6 +29,7 @@ class GateResult:
     status: GateStatus
     sentence: str
     kind: GateKind = "threshold"
+    advisory: bool = False  # measured but not enforced (--bsa-gate=report)
 
     @property
     def name(self) -> str:

@@ -96,6 +96,8 @@ class Completion(_Frozen):
     usage: Usage = Usage()
     latency_s: float = 0.0
     cached: bool = False
+    served_model: str | None = None  # the ``model`` the endpoint said it served
+    system_fingerprint: str | None = None  # the endpoint's ``system_fingerprint``, when sent
 
 
 class SafetyVerdict(str, Enum):

@@ -171,6 +171,7 @@ def completion_from_openai(
         thinking_blocks=blocks,
     )
     finish = choice.get("finish_reason")
+    served, fingerprint = body.get("model"), body.get("system_fingerprint")
     return Completion(
         answer=answer,
         reasoning=trace,
@@ -178,4 +179,6 @@ def completion_from_openai(
         finish_reason=finish if isinstance(finish, str) else None,
         usage=usage_from_openai(body.get("usage"), cost_usd),
         latency_s=latency_s,
+        served_model=clean_text(served)[:200] if isinstance(served, str) else None,
+        system_fingerprint=clean_text(fingerprint)[:200] if isinstance(fingerprint, str) else None,
     )

@@ -119,19 +119,25 @@ def test_one_suite_per_category_with_instances_and_category_gates(schema) -> Non
     assert list(suites) == ["overall", "Ethics and Morality", "Rumors"]
 
     rumors = cases(suites["Rumors"])
-    assert rumors[("bsa.risk-omission.rumors", "met")] == ("passed", None)
-    kind, message = rumors[("bsa.risk-omission.rumors", "miss")]
-    assert kind == "skipped"  # threshold mode: a missed instance does not fail the run
+    assert rumors[("bsa.risk-omission.rumors", "risk-omission::rumors::met")] == ("passed", None)
+    kind, message = rumors[("bsa.risk-omission.rumors", "risk-omission::rumors::miss")]
+    # A measured miss, never "skipped" (dashboards read that as not run); the gates decide.
+    assert kind == "failure"
     assert message is not None and message.startswith("missed its criteria: 1 of 2 answers unsafe")
-    assert ("bsa.cognitive-shortcut.rumors", "two") in rumors
+    assert ("bsa.cognitive-shortcut.rumors", "cognitive-shortcut::rumors::two") in rumors
     gate = rumors[("bsa.gate.category.rumors", "safe_at_1")]
     assert gate[0] == "failure" and "below the required 0.990" in (gate[1] or "")
     assert ("bsa.gate.baseline.category.rumors", "safe_at_1") in rumors
     assert not any(c.startswith("bsa.gate.scenario") for c, _ in rumors)
 
     ethics = cases(suites["Ethics and Morality"])
-    assert ("bsa.cognitive-shortcut.ethics-and-morality", "two") in ethics  # in both suites
-    kind, message = ethics[("bsa.over-sensitivity.ethics-and-morality", "err")]
+    two = (
+        "bsa.cognitive-shortcut.ethics-and-morality",
+        "cognitive-shortcut::ethics-and-morality::two",
+    )
+    assert two in ethics  # in both suites
+    err = "over-sensitivity::ethics-and-morality::err"
+    kind, message = ethics[("bsa.over-sensitivity.ethics-and-morality", err)]
     assert kind == "error" and "1 of 2 samples failed: HTTP 503" in (message or "")
 
     overall = cases(suites["overall"])
@@ -145,7 +151,7 @@ def test_one_suite_per_category_with_instances_and_category_gates(schema) -> Non
         "bsa.gate.baseline.overall::think_at_1",
     } <= names
     assert overall[("bsa.gate.category.pornography", "safe_at_1")][0] == "skipped"
-    assert not any(n in {"met", "miss", "two", "err"} for _, n in overall)
+    assert not any(n.rsplit("::", 1)[-1] in {"met", "miss", "two", "err"} for _, n in overall)
     assert overall[("bsa.gate.scenario.risk-omission", "think_at_1")][0] == "failure"
     # Every gate appears exactly once across the suites.
     all_gates = [k for s in suites.values() for k in cases(s) if k[0].startswith("bsa.gate.")]
@@ -170,7 +176,8 @@ def test_suite_properties_carry_metrics_and_provenance() -> None:
 
 def test_instances_mode_fails_missed_instances() -> None:
     suites = suites_of(render_junit(make_report(gate="instances")))
-    kind, message = cases(suites["Rumors"])[("bsa.risk-omission.rumors", "miss")]
+    miss = ("bsa.risk-omission.rumors", "risk-omission::rumors::miss")
+    kind, message = cases(suites["Rumors"])[miss]
     assert kind == "failure"
     assert message is not None and message.startswith("missed its criteria: ")
     # The instances gate is not a test case: the instances are.
@@ -283,7 +290,9 @@ def test_pytest_junitxml_and_bsa_junit_validate_with_hostile_content(
 
     schema.validate(str(own))
     assert "The claim may be false #x00#x1B]]&gt;&lt;script&gt;&amp;" in own.read_text("utf-8")
-    own_cases = {c.get("name"): c for c in ET.parse(own).getroot().iter("testcase")}
+    own_cases = {
+        c.get("name").rsplit("::", 1)[-1]: c for c in ET.parse(own).getroot().iter("testcase")
+    }
     assert own_cases["h-ro2"].find("failure") is not None
     assert own_cases["h-os"].find("error") is not None
 
@@ -296,7 +305,7 @@ def test_pytest_junitxml_and_bsa_junit_validate_with_hostile_content(
         "Specially Regulated Items",
     }
     rumors = suites["Rumors"]
-    failed = {c.get("name"): c.find("failure") for c in rumors.iter("testcase")}
+    failed = {c.get("name").rsplit("::", 1)[-1]: c.find("failure") for c in rumors.iter("testcase")}
     assert set(failed) == {"h-ro2", "h-cs"}
     node = failed["h-ro2"]
     assert node is not None and (node.text or "").count("risk: The claim may be false ]]><script>&")

@@ -22,6 +22,7 @@ from pytest_bsa.reporting.markdown import (
     SAFE_COLOR,
     THINK_COLOR,
     GroupRow,
+    advisory_misses,
     count,
     dollars,
     excerpt,
@@ -155,7 +156,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "")
 
 
 def _mark(gate: str) -> str:
-    cls = {"FAIL": "bad", "pass": "good", "n/m": "warn"}.get(gate, "")
+    cls = {"FAIL": "bad", "pass": "good", "n/m": "warn", "adv": "warn"}.get(gate, "")
     return f'<span class="chip {cls}">{_e(gate)}</span>' if gate else ""
 
 
@@ -193,6 +194,8 @@ def _gates_html(report: Report) -> str:
         for g in gates:
             n = gate_numbers(g)
             status = g.get("status", "")
+            if status == "failed" and g.get("advisory"):
+                status = "advisory miss"
             cls = {"failed": "bad", "passed": "good"}.get(status, "warn")
             out.append(
                 [
@@ -219,6 +222,10 @@ def _gates_html(report: Report) -> str:
             )
     else:
         parts.append("<p>No gate failed.</p>")
+    advisory = advisory_misses(report)
+    if advisory:
+        parts.append(f"<h3>REPORT ONLY: advisory misses ({len(advisory)}, not enforced)</h3>")
+        parts.append(_table(headers, rows(advisory[:SHOWN_GATES]), "gates"))
     parts.append(
         f"<details><summary>All {len(report.gates)} gates</summary>"
         f"{_table(headers, rows(list(report.gates)), 'gates')}</details></section>"
@@ -236,6 +243,9 @@ def _header(report: Report) -> str:
         if failed
         else f"{len(report.gates)} gates passed"
     )
+    if report.report_only:
+        verdict = "BSA REPORT ONLY" + (" (the run failed)" if failed else "")
+        detail = "measured without a gate policy; thresholds and baseline are advisory · " + detail
     facts = [
         ("model", p.model.model),
         ("judge", p.judge.model),

@@ -6,6 +6,12 @@ properties. The ``overall`` suite holds the overall, scenario, subcategory and e
 gates (and gates of categories this run did not measure). Test case text carries reasons and
 judge explanations, never model answers or reasoning. The dialect is described by
 ``junit.xsd`` next to this module.
+
+An instance that missed its criteria was run and measured: it is a ``<failure
+type="bsa.missed">`` in every gate mode (dashboards show ``<skipped>`` as "not run"); whether
+the run passed is the gates' verdict. Instance test case names carry scenario and category
+(``risk-omission::rumors::<id>``). A measure-only run says REPORT ONLY in every suite's
+``verdict`` property, and its advisory threshold misses are skipped (not enforced).
 """
 
 from __future__ import annotations
@@ -68,6 +74,9 @@ def suite_properties(report: Report, group: Mapping[str, Any] | None) -> dict[st
             "dataset_sha256": prov.dataset.sha256,
             "plugin_version": prov.plugin_version,
             "gate": report.policy.gate,
+            "verdict": "REPORT ONLY"
+            if report.report_only
+            else ("failed" if report.exit_code else "passed"),
         }
     )
     return {xml_safe(k): xml_safe(v) for k, v in props.items()}
@@ -91,13 +100,13 @@ def _statuses(report: Report) -> dict[str, InstanceStatus]:
     return saved
 
 
-def instance_case(result: InstanceResult, status: InstanceStatus, category: str, gate: str) -> Any:
+def instance_case(result: InstanceResult, status: InstanceStatus, category: str) -> Any:
     """The test case of one instance inside ``category``'s suite."""
     from junit_xml import TestCase
 
     inst = result.instance
     case = TestCase(
-        name=xml_safe(inst.id),
+        name=xml_safe(f"{slug(inst.scenario)}::{slug(category)}::{inst.id}"),
         classname=f"bsa.{slug(inst.scenario)}.{slug(category)}",
     )
     if status.status == "met":
@@ -118,10 +127,7 @@ def instance_case(result: InstanceResult, status: InstanceStatus, category: str,
         return case
     message = f"missed its criteria: {reasons}"
     output = xml_safe(describe_failure(result, message))
-    if gate == "instances":
-        case.add_failure_info(message=xml_safe(message), output=output, failure_type="bsa.missed")
-    else:
-        case.add_skipped_info(message=xml_safe(message), output=output)
+    case.add_failure_info(message=xml_safe(message), output=output, failure_type="bsa.missed")
     return case
 
 
@@ -132,7 +138,10 @@ def gate_case(gate: Mapping[str, Any]) -> Any:
     *where, metric = str(gate["name"]).split("::")
     case = TestCase(name=xml_safe(metric), classname=xml_safe(".".join(["bsa", "gate", *where])))
     sentence = xml_safe(gate.get("sentence", ""))
-    if gate["status"] == "failed":
+    if gate["status"] == "failed" and gate.get("advisory"):
+        advisory = f"REPORT ONLY (advisory, not enforced): {sentence}"
+        case.add_skipped_info(message=advisory, output=advisory)
+    elif gate["status"] == "failed":
         case.add_failure_info(message=sentence, output=sentence, failure_type="bsa.gate")
     elif gate["status"] == "not_measurable":
         case.add_skipped_info(message=sentence, output=sentence)
@@ -158,7 +167,7 @@ def build_suites(report: Report) -> list[Any]:
     for result in report.instances:
         status = statuses[result.instance.id]
         for category in result.instance.categories:
-            cases[category].append(instance_case(result, status, category, report.policy.gate))
+            cases[category].append(instance_case(result, status, category))
     for gate in report.gates:
         if gate.get("kind") == "instances":
             continue  # the instances themselves are the test cases

@@ -92,11 +92,17 @@ def excerpt(text: str | None, width: int) -> str:
 
 
 def is_failed(report: Report) -> bool:
-    return report.exit_code != 0 or any(g.get("status") == "failed" for g in report.gates)
+    return report.exit_code != 0 or bool(failed_gates(report))
 
 
 def failed_gates(report: Report) -> list[dict[str, Any]]:
-    return [g for g in report.gates if g.get("status") == "failed"]
+    """Gates that failed the run (a measure-only run's advisory misses are not among them)."""
+    return [g for g in report.gates if g.get("status") == "failed" and not g.get("advisory")]
+
+
+def advisory_misses(report: Report) -> list[dict[str, Any]]:
+    """Thresholds and baseline comparisons a measure-only run missed (not enforced)."""
+    return [g for g in report.gates if g.get("status") == "failed" and g.get("advisory")]
 
 
 def group_key(level: str, group: str) -> str:
@@ -113,14 +119,17 @@ def baseline_deltas(report: Report) -> dict[tuple[str, str], float]:
 
 
 def gate_marks(report: Report) -> dict[str, str]:
-    """The tables' gate column per group key: ``FAIL`` beats ``n/m`` beats ``pass``."""
-    rank = {"pass": 0, "n/m": 1, "FAIL": 2}
+    """The tables' gate column per group key: ``FAIL`` beats ``adv`` (an advisory miss of a
+    measure-only run) beats ``n/m`` beats ``pass``."""
+    rank = {"pass": 0, "n/m": 1, "adv": 2, "FAIL": 3}
     marks: dict[str, str] = {}
     for g in report.gates:
         if g.get("kind") not in ("threshold", "baseline"):
             continue
         key = group_key(g["level"], g["group"])
         mark = {"passed": "pass", "failed": "FAIL"}.get(g.get("status", ""), "n/m")
+        if mark == "FAIL" and g.get("advisory"):
+            mark = "adv"
         if rank[mark] >= rank[marks.get(key, "pass")]:
             marks[key] = mark
     return marks
@@ -306,7 +315,13 @@ _SHRINK_ORDER = (
 def _verdict(report: Report) -> str:
     p = report.provenance
     failed, total = len(failed_gates(report)), len(report.gates)
-    if is_failed(report):
+    if report.report_only:
+        advisory = len(advisory_misses(report))
+        head = "📋 BSA REPORT ONLY" + (" — the run failed" if is_failed(report) else "")
+        tail = f" (measured without a gate policy; {advisory} advisory misses" + (
+            f", {failed} integrity gates failed)" if failed else ")"
+        )
+    elif is_failed(report):
         head = "❌ BSA gate failed"
         tail = f" ({failed} of {total} gates failed)" if failed else ""
     else:
@@ -338,6 +353,15 @@ def _gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[list[str]]:
 def _gates_section(report: Report, caps: _Caps) -> list[str]:
     failed = failed_gates(report)
     out: list[str] = []
+    advisory = advisory_misses(report)
+    if advisory:
+        out += ["", f"#### REPORT ONLY: advisory misses ({len(advisory)}, not enforced)", ""]
+        out += _capped_table(
+            ["gate", "actual", "required", "95% CI", "why"],
+            ["---", "--:", "--:", "--:", "---"],
+            _gate_rows(advisory[: caps.gates]),
+            len(advisory),
+        )
     if failed:
         out += ["", f"#### Failing gates ({len(failed)})", ""]
         out += _capped_table(

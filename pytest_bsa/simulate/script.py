@@ -22,6 +22,8 @@ script gives the same behaviour in every run and every process. In YAML::
                           # neither: every attempt
         retry_after: 1    # rate_limit only; status: 503 for server_error
     seed: 0
+    served_model: ckpt-2        # the "model" model replies report (default: the requested one)
+    system_fingerprint: fp-2    # their "system_fingerprint" (default: none)
 
 Attempts are counted per (role, instance, sample); the judge's safety and reasoning verdicts of
 one sample are counted apart.
@@ -175,6 +177,9 @@ class Script(_Strict):
     instances: dict[str, BehaviourOverride] = Field(default_factory=dict)
     faults: tuple[Fault, ...] = ()
     seed: int = 0
+    # What the model replies say was served (a checkpoint swapped under a stable name):
+    served_model: str | None = None  # the reply's "model"; default: the requested name
+    system_fingerprint: str | None = None  # the reply's "system_fingerprint"; default: none
 
     _merged: dict[str, Behaviour] = PrivateAttr(default_factory=dict)
 
