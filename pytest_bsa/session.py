@@ -802,6 +802,7 @@ def _spent(totals: Any, counters: Any) -> Any:
     return totals.model_copy(
         update={
             "calls": counters.calls,
+            "failures": counters.failures,
             "prompt_tokens": counters.prompt_tokens,
             "completion_tokens": counters.completion_tokens,
             "reasoning_tokens": counters.reasoning_tokens,

@@ -110,6 +110,64 @@ BREAKER_KINDS: frozenset[str] = frozenset(
 )
 
 
+class EndpointHealth:
+    """Backpressure for an endpoint that fails every call.
+
+    Once ``window`` attempts in a row have failed (no success in between), calls that have not
+    failed yet wait while some call is still working through its retries: a dead endpoint then
+    sees about ``window`` calls and their retries instead of every sample of the run, and the
+    circuit breaker decides on those. One call is let through as a probe whenever no call is in
+    its retries; any success lets every waiting call go.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.failures = 0  # attempts failed in a row
+        self.troubled = 0  # calls in their retries, or probing
+        self._changed: asyncio.Event | None = None
+
+    @property
+    def holding(self) -> bool:
+        return self.failures >= self.window and self.troubled > 0
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def admit(self, stop: asyncio.Event | None) -> bool:
+        """Wait until a new call may go; True when it goes as the failing endpoint's probe."""
+        while self.holding and not (stop is not None and stop.is_set()):
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            waits = [asyncio.ensure_future(self._changed.wait())]
+            if stop is not None:
+                waits.append(asyncio.ensure_future(stop.wait()))
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        if self.failures >= self.window:
+            self.troubled += 1
+            return True
+        return False
+
+    def failed(self) -> None:
+        self.failures += 1
+
+    def enter(self) -> bool:
+        self.troubled += 1
+        return True
+
+    def leave(self) -> None:
+        self.troubled -= 1
+        self._notify()
+
+    def succeeded(self) -> None:
+        if self.failures:
+            self.failures = 0
+            self._notify()
+
+
 def served_identity(completion: Completion) -> tuple[str | None, str | None]:
     """What the endpoint said it served: its ``model`` and ``system_fingerprint``."""
     return completion.served_model, completion.system_fingerprint
@@ -185,6 +243,7 @@ class Engine:
         self.resume_refused: str | None = None  # why an interrupted run was not resumed
         self.cut: set[str] = set()  # instances with samples the stop cut (never completed)
         self._consecutive = {"model": 0, "judge": 0}
+        self._health = {role: EndpointHealth(concurrency) for role in ("model", "judge")}
         self._stop_event: asyncio.Event | None = None
         self._verified: asyncio.Event | None = None  # resume: the served model was checked
         self._probe_running = False
@@ -446,29 +505,44 @@ class Engine:
         limiter = self._limiters[role]
         priority = (_priority.get(), 1 if role == "judge" else 0)
         slots = self._slots[role]
+        health = self._health[role]
+        troubled = False  # this call failed once (or probes a failing endpoint): counted
 
         async def attempt() -> Completion:
-            if self.stopped is not None:
-                raise RunStopped(self.stopped)
-            if limiter.limited:
-                await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
-            async with slots.slot(priority):
+            nonlocal troubled
+            while True:
                 if self.stopped is not None:
                     raise RunStopped(self.stopped)
-                # Checked once a slot is held: counting what calls in flight will likely cost,
-                # so the limit holds to within one call's cost per concurrent call.
-                if self.max_cost is not None and self._committed_cost() >= self.max_cost:
-                    self.stop(
-                        f"the run reached its cost limit of ${self.max_cost:g} (--bsa-max-cost)"
-                    )
-                    raise RunStopped(str(self.stopped))
-                counters.calls += 1
-                counters.in_flight += 1
-                try:
-                    completion = await transport.complete(request, timeout=self.timeout)
-                finally:
-                    counters.in_flight -= 1
-            return _priced(completion, spec.price)
+                if not troubled:
+                    troubled = await health.admit(self._stop_event)
+                if limiter.limited:
+                    await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
+                async with slots.slot(priority):
+                    if self.stopped is not None:
+                        raise RunStopped(self.stopped)
+                    if not troubled and health.holding:
+                        continue  # the endpoint started failing while this call queued
+                    # Checked once a slot is held: counting what calls in flight will likely
+                    # cost, so the limit holds to within one call's cost per concurrent call.
+                    if self.max_cost is not None and self._committed_cost() >= self.max_cost:
+                        self.stop(
+                            f"the run reached its cost limit of ${self.max_cost:g} (--bsa-max-cost)"
+                        )
+                        raise RunStopped(str(self.stopped))
+                    counters.calls += 1
+                    counters.in_flight += 1
+                    try:
+                        completion = await transport.complete(request, timeout=self.timeout)
+                    except TransportError as exc:
+                        if exc.kind in BREAKER_KINDS:
+                            health.failed()
+                            if not troubled:
+                                troubled = health.enter()
+                        raise
+                    finally:
+                        counters.in_flight -= 1
+                health.succeeded()
+                return _priced(completion, spec.price)
 
         def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:
             counters.retries += 1
@@ -484,6 +558,9 @@ class Engine:
             if exc.kind in BREAKER_KINDS:
                 self._count_failure(role, spec, exc)
             raise
+        finally:
+            if troubled:
+                health.leave()
         self._consecutive[role] = 0
         counters.add(completion)
         return completion
