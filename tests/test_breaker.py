@@ -84,8 +84,8 @@ def test_the_breaker_stops_the_run_and_backpressure_spares_the_endpoint() -> Non
         run.stopped
     )
     assert max(dead.per_sample.values()) <= 1 + FAST.max_retries
-    # About one concurrency window of calls went out with their retries, not 150 samples.
-    assert sum(dead.per_sample.values()) <= (4 + 3) * (1 + FAST.max_retries)
+    # At most two concurrency windows of calls went out with their retries, not 150 samples.
+    assert len(dead.per_sample) <= 2 * 4 - 1
     cut = [r for r in results if any(e.startswith("client: not run: ") for e in r.errors)]
     assert len(cut) >= 25
     assert run.cut >= {r.instance.id for r in cut}
@@ -138,7 +138,9 @@ def test_an_endpoint_answering_500_to_everything_stops_the_run_once(
     stats = sim.stats()
     per_sample = [roles["model"] for s in stats["samples"].values() for roles in s.values()]
     assert max(per_sample) <= 1 + 6  # no sample asked more than 1 + max_retries times
-    assert sum(per_sample) < 30 * 5  # far fewer requests than the run has samples
+    # Backpressure: samples stop being started once a window of attempts failed in a row (the
+    # 16 in flight, and the few that took a freed slot before the streak was complete).
+    assert len(per_sample) <= 2 * 16 - 1 < 30 * 5
     assert stats["roles"]["judge"]["requests"] == 0
     # One line says why the run stopped and how far it got; one gate fails with it.
     stop = [line for line in result.outlines if line.startswith("!")]

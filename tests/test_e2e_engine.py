@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -302,6 +303,13 @@ def test_xdist_reproduces_the_single_process_report(
     assert [ln for ln in result.outlines if ln.startswith("  all instances")] == [
         ln for ln in single.outlines if ln.startswith("  all instances")
     ]
+    # The summary keeps one row per line and its requests line (counted from the results).
+    table = [ln for ln in single.outlines if ln.startswith("  ")]
+    assert [ln for ln in result.outlines if ln.startswith("  ")][: len(table)] == table
+    result.stdout.fnmatch_lines(["requests: model 90, judge *| cache hits: model 0, judge *"])
+    for run in (single, result):
+        shown = [int(p) for p in re.findall(r"\[ *(\d+)%\]", run.stdout.str())]
+        assert shown and max(shown) == 100 == shown[-1]  # progress ends at, never passes, 100%
 
 
 def test_shards_merged_reproduce_the_single_process_report(

@@ -115,8 +115,9 @@ class EndpointHealth:
 
     Once ``window`` attempts in a row have failed (no success in between), calls that have not
     failed yet wait while some call is still working through its retries: a dead endpoint then
-    sees about ``window`` calls and their retries instead of every sample of the run, and the
-    circuit breaker decides on those. One call is let through as a probe whenever no call is in
+    sees at most ``2 * window - 1`` calls (those in flight, and those that took a freed slot
+    before the streak was complete) with their retries instead of every sample of the run, and
+    the circuit breaker decides on those. One call is let through as a probe whenever no call is in
     its retries; any success lets every waiting call go.
     """
 
