@@ -249,12 +249,23 @@ def git_commit(directory: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def write_report(report: Report, path: Path) -> None:
-    """Write atomically (a crash never leaves half a report)."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) through a temporary file next to ``path``: readers never see half
+    a file, and a failed write leaves no temporary file behind."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(report.model_dump_json(indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: Report, path: Path) -> None:
+    """Write atomically (a crash never leaves half a report)."""
+    write_atomic(path, report.model_dump_json(indent=1))
 
 
 def load_report(path: Path) -> Report:

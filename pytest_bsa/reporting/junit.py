@@ -16,7 +16,6 @@ the run passed is the gates' verdict. Instance test case names carry scenario an
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from pytest_bsa.gate import instance_verdict
 from pytest_bsa.metrics import INTERVAL_METRICS
 from pytest_bsa.models import InstanceResult
 from pytest_bsa.names import slug
-from pytest_bsa.report import InstanceStatus, Report
+from pytest_bsa.report import InstanceStatus, Report, write_atomic
 from pytest_bsa.reporting.text import describe_failure
 
 OVERALL_SUITE = "overall"
@@ -198,9 +197,4 @@ def render_junit(report: Report) -> str:
 
 def write_junit(report: Report, path: Path) -> None:
     """Write the JUnit XML file atomically, UTF-8."""
-    text = render_junit(report)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(Path(path), render_junit(report))

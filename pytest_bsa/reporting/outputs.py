@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_bsa.report import Report, write_report
+from pytest_bsa.report import Report, write_atomic, write_report
 
 OPTIONS = {
     "report": "--bsa-report",
@@ -150,8 +150,7 @@ def write_outputs(report: Report, outputs: Outputs) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text)
 
 
 def endpoint_host(api_base: str | None) -> str | None:
