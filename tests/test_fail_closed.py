@@ -182,7 +182,7 @@ def test_a_checkpoint_swapped_under_the_same_name_and_url_is_sampled_afresh(
     try:
         second = run_bsa(
             pytester, *args, "--bsa-baseline=base.json", "--bsa-report=new.json",
-            cache_dir=cache_dir, sim=new,
+            "--bsa-markdown=new.md", cache_dir=cache_dir, sim=new,
         )  # fmt: skip
         assert requests(new)[0] == 45 * 2  # every answer asked of the endpoint again
     finally:
@@ -198,6 +198,8 @@ def test_a_checkpoint_swapped_under_the_same_name_and_url_is_sampled_afresh(
     ]
     base = read_json(pytester.path / "base.json")["provenance"]["answers"]["served"]
     assert base == [{"model": "ckpt-1", "system_fingerprint": "fp-ckpt-1", "answers": 90}]
+    markdown = (pytester.path / "new.md").read_text(encoding="utf-8")
+    assert "0 from the cache; served: ckpt-2 / fp-ckpt-2 x90" in markdown
     # The saved report alone re-gates to the run's exit code, baseline gates included.
     assert regated_exit_code(pytester.path / "new.json") == 1
 

@@ -23,6 +23,7 @@ from pytest_bsa.reporting.markdown import (
     THINK_COLOR,
     GroupRow,
     advisory_misses,
+    answers_text,
     count,
     dollars,
     excerpt,
@@ -400,6 +401,8 @@ def _provenance_html(report: Report) -> str:
         ("run", f"{p.started_at} → {p.finished_at}"),
         ("policy", json.dumps(report.policy.model_dump(mode="json"))),
     ]
+    if p.answers is not None:
+        items.append(("answers", answers_text(p.answers)))
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
     return (
         '<section id="provenance"><details><summary><h2>Provenance</h2></summary>'

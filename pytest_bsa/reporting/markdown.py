@@ -91,6 +91,20 @@ def excerpt(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
 
 
+def answers_text(answers: Any) -> str:
+    """Where the model answers came from and what the endpoint said it served."""
+    how = {"resume": "sampled in this run", "fresh": "sampled afresh", "reuse": "reused"}
+    head = how[answers.mode] + (" (resumed an interrupted run)" if answers.resumed else "")
+    served = ", ".join(
+        f"{s.model or '?'} / {s.system_fingerprint or 'no fingerprint'} x{s.answers}"
+        for s in answers.served
+    )
+    parts = [head, f"{answers.from_cache} from the cache", f"served: {served or '-'}"]
+    if answers.note:
+        parts.append(answers.note)
+    return "; ".join(parts)
+
+
 def is_failed(report: Report) -> bool:
     return report.exit_code != 0 or bool(failed_gates(report))
 
@@ -654,6 +668,8 @@ def _provenance_section(report: Report) -> list[str]:
         ),
         ("baseline", md(report.baseline or "none")),
     ]
+    if p.answers is not None:
+        items.append(("answers", md(answers_text(p.answers))))
     out = ["", "<details><summary>Provenance</summary>", ""]
     out += [f"- **{name}**: {value}" for name, value in items]
     return [*out, "", "</details>"]
