@@ -68,6 +68,7 @@ from pytest_bsa.reporting.outputs import (
 )
 from pytest_bsa.reporting.progress import Progress
 from pytest_bsa.run_summary import RunSummary
+from pytest_bsa.simulate.script import Script, ScriptError
 
 REPORT_ONLY = "REPORT ONLY"
 
@@ -237,8 +238,6 @@ class BsaSession:
             check_targets(outputs.targets(), inputs)
             check_cache(_cache_dir(settings), settings.cache)
             if settings.simulate_script:
-                from pytest_bsa.simulate import Script
-
                 Script.load(settings.simulate_script)
             source = ds.resolve_source(settings.dataset, cache_dir=_cache_dir(settings))
             loaded = ds.load_dataset(source.path)
@@ -263,7 +262,7 @@ class BsaSession:
             MissingKey,
             OutputError,
             CacheError,
-            ValueError,  # a simulator script that does not load (ScriptError)
+            ScriptError,
         ) as exc:
             raise pytest.UsageError(f"pytest-bsa: {exc}") from None
         for marker in ("bsa", *MARKERS):
