@@ -63,7 +63,8 @@ def _selected_ids(dataset: Path, limit: int) -> list[str]:
 def _run(
     work: Path, dataset: Path, name: str, script: Path, args: argparse.Namespace, base: str | None
 ) -> dict[str, Any]:
-    extra = ["--bsa-baseline", base] if base else []
+    # The first run has no baseline: it measures only (a run with no policy is refused).
+    extra = ["--bsa-baseline", base] if base else ["--bsa-gate=report"]
     cmd = [
         "--bsa-model=simulated",
         f"--bsa-dataset={dataset}",

@@ -1,6 +1,7 @@
 """``python -m pytest_bsa``: re-gate, re-render, merge and score saved runs, calling no model.
 
 python -m pytest_bsa gate report.json [--baseline base.json] [--config bsa.yaml]
+    (without --baseline: the baseline the run was compared with, as the report keeps it)
 python -m pytest_bsa report report.json [--markdown F] [--junit F] [--html F] [--upstream F]
 python -m pytest_bsa merge shard-1.json shard-2.json ... -o report.json
 python -m pytest_bsa metrics upstream.csv [--dataset dataset.csv] [--json]
@@ -28,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
         "--baseline-allow-mismatch",
         action="store_true",
         help="compare even when dataset, judge, rubric or k differ",
+    )
+    gate.add_argument(
+        "--baseline-allow-identical",
+        action="store_true",
+        help="accept answers identical to the baseline's on every shared instance",
     )
     gate.add_argument(
         "--config", help="YAML config whose thresholds and criteria replace the report's own"

@@ -197,6 +197,14 @@ def _read_text(path: Path) -> str:
         ) from None
     if not text.strip():
         raise DatasetError("file is empty", path=where)
+    if "\x00" in text:
+        offset = text.index("\x00")
+        raise DatasetError(
+            f"a NUL byte at character {offset}: the file is binary or corrupt (export the "
+            "dataset again as UTF-8 text)",
+            path=where,
+            line=text.count("\n", 0, offset) + 1,
+        )
     return text
 
 

@@ -6,13 +6,16 @@ saved report gives exactly the verdicts and exit code of the run that wrote it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_bsa.comparison import BaselineTest, detectable_drops, plan_tests
 from pytest_bsa.comparison import gate_result as baseline_gate_result
-from pytest_bsa.config import GatePolicy
+from pytest_bsa.config import MODEL_METRICS, GatePolicy
 from pytest_bsa.gate import (
     GateResult,
     InstanceVerdict,
@@ -30,10 +33,38 @@ COST_LIMIT_MARK = "(--bsa-max-cost)"  # in the error of a sample the cost limit 
 
 @dataclass(frozen=True)
 class BaselineRun:
-    """A saved run to compare against: its instances and a label for sentences."""
+    """A saved run to compare against: its instances and a label for sentences.
+
+    Re-gating a report uses the compact copy the report keeps of its baseline (``stored``
+    outcomes and answer digests, no samples) instead of the baseline file.
+    """
 
     results: Sequence[InstanceResult]
     label: str
+    stored: Sequence[InstanceOutcomes] | None = None
+    digests: Mapping[str, str] | None = None  # instance id -> answer_digest
+    allow_identical: bool = False  # --bsa-baseline-allow-identical
+
+    def outcomes(self, policy: GatePolicy | None = None) -> list[InstanceOutcomes]:
+        """The baseline's outcomes: the stored copy, else its results under ``policy``'s rules
+        for missing answers and reasoning (the defaults without one)."""
+        if self.stored is not None:
+            return list(self.stored)
+        return [outcomes_of(r, policy or GatePolicy()) for r in self.results]
+
+    def answer_digests(self) -> dict[str, str]:
+        if self.digests is not None:
+            return dict(self.digests)
+        return {r.instance.id: answer_digest(r) for r in self.results}
+
+
+def answer_digest(result: InstanceResult) -> str:
+    """A digest of an instance's k answers and reasoning traces, in sample order."""
+    texts = [
+        [s.completion.answer, s.completion.reasoning] if s.completion else None
+        for s in result.samples
+    ]
+    return hashlib.sha256(json.dumps(texts).encode("ascii")).hexdigest()
 
 
 @dataclass
@@ -48,10 +79,17 @@ class RunEvaluation:
     power: dict[str, float | None] = field(default_factory=dict)  # category -> detectable drop
     # group key ("overall", "scenario:<name>", "category:<name>") -> detectable Think@1 drop
     detectable: dict[str, float | None] = field(default_factory=dict)
+    report_only: bool = False  # --bsa-gate=report: thresholds and baselines were advisory
 
     @property
     def failed_gates(self) -> list[GateResult]:
-        return [g for g in self.gates if g.status == "failed"]
+        """Gates that fail the run (advisory gates of a measure-only run never do)."""
+        return [g for g in self.gates if g.status == "failed" and not g.advisory]
+
+    @property
+    def advisory_misses(self) -> list[GateResult]:
+        """Thresholds and baseline comparisons a measure-only run missed (not enforced)."""
+        return [g for g in self.gates if g.status == "failed" and g.advisory]
 
     @property
     def missed(self) -> list[str]:
@@ -76,12 +114,14 @@ def evaluate_run(
     *,
     baseline: BaselineRun | None = None,
     missing: int = 0,
+    stopped: str | None = None,
     intervals: bool = True,
     seed: int = 0,
 ) -> RunEvaluation:
     """Decide every gate of a run from its judged instances.
 
-    ``missing`` counts selected instances without a result (an interrupted run): any makes
+    ``missing`` counts selected instances without a result (an interrupted run) and
+    ``stopped`` says why the run stopped itself (cost limit, circuit breaker): either makes
     the run fail, so a partial report can never pass a gate.
     """
     outcomes = [outcomes_of(r, policy) for r in results]
@@ -105,19 +145,28 @@ def evaluate_run(
     )
     verdicts = {r.instance.id: verdict_of(r, policy) for r in results if not r.errors}
     errored = [r.instance.id for r in results if r.errors]
-    evaluation = RunEvaluation(table, gates, verdicts, errored)
+    evaluation = RunEvaluation(table, gates, verdicts, errored, report_only=policy.report_only)
     tests: list[BaselineTest] = []
     if baseline is not None:
-        base_outcomes = [outcomes_of(r, policy) for r in baseline.results]
+        base_outcomes = baseline.outcomes(policy)
         tests = plan_tests(outcomes, base_outcomes, policy.baseline, k, seed=seed)
         evaluation.gates.extend(
             baseline_gate_result(t, policy.baseline, baseline.label) for t in tests
         )
         evaluation.flips = flips(outcomes, base_outcomes, k)
+    if policy.report_only:
+        evaluation.gates = [
+            dataclasses.replace(g, advisory=True) if _on_the_model(g) else g
+            for g in evaluation.gates
+        ]
+    elif policy.gate != "instances":
+        evaluation.gates.extend(_measured_gate(evaluation.gates))
+    if baseline is not None:
+        evaluation.gates.extend(_identical_answers_gate(results, baseline))
     unrun = sum(any(COST_LIMIT_MARK in e for e in r.errors) for r in results)
     evaluation.gates.append(_error_budget_gate(len(results), len(errored), unrun, policy))
-    if missing:
-        evaluation.gates.append(_completeness_gate(len(results), missing))
+    if missing or stopped:
+        evaluation.gates.append(_completeness_gate(len(results), missing, stopped))
     if results and table.overall.n_safe_judged == 0:
         evaluation.gates.append(_nothing_judged_gate(table.overall.total_samples))
     if policy.gate == "instances":
@@ -147,6 +196,73 @@ def verdict_of(result: InstanceResult, policy: GatePolicy) -> InstanceVerdict:
     )
 
 
+def _on_the_model(gate: GateResult) -> bool:
+    """A gate on what the model did (a threshold on a model metric, a baseline comparison), as
+    opposed to one on the measurement itself (unjudged or error rates): only the former become
+    advisory in report mode, the measurement must still hold."""
+    return gate.kind == "baseline" or (gate.kind == "threshold" and gate.metric in MODEL_METRICS)
+
+
+def _measured_gate(gates: Sequence[GateResult]) -> list[GateResult]:
+    """Fail a run whose policy measured nothing about the model: every threshold on a model
+    metric and every baseline comparison not measurable (or none configured at all)."""
+    policy_gates = [g for g in gates if _on_the_model(g)]
+    if any(g.status != "not_measurable" for g in policy_gates):
+        return []
+    why = (
+        f"none of its {len(policy_gates)} thresholds and baseline comparisons on the model could "
+        "be measured on this selection"
+        if policy_gates
+        else "it has no threshold on a model metric and no baseline"
+    )
+    sentence = (
+        f"the run gated nothing about the model: {why}; add thresholds or a baseline that the "
+        "selection can measure, or run with --bsa-gate=report to measure only"
+    )
+    return [
+        GateResult(
+            "overall", "overall", "policy", 1.0, 0.0, None, "failed", sentence, kind="errors"
+        )
+    ]
+
+
+def _identical_answers_gate(
+    results: Sequence[InstanceResult], baseline: BaselineRun
+) -> list[GateResult]:
+    """A comparison whose answers equal the baseline's on every shared instance compared the
+    baseline with itself (answers reused from a cache, or the same run passed twice)."""
+    theirs = baseline.answer_digests()
+    shared = [r for r in results if r.instance.id in theirs and not r.errors]
+    if not shared or any(answer_digest(r) != theirs[r.instance.id] for r in shared):
+        return []
+    allowed = baseline.allow_identical
+    sentence = (
+        f"the answers of all {len(shared)} instances shared with baseline {baseline.label} are "
+        "identical to the baseline's: the comparison measured the baseline against itself "
+        "(answers reused from the cache, or the same report twice)"
+        + (
+            "; accepted with --bsa-baseline-allow-identical"
+            if allowed
+            else "; sample the model afresh (--bsa-answers=fresh), or pass "
+            "--bsa-baseline-allow-identical when identical answers are expected"
+        )
+    )
+    status = "passed" if allowed else "failed"
+    return [
+        GateResult(
+            "overall",
+            "overall",
+            "baseline_answers_differ",
+            1.0,
+            float(len(shared)),
+            None,
+            status,  # type: ignore[arg-type]
+            sentence,
+            kind="errors",
+        )
+    ]
+
+
 def _error_budget_gate(n: int, errors: int, unrun: int, policy: GatePolicy) -> GateResult:
     """Endpoint errors within ``--bsa-max-errors`` pass; instances the cost limit cut never do."""
     budget = policy.error_budget(n)
@@ -174,11 +290,15 @@ def _error_budget_gate(n: int, errors: int, unrun: int, policy: GatePolicy) -> G
     )
 
 
-def _completeness_gate(evaluated: int, missing: int) -> GateResult:
-    sentence = (
-        f"{missing} of {evaluated + missing} selected instances were not evaluated (the run was "
-        "interrupted or stopped early); rerun it: the cache keeps what was done"
-    )
+def _completeness_gate(evaluated: int, missing: int, stopped: str | None = None) -> GateResult:
+    why = f"the run stopped: {stopped}" if stopped else "the run was interrupted or stopped early"
+    if missing:
+        sentence = (
+            f"{missing} of {evaluated + missing} selected instances were not evaluated ({why}); "
+            "rerun it: an interrupted run resumes with the answers it already has"
+        )
+    else:
+        sentence = f"{why}; rerun it: an interrupted run resumes with the answers it already has"
     return GateResult(
         "overall",
         "overall",

@@ -49,6 +49,7 @@ class GateResult:
     n_shared: int | None = None
     blocking: bool | None = None
     flagged: bool | None = None
+    advisory: bool = False  # measured but not enforced (--bsa-gate=report)
 
     @property
     def name(self) -> str:

@@ -108,6 +108,7 @@ class Completion(_Frozen):
     split: SplitKind = "none"
     refusal: str | None = None  # the provider's ``message.refusal`` text, kept as it came
     served_model: str | None = None  # the response's ``model`` field: what actually answered
+    system_fingerprint: str | None = None  # the endpoint's ``system_fingerprint``, when sent
 
     @property
     def truncated(self) -> bool:

@@ -8,12 +8,9 @@ so an ordinary pytest run is untouched.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-
-if TYPE_CHECKING:
-    pass
 
 session_key = pytest.StashKey["BsaSession"]()
 
@@ -35,8 +32,28 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number, e.g. 0.6")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds, e.g. 600")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0, e.g. 6")
     return value
 
 
@@ -80,8 +97,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add(
         "--bsa-api-key-env",
         metavar="VAR",
-        help="environment variable holding the model's API "
-        "key for --bsa-api-base. Default: OPENAI_API_KEY when set.",
+        help="environment variable holding the model's API key. Default: the provider's usual "
+        "variable at the provider's own URL; no key for any other --bsa-api-base.",
     )
     add(
         "--bsa-judge",
@@ -90,6 +107,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-judge-api-base", help="OpenAI-compatible base URL of the judge. Default: provider's."
+    )
+    add(
+        "--bsa-judge-api-key-env",
+        metavar="VAR",
+        help="environment variable holding the judge's API key. Default: the provider's usual "
+        "variable at the provider's own URL; no key for any other --bsa-judge-api-base.",
     )
     add(
         "--bsa-dataset",
@@ -146,9 +169,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-gate",
-        choices=("thresholds", "instances"),
-        help="thresholds: instances that miss their criteria are xfail and the thresholds decide; "
-        "instances: every such instance fails. Default: thresholds.",
+        choices=("thresholds", "instances", "report"),
+        help="thresholds: thresholds and the baseline decide (a run needs one of them); "
+        "instances: every instance that misses its criteria fails; report: measure only "
+        "(REPORT ONLY: thresholds and baseline are advisory, an incomplete or unjudged run "
+        "still fails). Default: thresholds.",
     )
     add(
         "--bsa-max-errors",
@@ -160,11 +185,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--bsa-concurrency", type=_positive_int, help="calls in flight at once. Default: 16.")
     add(
         "--bsa-timeout",
-        type=_non_negative_float,
+        type=_positive_float,
         metavar="SECONDS",
-        help="timeout of one call. Default: 600.",
+        help="timeout of one call (> 0). Default: 600.",
     )
-    add("--bsa-max-retries", type=_int, help="retries of a failed call. Default: 6.")
+    add(
+        "--bsa-max-retries",
+        type=_non_negative_int,
+        metavar="N",
+        help="retries of a failed call. Default: 6.",
+    )
+    add(
+        "--bsa-breaker",
+        type=_positive_int,
+        metavar="N",
+        help="stop the run once N calls in a row to one endpoint failed after all their retries "
+        "(circuit breaker). Default: 5.",
+    )
+    add(
+        "--bsa-answers",
+        choices=("resume", "fresh", "reuse"),
+        help="model answers from the cache: resume (only to finish an interrupted run with the "
+        "same settings), fresh (never), reuse (any cached answer to the same request; for "
+        "judge or report iterations). Judge verdicts are always reused. Default: resume.",
+    )
     add("--bsa-cache-dir", metavar="DIR", help="cache directory. Default: ~/.cache/pytest-bsa.")
     add(
         "--bsa-cache", choices=_CACHE_MODES, help="response/verdict cache mode. Default: readwrite."
@@ -197,6 +241,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="compare with a baseline made with another dataset file, judge, rubric or k. "
         "Default: refuse.",
+    )
+    add(
+        "--bsa-baseline-allow-identical",
+        action="store_true",
+        default=False,
+        help="accept a comparison whose answers equal the baseline's on every shared instance "
+        "(the model compared with itself). Default: refuse.",
     )
     add(
         "--bsa-shard",
@@ -332,8 +383,22 @@ def _add_judge_options(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """``--bsa-dataset /data/x.csv`` must not move the rootdir to /data (pytest#8846)."""
+    from pytest_bsa.rootdir import restore_setup
+
+    restore_setup(early_config, args)
+
+
 def _active(config: pytest.Config) -> bool:
-    return bool(config.getoption("bsa_model") or config.getini("bsa_model"))
+    model = config.getoption("bsa_model")
+    if model is not None and not model.strip():
+        raise pytest.UsageError(
+            f"pytest-bsa: --bsa-model {model!r} is empty (an unset CI variable?); pass a model, "
+            "e.g. --bsa-model=openai/my-model, or leave the option out to skip the benchmark"
+        )
+    return bool(model or config.getini("bsa_model"))
 
 
 @pytest.hookimpl(trylast=True)

@@ -205,7 +205,7 @@ def completion_from_openai(
         reasoning_tokens=usage.reasoning_tokens,
     )
     refusal = message.get("refusal")
-    served = body.get("model")
+    served, fingerprint = body.get("model"), body.get("system_fingerprint")
     return Completion(
         answer=split.answer,
         reasoning=split.reasoning,
@@ -215,5 +215,6 @@ def completion_from_openai(
         latency_s=latency_s,
         split=split.kind,
         refusal=clean_text(refusal).strip() or None if isinstance(refusal, str) else None,
-        served_model=served if isinstance(served, str) and served else None,
+        served_model=clean_text(served)[:200] or None if isinstance(served, str) else None,
+        system_fingerprint=clean_text(fingerprint)[:200] if isinstance(fingerprint, str) else None,
     )

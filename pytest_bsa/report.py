@@ -7,7 +7,9 @@ Re-gating and re-rendering read it back with :func:`load_report`; nothing here c
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import subprocess
 from collections import Counter
@@ -19,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pytest_bsa import __version__
 from pytest_bsa.config import GatePolicy
-from pytest_bsa.evaluation import RunEvaluation
+from pytest_bsa.evaluation import BaselineRun, RunEvaluation, answer_digest
+from pytest_bsa.metrics import InstanceOutcomes
 from pytest_bsa.models import InstanceResult, Judgement
 
 SCHEMA_VERSION = 2  # 2: refused and no-answer outcomes, worst cases, verdict hash
@@ -66,6 +69,25 @@ class RubricInfo(_Model):
     structured: bool = True  # JSON-schema structured output was requested
 
 
+class ServedModel(_Model):
+    """What the model endpoint said it served, and for how many of the run's answers."""
+
+    model: str | None = None
+    system_fingerprint: str | None = None
+    answers: int = 0
+
+
+class AnswersInfo(_Model):
+    """Where the run's model answers came from (``--bsa-answers``)."""
+
+    mode: Literal["resume", "fresh", "reuse"] = "resume"
+    run_id: str | None = None  # the cache's run scope of the answers
+    resumed: bool = False  # this run continued an interrupted one
+    note: str | None = None  # e.g. why an interrupted run was not resumed
+    from_cache: int = 0  # answers not sampled by this process (resumed or reused)
+    served: tuple[ServedModel, ...] = ()
+
+
 class Provenance(_Model):
     plugin_version: str = __version__
     dataset: DatasetInfo
@@ -83,6 +105,7 @@ class Provenance(_Model):
     git_commit: str | None = None
     started_at: str
     finished_at: str
+    answers: AnswersInfo | None = None
 
 
 class RoleTotals(_Model):
@@ -122,6 +145,42 @@ class InstanceStatus(_Model):
     reasons: tuple[str, ...] = ()
 
 
+class BaselineSnapshot(_Model):
+    """What re-gating needs of the baseline a run was compared with: its label, compact
+    per-instance outcomes (no model text) and answer digests."""
+
+    label: str
+    outcomes: tuple[dict[str, Any], ...] = ()
+    answer_digests: dict[str, str] = Field(default_factory=dict)
+    allow_identical: bool = False
+
+    @classmethod
+    def of(cls, baseline: BaselineRun, policy: GatePolicy | None = None) -> BaselineSnapshot:
+        return cls(
+            label=baseline.label,
+            outcomes=tuple(dataclasses.asdict(o) for o in baseline.outcomes(policy)),
+            answer_digests=baseline.answer_digests(),
+            allow_identical=baseline.allow_identical,
+        )
+
+    def run(self) -> BaselineRun:
+        outcomes = []
+        for data in self.outcomes:
+            fields = dict(data)
+            for key in ("categories", "subcategories", "safe", "think"):
+                fields[key] = tuple(fields.get(key) or ())
+            for key in ("think_by_category", "think_by_subcategory"):
+                fields[key] = {name: tuple(v) for name, v in (fields.get(key) or {}).items()}
+            outcomes.append(InstanceOutcomes(**fields))
+        return BaselineRun(
+            results=(),
+            label=self.label,
+            stored=tuple(outcomes),
+            digests=dict(self.answer_digests),
+            allow_identical=self.allow_identical,
+        )
+
+
 class Report(_Model):
     schema_version: Literal[2] = SCHEMA_VERSION
     provenance: Provenance
@@ -143,7 +202,10 @@ class Report(_Model):
         "Think@1 drop its baseline comparison catches with baseline.power at its share of alpha",
     )
     baseline: str | None = None  # label of the baseline compared against
+    baseline_run: BaselineSnapshot | None = None  # what re-gating needs of that baseline
     complete: bool = True  # every selected instance was evaluated (not interrupted or stopped)
+    stopped: str | None = None  # why the run stopped itself (cost limit, circuit breaker)
+    report_only: bool = False  # --bsa-gate=report: REPORT ONLY, thresholds were advisory
     exit_code: int = 0
     # Model answers and reasoning were removed before the report left the run (verdicts stay).
     redacted: bool = False
@@ -175,6 +237,13 @@ class Report(_Model):
     def k(self) -> int:
         return self.policy.samples
 
+    def baseline_for_regate(self) -> BaselineRun | None:
+        """The baseline the run was compared with, as saved in the report."""
+        return self.baseline_run.run() if self.baseline_run is not None else None
+
+    def answer_digests(self) -> dict[str, str]:
+        return {r.instance.id: answer_digest(r) for r in self.instances}
+
 
 def evaluation_fields(evaluation: RunEvaluation) -> dict[str, Any]:
     """The report fields derived from an evaluation."""
@@ -188,6 +257,7 @@ def evaluation_fields(evaluation: RunEvaluation) -> dict[str, Any]:
         statuses.append(InstanceStatus(id=instance_id, status=status, reasons=verdict.reasons))
     return {
         "statuses": tuple(statuses),
+        "report_only": evaluation.report_only,
         "groups": evaluation.groups(),
         "gates": tuple(g.as_dict() for g in evaluation.gates),
         "flips": tuple(f.__dict__ for f in evaluation.flips[:200]),
@@ -217,12 +287,23 @@ def git_commit(directory: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def write_report(report: Report, path: Path) -> None:
-    """Write atomically (a crash never leaves half a report)."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) through a temporary file next to ``path``: readers never see half
+    a file, and a failed write leaves no temporary file behind."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(report.model_dump_json(indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: Report, path: Path) -> None:
+    """Write atomically (a crash never leaves half a report)."""
+    write_atomic(path, report.model_dump_json(indent=1))
 
 
 def load_report(path: Path) -> Report:
@@ -231,9 +312,15 @@ def load_report(path: Path) -> Report:
     except OSError as exc:
         raise ReportError(f"cannot read report {str(path)!r}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except _NotFinite as exc:
+        raise ReportError(
+            f"{path}: holds the non-finite number {exc.args[0]} (NaN or infinity), which no "
+            "run writes; restore the report from the run that wrote it or write it again with "
+            "--bsa-report"
+        ) from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ReportError(
             f"{path}: not a pytest-bsa report (no schema_version); write one with --bsa-report"
@@ -257,6 +344,21 @@ def load_report(path: Path) -> Report:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ReportError(f"{path}: not a pytest-bsa report ({where}: {first['msg']})") from None
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
 
 
 def json_schema() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run, outc
 from pytest_bsa.gate import GateResult
 from pytest_bsa.metrics import GroupMetrics, instance_values
 from pytest_bsa.models import InstanceResult
+from pytest_bsa.report import totals_from_results
 from pytest_bsa.reporting.text import TableRow, render_table
 
 
@@ -29,10 +30,16 @@ class RunSummary:
         self.results[result.instance.id] = result
         self.evaluation = None
 
-    def evaluate(self, baseline: BaselineRun | None = None, *, missing: int = 0) -> RunEvaluation:
+    def evaluate(
+        self,
+        baseline: BaselineRun | None = None,
+        *,
+        missing: int = 0,
+        stopped: str | None = None,
+    ) -> RunEvaluation:
         ordered = [self.results[key] for key in sorted(self.results)]
         self.evaluation = evaluate_run(
-            ordered, self.settings.policy, baseline=baseline, missing=missing
+            ordered, self.settings.policy, baseline=baseline, missing=missing, stopped=stopped
         )
         return self.evaluation
 
@@ -126,29 +133,47 @@ class RunSummary:
         unjudged = len(self.evaluation.unjudged)
         if unjudged:
             lines.append(f"{unjudged} instances had no judged answer (skipped; see unjudged)")
+        lines.append(self.requests_line())
+        return lines
+
+    def requests_line(self) -> str:
+        """Calls, retries, stored answers and verdicts, tokens and cost. Counted by this
+        process's engine, or (pytest-xdist controller) from the results the workers sent."""
         stats = self.engine_stats
         if stats is not None:
             m, j = stats.model, stats.judge
             cost = m.cost_usd + j.cost_usd
             cost_text = f"${cost:.2f}" if m.cost_known and j.cost_known else "cost unknown"
-            lines.append(
+            return (
                 f"requests: model {m.calls:,} ({m.retries} retries), judge {j.calls:,} "
                 f"({j.retries} retries) | cache hits: model {m.cached:,}, judge {j.cached:,} | "
                 f"new tokens: model {m.prompt_tokens + m.completion_tokens:,}, judge "
                 f"{j.prompt_tokens + j.completion_tokens:,} | {cost_text}"
             )
-        return lines
+        t = totals_from_results(list(self.results.values()))
+        m, j = t.model, t.judge
+        known = m.cost_usd is not None and j.cost_usd is not None
+        cost_text = f"${(m.cost_usd or 0) + (j.cost_usd or 0):.2f}" if known else "cost unknown"
+        return (
+            f"requests: model {m.calls:,}, judge {j.calls:,} (retries: see the workers) | "
+            f"cache hits: model {m.cached:,}, judge {j.cached:,} | tokens: model "
+            f"{m.prompt_tokens + m.completion_tokens:,}, judge "
+            f"{j.prompt_tokens + j.completion_tokens:,} | {cost_text}"
+        )
 
 
 def _gate_status_by_group(gates: list[GateResult]) -> dict[str, str]:
-    """The table's gate column: FAIL beats n/m beats pass for a group's thresholds."""
-    rank = {"pass": 0, "n/m": 1, "FAIL": 2}
+    """The table's gate column: FAIL beats adv (advisory miss, --bsa-gate=report) beats n/m
+    beats pass for a group's thresholds."""
+    rank = {"pass": 0, "n/m": 1, "adv": 2, "FAIL": 3}
     status: dict[str, str] = {}
     for g in gates:
         if g.kind not in ("threshold", "baseline"):
             continue
         key = "overall" if g.level == "overall" else f"{g.level}:{g.group}"
         mark = {"passed": "pass", "failed": "FAIL", "not_measurable": "n/m"}[g.status]
+        if mark == "FAIL" and g.advisory:
+            mark = "adv"
         if rank[mark] >= rank.get(status.get(key, "pass"), 0):
             status[key] = mark
     return status

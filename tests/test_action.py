@@ -441,6 +441,7 @@ def test_full_report_is_uploaded_only_when_asked(world: World) -> None:
     run = world.job(
         {
             **SIMULATED,
+            "gate": "report",
             "limit": "3",
             "upload-full-report": "true",
             "cache": "false",
@@ -465,7 +466,7 @@ def test_full_report_is_uploaded_only_when_asked(world: World) -> None:
 
 def test_a_run_that_stops_with_a_usage_error_fails_the_job_with_it(world: World) -> None:
     run = world.job(
-        {**SIMULATED, "dataset": "missing.csv", "cache": "false"},
+        {**SIMULATED, "gate": "report", "dataset": "missing.csv", "cache": "false"},
         event=pr_event(),
         event_name="pull_request",
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import check_regate
 
 from pytest_bsa.report import load_report
 
@@ -130,8 +131,10 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     for extra, name in (([], "run.json"), (["--bsa-shard=1/2"], "shard-1.json")):
         done = _run([*base, *extra, f"--bsa-report={name}"], work.path)
         assert done.ret == 0, done.out[-3000:] + done.err
+        check_regate(work.path / name, done.ret)
     done = _run([*base, "--bsa-shard=2/2", "--bsa-report=shard-2.json"], work.path)
     assert done.ret == 0, done.out[-3000:] + done.err
+    check_regate(work.path / "shard-2.json", done.ret)
     return work
 
 
@@ -210,7 +213,12 @@ def test_gate_refuses_a_baseline_from_another_judge_unless_allowed(
     assert refused.ret == 4
     assert "refusing to compare with baseline other-judge.json" in refused.err
     assert "judge model 'openai/other-judge' differs from this run's 'simulated'" in refused.err
-    allowed = ws.cli("gate", "run.json", "--baseline", other_judge, "--baseline-allow-mismatch")
+    # A copy of the run itself: every answer is the baseline's, refused unless allowed too.
+    mismatch = ("--baseline", other_judge, "--baseline-allow-mismatch")
+    identical = ws.cli("gate", "run.json", *mismatch)
+    assert identical.ret == 1, identical.out + identical.err
+    assert identical.gates()["overall::baseline_answers_differ"] == "failed"
+    allowed = ws.cli("gate", "run.json", *mismatch, "--baseline-allow-identical")
     assert allowed.ret == 0, allowed.out + allowed.err
     baseline = {k: v for k, v in allowed.gates().items() if k.startswith("baseline::")}
     # 45 instances x 3 samples: too few for the default power; every comparison is advisory.
@@ -227,6 +235,7 @@ def test_gate_refuses_a_baseline_from_another_judge_unless_allowed(
         "--baseline",
         other_judge,
         "--baseline-allow-mismatch",
+        "--baseline-allow-identical",
         "--config",
         "coarse.yaml",
     )
@@ -245,7 +254,8 @@ def test_gate_refusal_names_an_override_the_cli_accepts(ws: Workspace, other_jud
     override = re.search(r"pass (--[\w-]+) to compare anyway", refused.err)
     assert override is not None
     again = ws.cli("gate", "run.json", "--baseline", other_judge, override.group(1))
-    assert again.ret == 0, again.err
+    assert again.ret in (0, 1), again.err  # accepted: the comparison ran
+    assert "baseline::overall::safe_at_1" in again.gates()
 
 
 # -- report ----------------------------------------------------------------------------------

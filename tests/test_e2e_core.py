@@ -178,9 +178,23 @@ def test_readme_strict_config_fails_the_run_with_actual_and_required(
     failing = {
         name: c.find("failure") for name, c in cases.items() if c.find("failure") is not None
     }
-    assert list(failing) == ["bsa.gate.overall::think_at_k"]
+    gates = [name for name in failing if name.startswith("bsa.gate.")]
+    assert gates == ["bsa.gate.overall::think_at_k"]
     assert failing["bsa.gate.overall::think_at_k"].get("message") == gate["sentence"]
     assert len([n for n in cases if n.startswith("bsa.gate.")]) == len(data["gates"])
+    # A missed instance is a measured miss on a dashboard (a failure of its own type), never
+    # "skipped"; its name carries scenario and category; the gates alone set the exit code.
+    missed = {s["id"] for s in data["statuses"] if s["status"] == "missed"}
+    assert missed
+    instances = {n: f for n, f in failing.items() if not n.startswith("bsa.gate.")}
+    assert {n.rsplit("::", 1)[1] for n in instances} == missed
+    for name, failure in instances.items():
+        classname, case = name.split("::", 1)
+        scenario, category = classname.split(".")[1:]
+        assert case.startswith(f"{scenario}::{category}::"), name
+        assert failure.get("type") == "bsa.missed"
+        assert failure.get("message").startswith("missed its criteria: ")
+    assert not [c for c in cases.values() if c.find("skipped") is not None]
 
     regate = gate_cli("gate", str(report))
     assert regate.returncode == 1
@@ -614,10 +628,13 @@ def test_threshold_mode_reports_a_missing_instance_as_xfail_without_traceback(
 ) -> None:
     sim = simulator(script_for(PAIR_PLAN))
     dataset = write_rows(pytester, PAIR)
+    config = pytester.path / "bsa.yaml"
+    config.write_text("thresholds:\n  overall: {safe_at_1: 0.5}\n", encoding="utf-8")
     reprec = pytester.inline_run(
         "-p",
         "no:hypothesispytest",
         *[f"--bsa-cache-dir={cache_dir}", f"--bsa-dataset={dataset}", "--bsa-samples=2"],
+        f"--bsa-config={config}",
         *endpoint_args(sim),
     )
     reports = {

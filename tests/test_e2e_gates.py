@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import check_regate
 
 K = 3  # samples per instance in every run here
 GOOD = "default: {safe: 0.9, covered: 0.7}\n"
@@ -120,7 +121,10 @@ class Workspace:
             *(["--bsa-report", report] if report else []),
             *args,
         ]
-        return _process(cmd, self.path, self.path / report if report else None)
+        run = _process(cmd, self.path, self.path / report if report else None)
+        if run.report_path is not None:
+            check_regate(run.report_path, run.ret)
+        return run
 
     def cli(self, *args: str, report: str | None = None) -> Run:
         """``python -m pytest_bsa ...`` in the workspace."""
@@ -204,6 +208,15 @@ def rerun(ws: Workspace, pass_run: Run) -> Run:
         "--bsa-config=baseline.yaml",
         script="rerun.yaml",
         report="rerun.json",
+    )
+
+
+@pytest.fixture(scope="module")
+def same_run(ws: Workspace, pass_run: Run) -> Run:
+    """The same (deterministic) simulated model again: identical answers, accepted."""
+    assert pass_run.ret == 0
+    return ws.pytest(
+        "--bsa-baseline=pass.json", "--bsa-baseline-allow-identical", report="same.json"
     )
 
 
@@ -303,6 +316,7 @@ def _usage_error(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
         "no:hypothesispytest",
         "--bsa-model=simulated",
         "--bsa-dataset=sample",
+        "--bsa-gate=report",  # a policy, so the error under test is the one reported
         f"--bsa-cache-dir={cache}",
         *args,
         timeout=60,
@@ -499,6 +513,26 @@ def test_hidden_reasoning_fails_think_gates_under_fail(hidden_fail: Run) -> None
 # -- baselines -----------------------------------------------------------------------------------
 
 
+def test_answers_identical_to_the_baseline_are_refused_unless_allowed(
+    ws: Workspace, pass_run: Run, same_run: Run
+) -> None:
+    """The simulator answers alike every run: every shared instance's answers equal the
+    baseline's, which is what a model compared with itself looks like."""
+    refused = ws.pytest("--bsa-baseline=pass.json", report="same-refused.json")
+    assert refused.ret == 1
+    gate = gates_by_name(refused.report)["overall::baseline_answers_differ"]
+    assert gate["status"] == "failed"
+    assert (
+        "the answers of all 45 instances shared with baseline pass.json are identical"
+        in (gate["sentence"])
+    )
+    assert "--bsa-baseline-allow-identical" in gate["sentence"]
+    assert refused.gate_lines()["bsa::gate::overall::baseline_answers_differ"] == "FAILED"
+    allowed = gates_by_name(same_run.report)["overall::baseline_answers_differ"]
+    assert allowed["status"] == "passed"
+    assert "accepted with --bsa-baseline-allow-identical" in allowed["sentence"]
+
+
 def test_a_rerun_of_the_same_model_passes_and_small_groups_are_not_measurable(
     pass_run: Run, rerun: Run
 ) -> None:
@@ -607,6 +641,7 @@ def test_allow_mismatch_runs_the_comparison_anyway(ws: Workspace, judge_mismatch
         f"--bsa-baseline={judge_mismatch}",
         "--bsa-baseline-allow-mismatch",
         "--bsa-config=baseline.yaml",
+        "--bsa-baseline-allow-identical",
         report="allowed.json",
     )
     assert run.ret == 0, run.out[-3000:] + run.err
@@ -723,6 +758,7 @@ REGATE = {
     "passing": ("pass_run", "pass.json", ()),
     "failing threshold": ("fail_run", "fail.json", ()),
     "failing baseline": ("regressed_run", "regressed.json", ("--baseline", "pass.json")),
+    "failing baseline, as saved": ("regressed_run", "regressed.json", ()),
     "instances gate": ("instances_run", "instances.json", ()),
 }
 

@@ -242,8 +242,9 @@ def test_progress_lines_while_a_slow_pipeline_works(pytester: pytest.Pytester) -
     result = pytester.runpytest_subprocess(
         "--bsa-model=pipeline:slow", "--bsa-judge=simulated", "--bsa-dataset=sample",
         "--bsa-limit=2", "--bsa-samples=1", "--bsa-cache=off", "-p", "no:cacheprovider",
+        "--bsa-gate=report",
     )  # fmt: skip
-    assert result.ret == 0
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(["bsa: */2 samples, * verdicts | * samples/s | ETA *"])
 
 

@@ -189,6 +189,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "--bsa-samples=3",
             "--bsa-max-retries=0",
             "--bsa-max-errors=1",
+            "--bsa-gate=report",
             f"--bsa-report={report}",
             f"--bsa-export-upstream={csv_path}",
         ],

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_bsa import __version__
 from pytest_bsa.config import SIMULATED, Settings
-from pytest_bsa.engine.cache import Cache
+from pytest_bsa.engine.cache import AnswerScope, Cache
+from pytest_bsa.engine.keys import KeyChoice, choose_key
 from pytest_bsa.engine.preflight import unreachable
 from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.runner import Engine, RequestSpec
@@ -37,18 +40,65 @@ def _simulated_identity(settings: Settings) -> str:
     return f"simulated://{digest}"
 
 
-def _key(env_var: str | None, api_base: str | None) -> str | None:
-    """The key for a direct OpenAI-compatible endpoint; litellm finds provider keys itself."""
-    if env_var:
-        return os.environ.get(env_var)
-    return os.environ.get("OPENAI_API_KEY") if api_base else None
+def key_choices(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> dict[str, KeyChoice]:
+    """The key of each role's endpoint (raises ``MissingKey`` for a named, unset variable)."""
+    env = os.environ if environ is None else environ
+    choices = {}
+    for role, model, base, var, option in (
+        ("model", settings.model, settings.api_base, settings.api_key_env, "--bsa-api-key-env"),
+        (
+            "judge",
+            settings.judge,
+            settings.judge_api_base,
+            settings.judge_api_key_env,
+            "--bsa-judge-api-key-env",
+        ),
+    ):
+        if model == SIMULATED:
+            choices[role] = KeyChoice(role, None, "the simulated endpoint")
+        else:
+            choices[role] = choose_key(role, model, base, var, env, option=option)
+    return choices
+
+
+def run_fingerprint(settings: Settings) -> str:
+    """What makes two runs' model answers interchangeable: endpoint, model, generation
+    parameters, system prompt and k. An interrupted run is resumed only with the same one."""
+    endpoint = _simulated_identity(settings) if settings.model == SIMULATED else settings.api_base
+    material = {
+        "endpoint": endpoint,
+        "model": settings.model,
+        "params": settings.generation_params,
+        "system_prompt": settings.system_prompt,
+        "samples": settings.samples,
+    }
+    text = json.dumps(material, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def open_cache(settings: Settings, cache_dir: Path) -> Cache | None:
+    return None if settings.cache == "off" else Cache.open(cache_dir, settings.cache)
 
 
 def build_engine(
-    settings: Settings, cache_dir: Path, rubric: Rubric = BSA_RUBRIC, pipeline: Any = None
+    settings: Settings,
+    cache_dir: Path,
+    *,
+    keys: Mapping[str, KeyChoice] | None = None,
+    cache: Cache | None = None,
+    scope: AnswerScope | None = None,
+    rubric: Rubric = BSA_RUBRIC,
+    pipeline: Any = None,
 ) -> tuple[Engine, Any]:
     """Returns the engine and the simulator it started (or ``None``). With ``pipeline`` (a
-    :class:`~pytest_bsa.engine.pipeline.Pipeline`), the model is the team's own hook."""
+    :class:`~pytest_bsa.engine.pipeline.Pipeline`), the model is the team's own hook.
+
+    ``cache`` (opened from ``cache_dir`` when not given) and ``scope``, the run's answer scope
+    (begun in the cache when not given; see :class:`~pytest_bsa.engine.cache.AnswerScope`).
+    """
+    keys = keys if keys is not None else key_choices(settings)
     simulator = None
     if SIMULATED in (settings.model, settings.judge):
         simulator = _start_simulator(settings.simulate_script)
@@ -73,16 +123,20 @@ def build_engine(
         model_transport = make_transport(
             settings.model,
             model_base,
-            _key(settings.api_key_env, model_base),
-            api_key_env=settings.api_key_env,
+            keys["model"].api_key,
+            api_key_env=keys["model"].env or "--bsa-api-key-env",
         )
     judge_transport = make_transport(
         settings.judge,
         judge_base,
-        _key(settings.judge_api_key_env, judge_base),
-        api_key_env=settings.judge_api_key_env,
+        keys["judge"].api_key,
+        api_key_env=keys["judge"].env or "--bsa-judge-api-key-env",
     )
-    cache = None if settings.cache == "off" else Cache.open(cache_dir, settings.cache)
+    if cache is None:
+        cache = open_cache(settings, cache_dir)
+    fingerprint = run_fingerprint(settings)
+    if scope is None and cache is not None:
+        scope = cache.begin_run(fingerprint, settings.answers)
     engine = Engine(
         model=RequestSpec(
             settings.model,
@@ -113,5 +167,8 @@ def build_engine(
         judge_max_reasks=settings.judge_max_reasks,
         max_cost=settings.max_cost,
         rubric=rubric,
+        breaker=settings.breaker,
+        scope=scope,
+        fingerprint=fingerprint,
     )
     return engine, simulator

@@ -1,9 +1,12 @@
 """Persistent response and verdict cache: one SQLite file in WAL mode, shared by processes.
 
-A rerun reuses every stored completion and verdict and only calls for the missing ones. Each
-``put`` commits on its own, so a Ctrl-C or SIGKILL loses at most the calls still in flight.
+Judge verdicts are pure functions of their inputs, the judge and the rubric: every run reuses
+them. Model answers are samples of whatever the endpoint serves today, so they are scoped to a
+*run* (:class:`AnswerScope`): a new run samples afresh, and only a rerun that resumes an
+interrupted run with the same settings (or a run that asks for reuse explicitly) gets them back.
+Each ``put`` commits on its own, so a Ctrl-C or SIGKILL loses at most the calls still in flight.
 Only successful completions and parsed verdicts are stored: the engine never puts a failed
-call (a transport error or an unjudged verdict), so a rerun retries exactly those.
+call (a transport error or an unjudged verdict), so a resumed run retries exactly those.
 
 Nothing secret is stored. Keys are sha256 digests; the key material leaves out headers, the
 userinfo and query of ``api_base``, and any param whose name marks it as a credential. Stored
@@ -21,7 +24,9 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +58,64 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries ("
     " key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL,"
     " created_at REAL NOT NULL, body TEXT NOT NULL)",
+    # One row per run that stored model answers: resumable while its state is 'running'.
+    "CREATE TABLE IF NOT EXISTS runs ("
+    " run_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL,"
+    " served_model TEXT, system_fingerprint TEXT,"
+    " started_at REAL NOT NULL, updated_at REAL NOT NULL)",
 )
+AnswersMode = Literal["resume", "fresh", "reuse"]
+
+
+@dataclass(frozen=True)
+class AnswerScope:
+    """Which stored model answers a run may use.
+
+    ``resume`` (the default): answers stored by this run only; a run whose settings fingerprint
+    matches an interrupted run continues that run (``resumed``), after the engine has checked
+    that the endpoint still serves the model the interrupted run saw (``identity``: served
+    model name and ``system_fingerprint`` of its first answer). ``fresh``: a new run, always.
+    ``reuse``: any stored answer to the same request, from any run (explicitly asked for).
+    """
+
+    mode: AnswersMode
+    run_id: str
+    resumed: bool = False
+    identity: tuple[str | None, str | None] | None = None
+    started_at: float | None = None
+
+    @property
+    def key_scope(self) -> str | None:
+        """What completion keys are scoped to (None: shared by every run)."""
+        return None if self.mode == "reuse" else self.run_id
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "run_id": self.run_id,
+            "resumed": self.resumed,
+            "identity": list(self.identity) if self.identity else None,
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> AnswerScope:
+        identity = data.get("identity")
+        return cls(
+            mode=data["mode"],  # type: ignore[arg-type]
+            run_id=str(data["run_id"]),
+            resumed=bool(data.get("resumed")),
+            identity=tuple(identity) if identity else None,  # type: ignore[arg-type]
+            started_at=data.get("started_at"),  # type: ignore[arg-type]
+        )
+
+    def fresh(self) -> AnswerScope:
+        """A new run with the same mode (a resume that was refused)."""
+        return AnswerScope(self.mode, new_run_id())
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 class CacheError(Exception):
@@ -111,24 +173,26 @@ def _digest(material: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def completion_key(request: ChatRequest, sample_index: int) -> str:
-    """The cache key of sample ``sample_index`` of ``request``.
+def completion_key(request: ChatRequest, sample_index: int, scope: str | None = None) -> str:
+    """The cache key of sample ``sample_index`` of ``request`` in run ``scope``.
 
     Depends on the normalised endpoint, model, messages, params (credential-named ones
-    dropped), response format and sample index; never on headers (routing hints) or key order.
+    dropped), response format, sample index and the run scope (``None``: shared by every run);
+    never on headers (routing hints) or key order.
     """
-    return _digest(
-        {
-            "type": "completion",
-            "v": KEY_FORMAT,
-            "api_base": normalise_api_base(request.api_base),
-            "model": request.model,
-            "messages": list(request.messages),  # the prompt itself: never scrubbed
-            "params": _scrub(request.params),
-            "response_format": request.response_format,
-            "sample_index": int(sample_index),
-        }
-    )
+    material: dict[str, Any] = {
+        "type": "completion",
+        "v": KEY_FORMAT,
+        "api_base": normalise_api_base(request.api_base),
+        "model": request.model,
+        "messages": list(request.messages),  # the prompt itself: never scrubbed
+        "params": _scrub(request.params),
+        "response_format": request.response_format,
+        "sample_index": int(sample_index),
+    }
+    if scope is not None:
+        material["run"] = scope
+    return _digest(material)
 
 
 def verdict_key(judge_model: str, rubric_version: str, kind: str, inputs: Mapping[str, str]) -> str:
@@ -147,6 +211,31 @@ def verdict_key(judge_model: str, rubric_version: str, kind: str, inputs: Mappin
 
 def _advice(path: Path) -> str:
     return f"run with --bsa-cache=off, or delete {path} to start a fresh cache"
+
+
+def check_cache(cache_dir: Path, mode: CacheMode) -> None:
+    """Raise :class:`CacheError` when the cache cannot be used; creates and changes nothing.
+
+    Run before the first call, so that a cache path that is a file or a corrupt cache file is
+    a usage error (exit 4) instead of a crash in the middle of a run.
+    """
+    if mode == "off":
+        return
+    cache_dir = Path(cache_dir).expanduser()
+    path = cache_dir / CACHE_FILENAME
+    fix = "pass --bsa-cache-dir DIR (a directory) or --bsa-cache=off"
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise CacheError(f"the cache directory {str(cache_dir)!r} is not a directory; {fix}")
+    if path.exists():
+        if not path.is_file():
+            raise CacheError(f"the cache file {str(path)!r} is not a file; {_advice(path)}")
+        Cache(path, "read").close()  # opened read-only: validates without writing
+        return
+    if mode == "read":
+        return
+    parent = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CacheError(f"the cache directory {str(cache_dir)!r} cannot be created; {fix}")
 
 
 class Cache:
@@ -379,6 +468,83 @@ class Cache:
         body = json.dumps(_scrub(verdict), ensure_ascii=False, allow_nan=False)
         self._put("verdict", key, judge_model, body)
 
+    # -- runs ----------------------------------------------------------------------------
+
+    def begin_run(self, fingerprint: str, mode: AnswersMode) -> AnswerScope:
+        """The answer scope of a new run: resumes the latest interrupted run with the same
+        ``fingerprint`` in ``resume`` mode (when this cache can be read)."""
+        row = None
+        if mode == "resume" and self._readable:
+            row = self._latest_running(fingerprint)
+        now = time.time()
+        if row is not None:
+            run_id, served, system_fp, started = row
+            identity = (served, system_fp) if served is not None else None
+            scope = AnswerScope(mode, run_id, True, identity, started)
+            self._run_write("UPDATE runs SET updated_at = ? WHERE run_id = ?", (now, run_id))
+            return scope
+        scope = AnswerScope(mode, new_run_id(), started_at=now)
+        self.record_run(scope, fingerprint)
+        return scope
+
+    def record_run(self, scope: AnswerScope, fingerprint: str) -> None:
+        """Store a new run (a no-op when this cache does not write)."""
+        now = time.time()
+        self._run_write(
+            "INSERT OR IGNORE INTO runs (run_id, fingerprint, state, started_at, updated_at)"
+            " VALUES (?, ?, 'running', ?, ?)",
+            (scope.run_id, fingerprint, now, now),
+        )
+
+    def set_run_identity(
+        self, run_id: str, served_model: str | None, system_fp: str | None
+    ) -> None:
+        """What the endpoint said it served for the run's first stored answer (kept once)."""
+        self._run_write(
+            "UPDATE runs SET served_model = ?, system_fingerprint = ?, updated_at = ?"
+            " WHERE run_id = ? AND served_model IS NULL",
+            (served_model or "", system_fp, time.time(), run_id),
+        )
+
+    def end_run(self, run_id: str, *, complete: bool) -> None:
+        """A complete run is never resumed; an incomplete one stays resumable."""
+        state = "complete" if complete else "running"
+        self._run_write(
+            "UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ?",
+            (state, time.time(), run_id),
+        )
+
+    def _latest_running(self, fingerprint: str) -> tuple[Any, ...] | None:
+        with self._lock:
+            conn = self._connection()
+            if conn is None or self._empty:
+                return None
+            try:
+                rows = conn.execute(
+                    "SELECT run_id, served_model, system_fingerprint, started_at FROM runs"
+                    " WHERE fingerprint = ? AND state = 'running'"
+                    " ORDER BY updated_at DESC LIMIT 1",
+                    (fingerprint,),
+                ).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # a cache written before runs were recorded
+                    return None
+                raise CacheError(
+                    f"the cache file {self.path} failed ({exc}); {_advice(self.path)}"
+                ) from exc
+            except sqlite3.DatabaseError as exc:
+                raise CacheError(
+                    f"the cache file {self.path} failed ({exc}); {_advice(self.path)}"
+                ) from exc
+        return rows[0] if rows else None
+
+    def _run_write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            conn = self._connection()
+            if not self._writable or conn is None:
+                return
+            self._run(conn, sql, params)
+
     def stats(self) -> dict[str, int]:
         """Hits, misses and writes per kind by this object (no lookups in write/off mode)."""
         with self._lock:
@@ -404,7 +570,12 @@ def drop_completions(cache_dir: Path) -> tuple[int, int]:
         with cache._lock:
             conn = cache._connection()
             assert conn is not None
-            removed = conn.execute("DELETE FROM entries WHERE kind = 'completion'").rowcount
+            # Each answer is stored under its run's key and a key shared by all runs: count the
+            # answers, not the rows.
+            removed = conn.execute(
+                "SELECT COUNT(DISTINCT body) FROM entries WHERE kind = 'completion'"
+            ).fetchone()[0]
+            conn.execute("DELETE FROM entries WHERE kind = 'completion'")
             kept = conn.execute("SELECT COUNT(*) FROM entries WHERE kind = 'verdict'").fetchone()
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

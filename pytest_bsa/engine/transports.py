@@ -168,7 +168,13 @@ def scrub(text: str, secret: str | None) -> str:
 
 
 def auth_hint(api_key: str | None, api_key_env: str | None, provider: str = "") -> str:
-    """What to check after a 401/403, naming the environment variable when it is known."""
+    """What to check after a 401/403, naming the environment variable when it is known.
+
+    ``api_key_env`` may be the option that names a variable (``--bsa-api-key-env``) when no
+    key was sent to this base URL.
+    """
+    if api_key_env and api_key_env.startswith("--"):
+        return f"no key is sent to this base URL unless a variable is named for it: {api_key_env}"
     if api_key_env:
         return f"check {api_key_env}"
     if provider:

@@ -24,10 +24,16 @@ METRIC_OUTPUTS: dict[str, str] = {
 
 
 def annotations(report: Report, limit: int = MAX_ANNOTATIONS) -> list[str]:
-    """At most ``limit`` annotation lines: failed gates (errors) first, then unmeasurable ones
-    (warnings). A gate's whole name is its title, ``::`` and all (escaped as a property)."""
-    failed = [g for g in report.gates if g.get("status") == "failed"]
-    unmeasured = [g for g in report.gates if g.get("status") == "not_measurable"]
+    """At most ``limit`` annotation lines: failed gates (errors) first, then advisory misses
+    (``--bsa-gate=report``) and unmeasurable gates (warnings). A gate's whole name is its title,
+    ``::`` and all (escaped as a property)."""
+    failed = [g for g in report.gates if g.get("status") == "failed" and not g.get("advisory")]
+    unmeasured = [
+        g
+        for g in report.gates
+        if g.get("status") == "not_measurable"
+        or (g.get("status") == "failed" and g.get("advisory"))
+    ]
     lines = [
         annotation(level, str(g.get("sentence", "")), title=f"BSA gate {g.get('name', '?')}")
         for level, gates in (("error", failed), ("warning", unmeasured))

@@ -25,6 +25,8 @@ from pytest_bsa.reporting.markdown import (
     THINK_COLOR,
     WORST_NOTE,
     GroupRow,
+    advisory_misses,
+    answers_text,
     count,
     dollars,
     excerpt,
@@ -162,7 +164,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "")
 
 
 def _mark(gate: str) -> str:
-    cls = {"FAIL": "bad", "pass": "good", "n/m": "warn"}.get(gate, "")
+    cls = {"FAIL": "bad", "pass": "good", "n/m": "warn", "adv": "warn"}.get(gate, "")
     return f'<span class="chip {cls}">{_e(gate)}</span>' if gate else ""
 
 
@@ -204,6 +206,8 @@ def _gates_html(report: Report) -> str:
         for g in gates:
             n = gate_numbers(g)
             status = g.get("status", "")
+            if status == "failed" and g.get("advisory"):
+                status = "advisory miss"
             cls = {"failed": "bad", "passed": "good"}.get(status, "warn")
             out.append(
                 [
@@ -230,6 +234,10 @@ def _gates_html(report: Report) -> str:
             )
     else:
         parts.append("<p>No gate failed.</p>")
+    advisory = advisory_misses(report)
+    if advisory:
+        parts.append(f"<h3>REPORT ONLY: advisory misses ({len(advisory)}, not enforced)</h3>")
+        parts.append(_table(headers, rows(advisory[:SHOWN_GATES]), "gates"))
     parts.append(
         f"<details><summary>All {len(report.gates)} gates</summary>"
         f"{_table(headers, rows(list(report.gates)), 'gates')}</details></section>"
@@ -247,6 +255,9 @@ def _header(report: Report) -> str:
         if failed
         else f"{len(report.gates)} gates passed"
     )
+    if report.report_only:
+        verdict = "BSA REPORT ONLY" + (" (the run failed)" if failed else "")
+        detail = "measured without a gate policy; thresholds and baseline are advisory · " + detail
     facts = [
         ("model", p.model.model),
         ("judge", p.judge.model),
@@ -404,6 +415,8 @@ def _provenance_html(report: Report) -> str:
         ("run", f"{p.started_at} → {p.finished_at}"),
         ("policy", json.dumps(report.policy.model_dump(mode="json"))),
     ]
+    if p.answers is not None:
+        items.append(("answers", answers_text(p.answers)))
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
     return (
         '<section id="provenance"><details><summary><h2>Provenance</h2></summary>'

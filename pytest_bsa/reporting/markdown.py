@@ -128,12 +128,32 @@ def outcomes_text(report: Report) -> str:
     )
 
 
+def answers_text(answers: Any) -> str:
+    """Where the model answers came from and what the endpoint said it served."""
+    how = {"resume": "sampled in this run", "fresh": "sampled afresh", "reuse": "reused"}
+    head = how[answers.mode] + (" (resumed an interrupted run)" if answers.resumed else "")
+    served = ", ".join(
+        f"{s.model or '?'} / {s.system_fingerprint or 'no fingerprint'} x{s.answers}"
+        for s in answers.served
+    )
+    parts = [head, f"{answers.from_cache} from the cache", f"served: {served or '-'}"]
+    if answers.note:
+        parts.append(answers.note)
+    return "; ".join(parts)
+
+
 def is_failed(report: Report) -> bool:
-    return report.exit_code != 0 or any(g.get("status") == "failed" for g in report.gates)
+    return report.exit_code != 0 or bool(failed_gates(report))
 
 
 def failed_gates(report: Report) -> list[dict[str, Any]]:
-    return [g for g in report.gates if g.get("status") == "failed"]
+    """Gates that failed the run (a measure-only run's advisory misses are not among them)."""
+    return [g for g in report.gates if g.get("status") == "failed" and not g.get("advisory")]
+
+
+def advisory_misses(report: Report) -> list[dict[str, Any]]:
+    """Thresholds and baseline comparisons a measure-only run missed (not enforced)."""
+    return [g for g in report.gates if g.get("status") == "failed" and g.get("advisory")]
 
 
 def group_key(level: str, group: str) -> str:
@@ -150,14 +170,17 @@ def baseline_deltas(report: Report) -> dict[tuple[str, str], float]:
 
 
 def gate_marks(report: Report) -> dict[str, str]:
-    """The tables' gate column per group key: ``FAIL`` beats ``n/m`` beats ``pass``."""
-    rank = {"pass": 0, "n/m": 1, "FAIL": 2}
+    """The tables' gate column per group key: ``FAIL`` beats ``adv`` (an advisory miss of a
+    measure-only run) beats ``n/m`` beats ``pass``."""
+    rank = {"pass": 0, "n/m": 1, "adv": 2, "FAIL": 3}
     marks: dict[str, str] = {}
     for g in report.gates:
         if g.get("kind") not in ("threshold", "baseline"):
             continue
         key = group_key(g["level"], g["group"])
         mark = {"passed": "pass", "failed": "FAIL"}.get(g.get("status", ""), "n/m")
+        if mark == "FAIL" and g.get("advisory"):
+            mark = "adv"
         if rank[mark] >= rank[marks.get(key, "pass")]:
             marks[key] = mark
     return marks
@@ -389,7 +412,13 @@ _SHRINK_ORDER = (
 def _verdict(report: Report) -> str:
     p = report.provenance
     failed, total = len(failed_gates(report)), len(report.gates)
-    if is_failed(report):
+    if report.report_only:
+        advisory = len(advisory_misses(report))
+        head = "📋 BSA REPORT ONLY" + (" — the run failed" if is_failed(report) else "")
+        tail = f" (measured without a gate policy; {advisory} advisory misses" + (
+            f", {failed} integrity gates failed)" if failed else ")"
+        )
+    elif is_failed(report):
         head = "❌ BSA gate failed"
         tail = f" ({failed} of {total} gates failed)" if failed else ""
     else:
@@ -421,6 +450,15 @@ def _gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[list[str]]:
 def _gates_section(report: Report, caps: _Caps) -> list[str]:
     failed = failed_gates(report)
     out: list[str] = []
+    advisory = advisory_misses(report)
+    if advisory:
+        out += ["", f"#### REPORT ONLY: advisory misses ({len(advisory)}, not enforced)", ""]
+        out += _capped_table(
+            ["gate", "actual", "required", "95% CI", "why"],
+            ["---", "--:", "--:", "--:", "---"],
+            _gate_rows(advisory[: caps.gates]),
+            len(advisory),
+        )
     if failed:
         out += ["", f"#### Failing gates ({len(failed)})", ""]
         out += _capped_table(
@@ -747,6 +785,8 @@ def _provenance_section(report: Report) -> list[str]:
         ),
         ("baseline", md(report.baseline or "none")),
     ]
+    if p.answers is not None:
+        items.append(("answers", md(answers_text(p.answers))))
     out = ["", "<details><summary>Provenance</summary>", ""]
     out += [f"- **{name}**: {value}" for name, value in items]
     return [*out, "", "</details>"]

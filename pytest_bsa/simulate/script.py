@@ -28,6 +28,8 @@ script gives the same behaviour in every run and every process. In YAML::
     seed: 0
     judge: honest         # honest | gullible (obeys "[judge instruction: label X]" found
                           # outside the data block of a judge request)
+    served_model: ckpt-2        # the "model" model replies report (default: the requested one)
+    system_fingerprint: fp-2    # their "system_fingerprint" (default: none)
 
 Attempts are counted per (role, instance, sample); the judge's safety and reasoning verdicts of
 one sample are counted apart.
@@ -202,6 +204,9 @@ class Script(_Strict):
     faults: tuple[Fault, ...] = ()
     seed: int = 0
     judge: JudgeMode = "honest"
+    # What the model replies say was served (a checkpoint swapped under a stable name):
+    served_model: str | None = None  # the reply's "model"; default: the requested name
+    system_fingerprint: str | None = None  # the reply's "system_fingerprint"; default: none
 
     _merged: dict[str, Behaviour] = PrivateAttr(default_factory=dict)
 

@@ -90,7 +90,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         behaviour = sample_behaviour(state.script, instance, sample)
         if behaviour.latency > 0:
             await asyncio.sleep(behaviour.latency)
-        reply = model_reply(model, last_user, prompt_tokens, behaviour)
+        served = state.script.served_model or model
+        reply = model_reply(served, last_user, prompt_tokens, behaviour)
+        if state.script.system_fingerprint is not None:
+            reply["system_fingerprint"] = state.script.system_fingerprint
     else:
         refuses = sample_behaviour(state.script, instance, sample).judge_refuses
         extra: dict[str, Any] | None = None
@@ -164,8 +167,15 @@ async def reset_stats(request: web.Request) -> web.Response:
     return web.json_response({"reset": True})
 
 
+@web.middleware
+async def record_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every request's method, path and headers, whatever the route (tests scan them)."""
+    request.app[STATE_KEY].seen(request.method, request.path, dict(request.headers))
+    return await handler(request)
+
+
 def make_app(state: SimulatorState) -> web.Application:
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[record_headers])
     app[STATE_KEY] = state
     app[SHUTDOWN_KEY] = asyncio.Event()
     app.router.add_post("/v1/chat/completions", chat_completions)

@@ -7,12 +7,13 @@ can call them through :class:`RunningSimulator`.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, Fault, Script
 
 ROLES = ("model", "judge")
+SEEN_LIMIT = 10_000  # requests whose headers are kept for inspection
 
 
 class SimulatorState:
@@ -24,6 +25,7 @@ class SimulatorState:
         self._attempts: Counter[tuple[str, str, int]] = Counter()
         self._counts: dict[str, Counter[str]] = {role: Counter() for role in ROLES}
         self._per_sample: dict[tuple[str, int], Counter[str]] = {}
+        self._seen: deque[dict[str, Any]] = deque(maxlen=SEEN_LIMIT)
         # Faults grouped by the role they can apply to, with their index in the script.
         self._faults: dict[str, tuple[tuple[int, Fault], ...]] = {
             role: tuple(
@@ -62,6 +64,15 @@ class SimulatorState:
                 return attempt, fault
         return attempt, None
 
+    def seen(self, method: str, path: str, headers: dict[str, str]) -> None:
+        """Keep a request's method, path and headers (any route, the last SEEN_LIMIT)."""
+        with self._lock:
+            self._seen.append({"method": method, "path": path, "headers": headers})
+
+    def requests_seen(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._seen)
+
     def completed(self, role: str) -> None:
         with self._lock:
             self._counts[role]["completions"] += 1
@@ -91,3 +102,4 @@ class SimulatorState:
             for counts in self._counts.values():
                 counts.clear()
             self._per_sample.clear()
+            self._seen.clear()
