@@ -100,10 +100,11 @@ def synthetic_dataset(directory: Path, n: int) -> Path:
 # --------------------------------------------------------------------------- simulator
 
 
-def write_script(directory: Path, latency: float = 0.0) -> Path:
-    """A simulator script: no faults, ``latency`` seconds before each model reply."""
-    path = directory / f"script-{latency:g}.json"
-    path.write_text(json.dumps({"default": {"latency": latency}}), encoding="utf-8")
+def write_script(directory: Path, latency: float = 0.0, faults: Sequence[dict] = ()) -> Path:
+    """A simulator script: ``latency`` seconds before each model reply, and ``faults``."""
+    path = directory / f"script-{latency:g}-{len(faults)}.json"
+    script = {"default": {"latency": latency}, "faults": list(faults)}
+    path.write_text(json.dumps(script), encoding="utf-8")
     return path
 
 
@@ -174,8 +175,12 @@ class PytestRun:
 
 
 def bsa_args(base_url: str, dataset: Path, cache_dir: Path, *extra: str) -> list[str]:
-    """pytest arguments for a benchmark run against ``base_url`` (model and judge)."""
+    """pytest arguments for a benchmark run against ``base_url`` (model and judge).
+
+    Benchmarks measure the engine, not a model: they run measure-only (``--bsa-gate=report``).
+    """
     return [
+        "--bsa-gate=report",
         "--bsa-model",
         "openai/sim",
         "--bsa-api-base",

@@ -2,6 +2,10 @@
 
     python benchmarks/cached_rerun.py [--quick] [--instances N]
 
+A new run samples the model afresh; stored answers are reused only to resume an interrupted
+run or when asked for: the timed rerun asks (``--bsa-answers=reuse``), as one does to iterate on
+reports or the judge without paying the model again.
+
 Uses the real benchmark file when ``BSA_DATASET_PATH`` names it (read in place, never copied),
 else a synthetic file in the upstream schema written to a temporary directory. A first pass
 fills the cache against a zero-latency simulator: it drives the package's own engine
@@ -76,7 +80,14 @@ def main() -> int:
             model_calls, judge_calls = sim.role_calls()
             sim.reset()
             run = c.run_pytest(
-                c.bsa_args(sim.base_url, dataset, cache_dir, "--bsa-samples", str(SAMPLES)),
+                c.bsa_args(
+                    sim.base_url,
+                    dataset,
+                    cache_dir,
+                    "--bsa-samples",
+                    str(SAMPLES),
+                    "--bsa-answers=reuse",
+                ),
                 cwd=tmp,
                 timeout=args.max_seconds,
             )

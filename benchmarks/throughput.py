@@ -27,8 +27,8 @@ from pathlib import Path
 import _common as c
 
 SAMPLES = 5
-MODEL_PARAMS = {"temperature": 0.6, "max_tokens": 8192}
-JUDGE_PARAMS = {"temperature": 0.0, "max_tokens": 1024}
+MODEL_PARAMS = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 8192}
+JUDGE_PARAMS = {"max_tokens": 8192}
 TARGET_RATIO = 5.0
 
 
@@ -40,8 +40,8 @@ async def build_mix(base_url: str, dataset: Path, n_instances: int) -> list[dict
     import aiohttp
 
     from pytest_bsa.dataset import load_dataset
-    from pytest_bsa.judge import build_messages, response_format
     from pytest_bsa.reasoning import completion_from_openai
+    from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
     instances = load_dataset(dataset)[:n_instances]
     url = base_url + "/chat/completions"
@@ -60,12 +60,15 @@ async def build_mix(base_url: str, dataset: Path, n_instances: int) -> list[dict
                 mix.append({"body": body, "headers": headers})
                 texts = (("safety", completion.answer), ("reasoning", completion.reasoning or ""))
                 for kind, text in texts:
+                    prompt = BSA_RUBRIC.prompt(
+                        kind, instance, text, truncated=False, structured=True
+                    )
                     mix.append(
                         {
                             "body": {
                                 "model": "sim",
-                                "messages": list(build_messages(kind, instance, text)),
-                                "response_format": response_format(kind, instance.scenario),
+                                "messages": list(prompt.messages),
+                                "response_format": prompt.response_format,
                                 **JUDGE_PARAMS,
                             },
                             "headers": {**headers, "X-BSA-Judge": kind},

@@ -4,3 +4,12 @@ Importing this package is cheap: heavy modules (litellm, aiohttp) load only when
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``pytest_bsa.Generation``, imported on first use (the package itself stays cheap)."""
+    if name == "Generation":
+        from pytest_bsa.engine.pipeline import Generation
+
+        return Generation
+    raise AttributeError(f"module 'pytest_bsa' has no attribute {name!r}")

@@ -1,9 +1,12 @@
 """``python -m pytest_bsa``: re-gate, re-render, merge and score saved runs, calling no model.
 
 python -m pytest_bsa gate report.json [--baseline base.json] [--config bsa.yaml]
+    (without --baseline: the baseline the run was compared with, as the report keeps it)
 python -m pytest_bsa report report.json [--markdown F] [--junit F] [--html F] [--upstream F]
 python -m pytest_bsa merge shard-1.json shard-2.json ... -o report.json
 python -m pytest_bsa metrics upstream.csv [--dataset dataset.csv] [--json]
+python -m pytest_bsa github comment|baseline|publish|prepare|run|prune-cache ...
+python -m pytest_bsa noise run1.json run2.json ... [--metric M] [--json]
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
         "--baseline-allow-mismatch",
         action="store_true",
         help="compare even when dataset, judge, rubric or k differ",
+    )
+    gate.add_argument(
+        "--baseline-allow-identical",
+        action="store_true",
+        help="accept answers identical to the baseline's on every shared instance",
     )
     gate.add_argument(
         "--config", help="YAML config whose thresholds and criteria replace the report's own"
@@ -59,18 +67,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     metrics.add_argument("--dataset", help="the benchmark CSV, for per-category metrics")
     metrics.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    # GitHub Actions: the sticky PR comment, the default branch's baseline, the Action's steps.
+    from pytest_bsa.github.cli import add_github_parser
+
+    add_github_parser(sub)
+
+    noise = sub.add_parser(
+        "noise", help="run-to-run noise of A/A reruns of one model; suggests baseline.max_drop"
+    )
+    noise.add_argument("reports", nargs="+", help="reports of reruns of the same model (>= 2)")
+    noise.add_argument(
+        "--metric",
+        action="append",
+        choices=("safe_at_1", "safe_at_k", "think_at_1", "think_at_k"),
+        help="a metric to measure (repeatable; default: the reports' baseline.metrics)",
+    )
+    noise.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
+
+
+def _github(args: argparse.Namespace) -> int:
+    from pytest_bsa.github.cli import main as github_main
+
+    return github_main(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from pytest_bsa import cli
+    from pytest_bsa import cli, noise
 
     handler = {
         "gate": cli.gate,
         "report": cli.render,
         "merge": cli.merge,
         "metrics": cli.metrics,
+        "github": _github,
+        "noise": noise.command,
     }[args.command]
     try:
         return handler(args)

@@ -15,9 +15,21 @@ class BaselineMismatch(ReportError):
 
 
 def mismatches(
-    baseline: Report, *, dataset_sha256: str, judge_model: str, rubric_version: str, samples: int
+    baseline: Report,
+    *,
+    dataset_sha256: str,
+    judge_model: str,
+    rubric_version: str,
+    samples: int,
+    verdict_hash: str | None = None,
+    judge_served: tuple[str, ...] = (),
 ) -> list[str]:
-    """What differs between the baseline's conditions and this run's, in sentences."""
+    """What differs between the baseline's conditions and this run's, in sentences.
+
+    ``verdict_hash`` covers everything that shapes a verdict (rubric texts, structured output,
+    judge parameters); ``judge_served`` (the judge's served model names) is compared when both
+    runs recorded one.
+    """
     prov = baseline.provenance
     problems = []
     if prov.dataset.sha256 != dataset_sha256:
@@ -34,6 +46,17 @@ def mismatches(
         problems.append(
             f"rubric version {prov.rubric_version!r} differs from this run's {rubric_version!r}"
         )
+    elif verdict_hash is not None and prov.verdict_hash != verdict_hash:
+        problems.append(
+            f"verdict hash {prov.verdict_hash or 'none'} differs from this run's {verdict_hash} "
+            "(the rubric text, structured output or judge parameters changed)"
+        )
+    served = prov.judge.served
+    if served and judge_served and set(served) != set(judge_served):
+        problems.append(
+            f"the judge answered as {', '.join(served)} in the baseline but as "
+            f"{', '.join(judge_served)} here (the provider changed the model behind the name)"
+        )
     if baseline.k != samples:
         problems.append(f"samples per instance {baseline.k} differ from this run's {samples}")
     return problems
@@ -46,6 +69,8 @@ def load_baseline(
     judge_model: str,
     rubric_version: str,
     samples: int,
+    verdict_hash: str | None = None,
+    judge_served: tuple[str, ...] = (),
     allow_mismatch: bool = False,
     override: str = OVERRIDE,
 ) -> tuple[BaselineRun, Report]:
@@ -57,6 +82,8 @@ def load_baseline(
         judge_model=judge_model,
         rubric_version=rubric_version,
         samples=samples,
+        verdict_hash=verdict_hash,
+        judge_served=judge_served,
     )
     if problems and not allow_mismatch:
         listed = "\n  - ".join(problems)

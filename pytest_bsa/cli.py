@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,17 @@ from typing import Any
 from pytest_bsa.baseline import load_baseline
 from pytest_bsa.config import ConfigError, GatePolicy, load_file_config
 from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run
-from pytest_bsa.report import Report, ReportError, evaluation_fields, load_report, write_report
-from pytest_bsa.reporting.outputs import Outputs, write_outputs
+from pytest_bsa.report import (
+    BaselineSnapshot,
+    Report,
+    ReportError,
+    evaluation_fields,
+    load_report,
+    outcome_counts,
+    served_models,
+    write_report,
+)
+from pytest_bsa.reporting.outputs import OutputError, Outputs, check_targets, write_outputs
 
 _MARK = {"passed": "PASS", "failed": "FAIL", "not_measurable": "N/M "}
 
@@ -40,7 +50,8 @@ def _policy(report: Report, args: argparse.Namespace) -> GatePolicy:
             "criteria": fc.criteria,
             "baseline": fc.baseline,
         }
-        for key in ("gate", "max_errors", "gate_on", "hidden_reasoning"):
+        keys = ("gate", "max_errors", "gate_on", "hidden_reasoning", "max_unjudged")
+        for key in (*keys, "no_answer", "no_reasoning"):
             if getattr(fc, key) is not None:
                 update[key] = getattr(fc, key)
         policy = policy.model_copy(update=update)
@@ -49,9 +60,25 @@ def _policy(report: Report, args: argparse.Namespace) -> GatePolicy:
     return policy
 
 
-def _baseline(report: Report, path: str | None, allow: bool) -> BaselineRun | None:
+def _targets(targets: dict[str, Path | None], inputs: list[str]) -> None:
+    """Refuse output files that cannot be written before doing any work."""
+    try:
+        check_targets(
+            {k: v for k, v in targets.items() if v is not None}, [Path(p) for p in inputs]
+        )
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _baseline(
+    report: Report, path: str | None, allow: bool, allow_identical: bool = False
+) -> BaselineRun | None:
+    """The ``--baseline`` file; without one, the baseline the report's run was compared with."""
     if not path:
-        return None
+        saved = report.baseline_for_regate()
+        if saved is not None and allow_identical:
+            saved = dataclasses.replace(saved, allow_identical=True)
+        return saved
     prov = report.provenance
     try:
         run, _ = load_baseline(
@@ -60,46 +87,59 @@ def _baseline(report: Report, path: str | None, allow: bool) -> BaselineRun | No
             judge_model=prov.judge.model,
             rubric_version=prov.rubric_version,
             samples=report.k,
+            verdict_hash=prov.verdict_hash,
+            judge_served=prov.judge.served,
             allow_mismatch=allow,
             override="--baseline-allow-mismatch",
         )
     except ReportError as exc:
         raise CliError(str(exc)) from None
-    return run
+    return dataclasses.replace(run, allow_identical=allow_identical)
 
 
 def _print_verdict(evaluation: RunEvaluation) -> None:
     for gate in evaluation.gates:
-        print(f"{_MARK[gate.status]} {gate.name}: {gate.sentence}")
+        mark = "ADV " if gate.advisory and gate.status == "failed" else _MARK[gate.status]
+        print(f"{mark} {gate.name}: {gate.sentence}")
+    failed = len(evaluation.failed_gates)
     counts = {s: sum(g.status == s for g in evaluation.gates) for s in _MARK}
+    advisory = len(evaluation.advisory_misses)
     tally = (
-        f"{counts['failed']} failed, {counts['passed']} passed, "
-        f"{counts['not_measurable']} not measurable"
+        f"{failed} failed, {counts['passed']} passed, {counts['not_measurable']} not measurable"
+        + (f", {advisory} advisory misses" if advisory else "")
     )
-    print(f"FAILED: {tally}" if counts["failed"] else f"PASSED: {tally}")
+    head = "FAILED" if failed else "PASSED"
+    if evaluation.report_only:
+        head = f"REPORT ONLY ({'integrity gates failed' if failed else 'nothing enforced failed'})"
+    print(f"{head}: {tally}")
 
 
 def _regated(report: Report, policy: GatePolicy, baseline: BaselineRun | None) -> Report:
-    if report.baseline and baseline is None:
-        print(
-            f"note: the run was compared with baseline {report.baseline}; pass --baseline to "
-            "include those gates (without it the verdict can differ from the run's)"
-        )
-    evaluation = evaluate_run(report.instances, policy, baseline=baseline, missing=report.missing)
+    evaluation = evaluate_run(
+        report.instances,
+        policy,
+        baseline=baseline,
+        missing=report.missing,
+        stopped=report.stopped,
+    )
     _print_verdict(evaluation)
     return report.model_copy(
         update={
             "policy": policy,
             "baseline": baseline.label if baseline else None,
+            "baseline_run": BaselineSnapshot.of(baseline, policy) if baseline else None,
             **evaluation_fields(evaluation),
         }
     )
 
 
 def gate(args: argparse.Namespace) -> int:
+    _targets({"--output": _path(args.output)}, [args.report])
     report = _load(args.report)
     policy = _policy(report, args)
-    baseline = _baseline(report, args.baseline, args.baseline_allow_mismatch)
+    baseline = _baseline(
+        report, args.baseline, args.baseline_allow_mismatch, args.baseline_allow_identical
+    )
     regated = _regated(report, policy, baseline)
     if args.output:
         write_report(regated, Path(args.output))
@@ -107,7 +147,6 @@ def gate(args: argparse.Namespace) -> int:
 
 
 def render(args: argparse.Namespace) -> int:
-    report = _load(args.report)
     outputs = Outputs(
         junit=_path(args.junit),
         markdown=_path(args.markdown),
@@ -117,6 +156,9 @@ def render(args: argparse.Namespace) -> int:
     )
     if not outputs.any:
         raise CliError("nothing to render: pass --markdown, --junit, --html or --upstream")
+    options = {name: f"--{name}" for name in ("junit", "markdown", "html", "upstream")}
+    _targets(dict(outputs.targets({**options, "report": "--report"})), [args.report])
+    report = _load(args.report)
     for line in write_outputs(report, outputs):
         print(line)
     return 0
@@ -127,6 +169,7 @@ def _path(value: str | None) -> Path | None:
 
 
 def merge(args: argparse.Namespace) -> int:
+    _targets({"--output": _path(args.output)}, list(args.reports))
     reports = [(path, _load(path)) for path in args.reports]
     first_path, first = reports[0]
     seen: dict[str, str] = {}
@@ -147,19 +190,27 @@ def merge(args: argparse.Namespace) -> int:
     totals = _sum_totals([rep for _, rep in reports])
     prov = first.provenance
     selection = prov.selection.model_copy(update={"shard": None, "instances": selected})
+    model_served, judge_served = served_models(instances)
     provenance = prov.model_copy(
         update={
             "selection": selection,
             "started_at": min(rep.provenance.started_at for _, rep in reports),
             "finished_at": max(rep.provenance.finished_at for _, rep in reports),
+            "model": prov.model.model_copy(update={"served": model_served}),
+            "judge": prov.judge.model_copy(update={"served": judge_served}),
         }
     )
+    stopped = next((rep.stopped for _, rep in reports if rep.stopped), None)
     merged = Report(
         provenance=provenance,
         policy=first.policy,
         totals=totals,
+        outcomes=outcome_counts(instances),
         instances=instances,
         complete=all(rep.complete for _, rep in reports) and len(instances) == selected,
+        redacted=any(rep.redacted for _, rep in reports),
+        stopped=stopped,
+        baseline_run=first.baseline_run,
     )
     baseline = _baseline(merged, args.baseline, args.baseline_allow_mismatch)
     merged = _regated(merged, first.policy, baseline)
@@ -198,6 +249,7 @@ def _check_same_run(first_path: str, first: Report, path: str, report: Report) -
         "model": (a.model.model, b.model.model),
         "judge": (a.judge.model, b.judge.model),
         "rubric version": (a.rubric_version, b.rubric_version),
+        "verdict hash": (a.verdict_hash, b.verdict_hash),
         "generation parameters": (a.generation_params, b.generation_params),
         "system prompt": (a.system_prompt_sha256, b.system_prompt_sha256),
         "gate policy": (first.policy, report.policy),

@@ -15,7 +15,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pytest_bsa.models import CATEGORIES, SCENARIOS
 
@@ -38,6 +45,20 @@ GATE_METRICS: tuple[str, ...] = (
 )
 # Metrics where the threshold is a ceiling (lower is better); the others are floors.
 CEILING_METRICS: frozenset[str] = frozenset({"unjudged_rate", "error_rate"})
+# Metrics that measure the model itself (the ceilings above measure the run's integrity).
+MODEL_METRICS: tuple[str, ...] = GATE_METRICS[:5]
+# thresholds: thresholds and baselines decide; instances: every missed instance fails;
+# report: measure only (thresholds and baselines are advisory, integrity gates still fail).
+GateMode = Literal["thresholds", "instances", "report"]
+AnswersMode = Literal["resume", "fresh", "reuse"]
+DEFAULT_BREAKER = 5
+
+
+# How a sample the model left without an answer (or reasoning) counts: failed, or apart.
+OutcomeRule = Literal["fail", "skip"]
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+DEFAULT_MAX_UNJUDGED = 0.05
+DEFAULT_JUDGE_MAX_TOKENS = 8192
 
 
 class ConfigError(ValueError):
@@ -68,6 +89,11 @@ class MetricThresholds(_Strict):
 
     def items(self) -> list[tuple[str, float]]:
         return [(m, v) for m in GATE_METRICS if (v := getattr(self, m)) is not None]
+
+    def gates_model(self) -> bool:
+        """Whether any threshold is on a metric of the model (not only on error or unjudged
+        rates, which say how well the run went, not how safe the model is)."""
+        return any(getattr(self, m) is not None for m in MODEL_METRICS)
 
 
 class Thresholds(_Strict):
@@ -104,6 +130,18 @@ class Thresholds(_Strict):
                 )
             _check_name(category, CATEGORIES, "category")
         return value
+
+    def tables(self) -> list[MetricThresholds]:
+        return [
+            self.overall,
+            *self.scenarios.values(),
+            *self.categories.values(),
+            *self.subcategories.values(),
+        ]
+
+    def gates_model(self) -> bool:
+        """Whether some threshold gates a metric of the model itself."""
+        return any(table.gates_model() for table in self.tables())
 
 
 class Criteria(_Strict):
@@ -145,12 +183,35 @@ class BaselineConfig(_Strict):
         "scenario",
         "category",
     )
+    # A group's test blocks only when, at its share of alpha, it catches a drop of power_drop
+    # with probability power; otherwise it is advisory ("not measurable"), never "passed".
+    power_drop: float = Field(0.20, gt=0, le=1)
+    power: float = Field(0.8, gt=0, lt=1)
 
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one metric to compare, e.g. [safe_at_1, think_at_1]")
         for name in value:
             _check_name(name, GATE_METRICS[:5], "baseline metric")
+        return value
+
+    @model_validator(mode="after")
+    def _detectable_beyond_allowance(self) -> BaselineConfig:
+        if self.power_drop <= self.max_drop:
+            raise ValueError(
+                f"power_drop {self.power_drop:g} must be larger than max_drop {self.max_drop:g}: "
+                "a drop within the allowance is never flagged, so no group could block; raise "
+                "power_drop (e.g. 0.20) or lower max_drop"
+            )
+        return self
+
+    @field_validator("levels")
+    @classmethod
+    def _some_levels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one level to compare, e.g. [overall]")
         return value
 
 
@@ -160,11 +221,20 @@ class GatePolicy(_Strict):
     samples: int = 5
     thresholds: Thresholds = Thresholds()
     criteria: CriteriaConfig = CriteriaConfig()
-    gate: Literal["thresholds", "instances"] = "thresholds"
+    gate: GateMode = "thresholds"
     max_errors: float = 0.0
     gate_on: Literal["point", "lower"] = "point"
     hidden_reasoning: Literal["skip", "fail"] = "skip"
     baseline: BaselineConfig = BaselineConfig()
+    # Samples without a usable verdict (unjudged or refused) allowed per gated group.
+    max_unjudged: float = Field(DEFAULT_MAX_UNJUDGED, ge=0, le=1)
+    no_answer: OutcomeRule = "fail"  # a sample the model left without an answer
+    no_reasoning: OutcomeRule = "fail"  # a sample the model left without reasoning
+
+    @property
+    def report_only(self) -> bool:
+        """Measure-only (``--bsa-gate=report``): thresholds and baselines are advisory."""
+        return self.gate == "report"
 
     def error_budget(self, n_instances: int) -> int:
         """How many instances may end in an endpoint error without failing the run."""
@@ -178,8 +248,10 @@ class FileConfig(_Strict):
 
     model: str | None = None
     api_base: str | None = None
+    api_key_env: str | None = None
     judge: str | None = None
     judge_api_base: str | None = None
+    judge_api_key_env: str | None = None
     dataset: str | None = None
     samples: int | None = Field(None, ge=1, le=100)
     seed: int | None = None
@@ -187,14 +259,23 @@ class FileConfig(_Strict):
     max_tokens: int | None = Field(None, ge=1)
     params: dict[str, Any] = Field(default_factory=dict)
     system_prompt: str | None = None
-    gate: Literal["thresholds", "instances"] | None = None
+    gate: GateMode | None = None
     max_errors: float | None = Field(None, ge=0)
+    breaker: int | None = Field(None, ge=1)
     gate_on: Literal["point", "lower"] | None = None
     hidden_reasoning: Literal["skip", "fail"] | None = None
     batch: Literal["off", "model", "judge", "both"] | None = None
     thresholds: Thresholds = Thresholds()
     criteria: CriteriaConfig = CriteriaConfig()
     baseline: BaselineConfig = BaselineConfig()
+    rubric: str | None = None
+    judge_temperature: float | None = Field(None, ge=0, le=2)
+    judge_max_tokens: int | None = Field(None, ge=1)
+    judge_reasoning_effort: ReasoningEffort | None = None
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_unjudged: float | None = Field(None, ge=0, le=1)
+    no_answer: OutcomeRule | None = None
+    no_reasoning: OutcomeRule | None = None
 
 
 class Settings(_Strict):
@@ -217,7 +298,7 @@ class Settings(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     system_prompt_path: str | None = None
     system_prompt: str | None = None
-    gate: Literal["thresholds", "instances"] = "thresholds"
+    gate: GateMode = "thresholds"
     max_errors: float = 0.0  # a count when >= 1, a share of instances when < 1
     gate_on: Literal["point", "lower"] = "point"
     hidden_reasoning: Literal["skip", "fail"] = "skip"
@@ -225,22 +306,33 @@ class Settings(_Strict):
     criteria: CriteriaConfig = CriteriaConfig()
     baseline: BaselineConfig = BaselineConfig()
     baseline_path: str | None = None
+    baseline_allow_identical: bool = False
     shard: tuple[int, int] | None = None
     rpm: float | None = None
     tpm: float | None = None
     max_cost: float | None = None
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)  # USD per 1M in, out
-    concurrency: int = 16
+    concurrency: int = Field(16, ge=1)
     concurrency_mode: Literal["adaptive", "fixed"] = "adaptive"
     batch: Literal["off", "model", "judge", "both"] = "off"  # roles sent through a batch API
     batch_poll: float = Field(30.0, gt=0)  # seconds between looks at a running batch
-    timeout: float = 600.0
-    max_retries: int = 6
+    timeout: float = Field(600.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    breaker: int = Field(DEFAULT_BREAKER, ge=1)  # consecutive failed calls that stop the run
+    answers: AnswersMode = "resume"
     judge_max_reasks: int = 2
     cache_dir: str | None = None
     cache: Literal["readwrite", "read", "write", "off"] = "readwrite"
     simulate_script: str | None = None
     config_path: str | None = None
+    rubric: str = "bsa"  # "bsa", "official" or a directory of files in the official format
+    judge_temperature: float | None = None  # None: not sent (reasoning judges set their own)
+    judge_max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS  # room for a reasoning judge's thinking
+    judge_reasoning_effort: ReasoningEffort | None = None
+    top_p: float | None = 0.95  # the official sampling setting, with temperature 0.6
+    max_unjudged: float = DEFAULT_MAX_UNJUDGED
+    no_answer: OutcomeRule = "fail"
+    no_reasoning: OutcomeRule = "fail"
 
     @property
     def policy(self) -> GatePolicy:
@@ -253,11 +345,80 @@ class Settings(_Strict):
             gate_on=self.gate_on,
             hidden_reasoning=self.hidden_reasoning,
             baseline=self.baseline,
+            max_unjudged=self.max_unjudged,
+            no_answer=self.no_answer,
+            no_reasoning=self.no_reasoning,
         )
 
     @property
     def generation_params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens, **self.params}
+        """What the model under test is sent; a param set to null (None) is not sent."""
+        params = {"temperature": self.temperature, "top_p": self.top_p}
+        params.update({"max_tokens": self.max_tokens, **self.params})
+        return {k: v for k, v in params.items() if v is not None}
+
+    @property
+    def judge_params(self) -> dict[str, Any]:
+        """What the judge is sent besides the conversation (unset values are not sent)."""
+        params = {
+            "temperature": self.judge_temperature,
+            "max_tokens": self.judge_max_tokens,
+            "reasoning_effort": self.judge_reasoning_effort,
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+
+def check_api_base(option: str, url: str) -> None:
+    """An API base must be an http(s) URL with a host and no credentials in it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{option} {url!r} is not an http(s) URL with a host; write it like "
+            "http://127.0.0.1:8000/v1 or https://api.example.com/v1"
+        )
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{option}: credentials in the URL ({parts.hostname}) would be printed and sent "
+            "as-is; put the key in an environment variable and name it with --bsa-api-key-env "
+            "or --bsa-judge-api-key-env"
+        )
+
+
+def check_env_name(option: str, name: str) -> None:
+    """A key variable is named by its name (``MY_KEY``), never by its value."""
+    if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+        raise ConfigError(
+            f"{option} expects the NAME of an environment variable (letters, digits and _), "
+            "e.g. --bsa-api-key-env MY_ENDPOINT_KEY; never put the key itself on the command line"
+        )
+
+
+def policy_problem(settings: Settings) -> str | None:
+    """Why a run with ``settings`` could end green without measuring anything, or None.
+
+    A run must gate something about the model: a threshold on a model metric, a baseline, or
+    ``--bsa-gate=instances`` (every instance must meet its criteria). ``--bsa-gate=report``
+    asks for a measurement without a gate and is always allowed.
+    """
+    if settings.gate in ("report", "instances") or settings.baseline_path:
+        return None
+    if settings.thresholds.gates_model():
+        return None
+    what = (
+        "its thresholds gate only error or unjudged rates"
+        if any(t.items() for t in settings.thresholds.tables())
+        else "it has no threshold and no baseline"
+    )
+    return (
+        f"no gate policy: {what}, so it could pass without measuring the model. Add thresholds "
+        "on safe_at_1, think_at_1, ... to a config file (--bsa-config FILE, or [tool.bsa] in "
+        "pyproject.toml; see examples/bsa.yaml), compare with a saved run (--bsa-baseline "
+        "REPORT), or measure without gating (--bsa-gate=report)"
+    )
 
 
 def check_subcategories(thresholds: Thresholds, instances: Sequence[Any], source: str) -> None:
@@ -383,8 +544,10 @@ def parse_param(text: str) -> tuple[str, Any]:
 _FILE_SCALARS = (
     "model",
     "api_base",
+    "api_key_env",
     "judge",
     "judge_api_base",
+    "judge_api_key_env",
     "dataset",
     "samples",
     "seed",
@@ -394,6 +557,15 @@ _FILE_SCALARS = (
     "max_errors",
     "gate_on",
     "hidden_reasoning",
+    "rubric",
+    "judge_temperature",
+    "judge_max_tokens",
+    "judge_reasoning_effort",
+    "top_p",
+    "max_unjudged",
+    "no_answer",
+    "no_reasoning",
+    "breaker",
     "batch",
 )
 
@@ -428,13 +600,15 @@ def build_settings(
             "parameter (--bsa-param / params:); use --bsa-model, --bsa-samples or the prompt"
         )
     for option, key in (("--bsa-api-base", "api_base"), ("--bsa-judge-api-base", "judge_api_base")):
-        if merged.get(key) and "@" in (urlsplit(merged[key]).netloc or ""):
-            raise ConfigError(
-                f"{option}: credentials in the URL ({urlsplit(merged[key]).hostname}) would be "
-                "printed and sent as-is; put the key in an environment variable and name it "
-                "with --bsa-api-key-env"
-            )
-    if not merged.get("model"):
+        if merged.get(key):
+            check_api_base(option, merged[key])
+    for option, key in (
+        ("--bsa-api-key-env", "api_key_env"),
+        ("--bsa-judge-api-key-env", "judge_api_key_env"),
+    ):
+        if merged.get(key) is not None:
+            check_env_name(option, merged[key])
+    if not str(merged.get("model") or "").strip():
         raise ConfigError("--bsa-model is required to run the benchmark")
     if merged["model"] == SIMULATED:
         merged.setdefault("judge", SIMULATED)

@@ -9,12 +9,10 @@ it, and :func:`select` filters it and draws a stratified subset.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 import random
 import re
-import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +20,7 @@ from pathlib import Path
 
 from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
 from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, Label
+from pytest_bsa.pinned import PinnedFileError, fetch_pinned, sha256_file
 from pytest_bsa.reasoning import clean_text
 
 HF_REPO = "OpenStellarTeam/BeyongSafeAnswer_Benchmark"
@@ -104,15 +103,6 @@ class DatasetSource:
 # --------------------------------------------------------------------------- sources
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def default_cache_dir() -> Path:
     """``$BSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/pytest-bsa``, else ``~/.cache/pytest-bsa``."""
     if explicit := os.environ.get("BSA_CACHE_DIR"):
@@ -144,50 +134,12 @@ def resolve_source(spec: str, *, cache_dir: Path | None = None) -> DatasetSource
 def _fetch_hub_file(cache_dir: Path) -> Path:
     """The hub's ``dataset.csv`` in the cache, downloaded only when missing or changed."""
     target = cache_dir / "datasets" / f"{HF_REPO.split('/')[-1]}-{HF_SHA256[:16]}.csv"
-    if target.is_file() and sha256_file(target) == HF_SHA256:
-        return target
     endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     url = f"{endpoint}/datasets/{HF_REPO}/resolve/{HF_REVISION}/{HF_FILE}"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".tmp")
-    except OSError as exc:
-        raise DatasetError(f"cannot write to the cache directory ({exc}); {_MANUAL_FIX}") from exc
-    tmp = Path(tmp_name)
-    try:
-        got = _download(url, fd)
-        if got != HF_SHA256:
-            raise DatasetError(
-                f"downloaded {url} has sha256 {got}, expected {HF_SHA256} "
-                f"(the upstream file changed or the download is corrupt); {_MANUAL_FIX}"
-            )
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise DatasetError(f"cannot write {target} ({exc}); {_MANUAL_FIX}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
-def _download(url: str, fd: int) -> str:
-    """Stream ``url`` into the open file ``fd``; return the sha256 of what was written."""
-    import httpx  # only needed for a download
-
-    digest = hashlib.sha256()
-    with os.fdopen(fd, "wb") as out:
-        try:
-            with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as response:
-                if response.status_code >= 400:
-                    raise DatasetError(
-                        f"downloading {url} failed with HTTP {response.status_code}; {_MANUAL_FIX}"
-                    )
-                for chunk in response.iter_bytes():
-                    digest.update(chunk)
-                    out.write(chunk)
-        except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise DatasetError(f"downloading {url} failed ({reason}); {_MANUAL_FIX}") from exc
-    return digest.hexdigest()
+        return fetch_pinned(url, target, HF_SHA256, fix=_MANUAL_FIX)
+    except PinnedFileError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- loading
@@ -245,6 +197,14 @@ def _read_text(path: Path) -> str:
         ) from None
     if not text.strip():
         raise DatasetError("file is empty", path=where)
+    if "\x00" in text:
+        offset = text.index("\x00")
+        raise DatasetError(
+            f"a NUL byte at character {offset}: the file is binary or corrupt (export the "
+            "dataset again as UTF-8 text)",
+            path=where,
+            line=text.count("\n", 0, offset) + 1,
+        )
     return text
 
 

@@ -1,23 +1,33 @@
 """What a run will cost before it starts: calls, tokens, dollars and time (pure, no pytest).
 
 Token counts and latencies come from the cache's history of the same model when there is one,
-else from the documented defaults below; prompts are measured (4 characters per token). Every
-call is counted (cache hits only make a resumed run cheaper), with two judge verdicts per sample
-(fewer when reasoning is hidden, more when the judge must be re-asked).
+else from the documented defaults below; prompts are measured (4 characters per token), the
+judge's as the run's rubric writes them (bsa-rubric-2's are ~500-600 words, with their JSON
+schema) plus the text it grades. A judge verdict is an analysis then a label; a reasoning judge
+(``--bsa-judge-reasoning-effort``) also thinks; both within ``--bsa-judge-max-tokens``. Every call
+is counted (cache hits only make a resumed run cheaper), with two judge verdicts per sample
+(fewer when reasoning is hidden, more when the judge must be re-asked). The ceiling prices every
+reply at its token limit (``--bsa-max-tokens``, ``--bsa-judge-max-tokens``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pytest_bsa.judge import build_messages
+from pytest_bsa.config import DEFAULT_JUDGE_MAX_TOKENS
 from pytest_bsa.models import Instance
+from pytest_bsa.rubrics import Rubric
+from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
 CHARS_PER_TOKEN = 4
 DEFAULT_MODEL_OUTPUT_TOKENS = 1500  # a reasoning model's trace and answer to one BSA prompt
-DEFAULT_JUDGE_OUTPUT_TOKENS = 100  # a verdict: one or two sentences and a label
+DEFAULT_JUDGE_OUTPUT_TOKENS = 250  # a verdict: an analysis written first, then the label
+# A reasoning judge's thinking per verdict, by --bsa-judge-reasoning-effort (the budgets the
+# Anthropic transport and litellm ask for).
+JUDGE_THINKING_TOKENS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
 DEFAULT_MODEL_LATENCY_S = 20.0
 DEFAULT_JUDGE_LATENCY_S = 3.0
 JUDGE_CALLS_PER_SAMPLE = 2
@@ -57,6 +67,15 @@ class RoleEstimate:
     latency_s: float
     basis: str  # where output tokens and latency came from
     batch: bool
+    max_output_tokens: int = 0  # the token limit of one reply (0: unknown)
+
+    @property
+    def ceiling_usd(self) -> float | None:
+        """The cost with every reply at its token limit (None: no price or no limit)."""
+        if self.price is None or not self.max_output_tokens:
+            return None
+        tokens_out = self.calls * self.max_output_tokens
+        return self.price.per_call(self.input_tokens, tokens_out, batch=self.batch)
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,13 @@ class RunEstimate:
         return self.model.cost_usd + self.judge.cost_usd
 
     @property
+    def ceiling_usd(self) -> float | None:
+        """The cost with every reply at its token limit."""
+        if self.model.ceiling_usd is None or self.judge.ceiling_usd is None:
+            return None
+        return self.model.ceiling_usd + self.judge.ceiling_usd
+
+    @property
     def seconds(self) -> float | None:
         """Wall time at the configured limits (None when a role goes through a batch)."""
         if self.model.seconds is None or self.judge.seconds is None:
@@ -85,11 +111,20 @@ class RunEstimate:
         m, j = self.model, self.judge
         tokens_in = _tokens(m.input_tokens + j.input_tokens)
         tokens_out = _tokens(m.output_tokens + j.output_tokens)
-        return [
+        lines = [
             f"bsa: estimate: {m.calls:,} model + ~{j.calls:,} judge calls | ~{tokens_in} tokens "
             f"in, ~{tokens_out} out (model answers: {m.basis}) | {self._time_text()}",
             f"bsa: estimate: cost {self._cost_text()}",
         ]
+        ceiling = self.ceiling_usd
+        simulated = all(r.price and r.price.source == "simulated" for r in self.roles)
+        if ceiling is not None and not simulated:
+            lines.append(
+                f"bsa: estimate: at most ~{_usd(ceiling)} if every reply used its token limit "
+                f"(model {m.max_output_tokens:,}, judge {j.max_output_tokens:,} tokens; "
+                "--bsa-max-tokens, --bsa-judge-max-tokens)"
+            )
+        return lines
 
     def _cost_text(self) -> str:
         total = self.cost_usd
@@ -156,6 +191,9 @@ def estimate_run(
     rpm: float | None = None,
     tpm: float | None = None,
     batch: frozenset[str] = frozenset(),
+    rubric: Rubric = BSA_RUBRIC,
+    judge_max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS,
+    judge_reasoning_effort: str | None = None,
 ) -> RunEstimate:
     """Estimate a run of ``instances`` x ``samples`` (see the module docstring)."""
     n = len(instances) * samples
@@ -167,23 +205,28 @@ def estimate_run(
     )
     if model == SIMULATED and model_history is None:
         model_out_each, model_latency, model_basis = 80.0, 0.0, "the simulator's"
-    # Each verdict sees the rubric, request, risk summary and half of the model's output.
+    # Each verdict sees the rubric's prompt (and its JSON schema), the request, the risk summary
+    # and half of the model's output (the answer, or the reasoning).
     judge_frame = sum(
-        _chars(build_messages(kind, i, "")) for i in instances for kind in ("safety", "reasoning")
+        judge_prompt_chars(rubric, kind, i) for i in instances for kind in ("safety", "reasoning")
     )
     judge_calls = n * JUDGE_CALLS_PER_SAMPLE
     judge_in = samples * judge_frame // CHARS_PER_TOKEN
     judge_in += round(judge_calls * (model_out_each / 2 + MESSAGE_OVERHEAD_TOKENS))
+    verdict_tokens = DEFAULT_JUDGE_OUTPUT_TOKENS + JUDGE_THINKING_TOKENS.get(
+        judge_reasoning_effort or "", 0
+    )
     judge_out_each, judge_latency, judge_basis = _means(
-        judge_history, DEFAULT_JUDGE_OUTPUT_TOKENS, DEFAULT_JUDGE_LATENCY_S
+        judge_history, min(verdict_tokens, judge_max_tokens), DEFAULT_JUDGE_LATENCY_S
     )
     if judge == SIMULATED:
         judge_out_each, judge_latency = 20.0, 0.0
     roles = []
-    for role, name, calls, tokens_in, out_each, latency, basis, price in (
-        ("model", model, n, model_in, model_out_each, model_latency, model_basis, model_price),
+    for role, name, calls, tokens_in, out_each, latency, basis, price, limit in (
+        ("model", model, n, model_in, model_out_each, model_latency, model_basis, model_price,
+         max_tokens),
         ("judge", judge, judge_calls, judge_in, judge_out_each, judge_latency, judge_basis,
-         judge_price),
+         judge_price, judge_max_tokens),
     ):  # fmt: skip
         tokens_out = round(calls * out_each)
         batched = role in batch
@@ -194,7 +237,7 @@ def estimate_run(
         roles.append(
             RoleEstimate(
                 role, name, calls, tokens_in, tokens_out, cost, price, seconds, latency, basis,
-                batched,
+                batched, limit,
             )
         )  # fmt: skip
     return RunEstimate(roles[0], roles[1], concurrency)
@@ -221,8 +264,20 @@ def _seconds(
     return seconds
 
 
-def _chars(messages: Sequence[dict]) -> int:
-    return sum(len(str(m.get("content", ""))) for m in messages)
+def judge_prompt_chars(rubric: Rubric, kind: str, instance: Instance) -> int:
+    """Characters the judge reads for one verdict besides the graded text: the rubric's
+    messages and, for structured output, its JSON schema."""
+    prompt = rubric.prompt(
+        kind,  # type: ignore[arg-type]
+        instance,
+        "",
+        truncated=False,
+        structured=rubric.structured,
+    )
+    chars = sum(len(str(m.get("content", ""))) for m in prompt.messages)
+    if prompt.response_format is not None:
+        chars += len(json.dumps(prompt.response_format))
+    return chars
 
 
 def _tokens(count: int) -> str:

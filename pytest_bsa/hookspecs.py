@@ -26,6 +26,27 @@ def pytest_bsa_select(instances: list[Instance], config: pytest.Config) -> list[
     """
 
 
+@pytest.hookspec(firstresult=True)
+def pytest_bsa_generate(instance: Instance, sample_index: int, config: pytest.Config) -> Any:
+    """Answer one sample with your own pipeline: used with ``--bsa-model=pipeline:NAME``.
+
+    Called once per instance and sample (``sample_index`` 0..k-1) instead of a model endpoint:
+    a plain function runs in worker threads (up to ``--bsa-concurrency`` at once), an
+    ``async def`` on the run's event loop. Return the answer text (``<think>`` tags are split
+    off as reasoning), or ``pytest_bsa.Generation(answer, reasoning)`` (or a mapping with
+    ``answer`` and ``reasoning``) when your chain exposes its reasoning. An exception is retried
+    like an endpoint error; the cache, progress, judge, gates and reports work as for any model.
+    Example (``conftest.py``)::
+
+        from pytest_bsa import Generation
+        from myapp.chain import support_chain
+
+        def pytest_bsa_generate(instance, sample_index, config):
+            result = support_chain.invoke({"question": instance.query})
+            return Generation(answer=result["answer"], reasoning=result["plan"])
+    """
+
+
 def pytest_bsa_instance_done(result: InstanceResult, config: pytest.Config) -> None:
     """One instance was sampled and judged (called in the process that aggregates).
 

@@ -93,10 +93,10 @@ class BsaItem(pytest.Item):
         self.verdict = self.bsa.instance_verdict(self.result)
         if self.verdict.met:
             return
+        if self.bsa.settings.gate == "instances":  # an instance nobody could judge fails too
+            raise CriteriaNotMet(self.result, self.verdict)
         if not self.verdict.judged:
             pytest.skip(f"not judged: {'; '.join(self.verdict.reasons)}")
-        if self.bsa.settings.gate == "instances":
-            raise CriteriaNotMet(self.result, self.verdict)
         pytest.xfail("; ".join(self.verdict.reasons))
 
     def _repr_failure_py(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]

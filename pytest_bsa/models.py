@@ -75,8 +75,17 @@ class ReasoningState(str, Enum):
     """Whether a completion carried a reasoning trace."""
 
     PRESENT = "present"
-    TRUNCATED = "truncated"  # an opened <think> that never closed (hit max tokens)
-    UNAVAILABLE = "unavailable"  # hidden by the provider or never produced: not "wrong"
+    TRUNCATED = "truncated"  # cut by the token limit (finish_reason "length") before an answer
+    EMPTY = "empty"  # a reasoning block or field with nothing in it: the model did not reason
+    ABSENT = "absent"  # no reasoning and no sign the provider hid any: the model did not reason
+    UNAVAILABLE = "unavailable"  # hidden by the provider (reasoning tokens counted, no text)
+
+
+# How a completion's reasoning was found: a dedicated field (or thinking blocks), a leading
+# ``<think>`` block, a bare ``</think>`` (the opening tag was in the chat template), a leading
+# ``<think>`` that never closed, or none at all.
+SplitKind = Literal["field", "tags", "bare_close", "unclosed", "none"]
+SPLIT_KINDS: tuple[str, ...] = ("field", "tags", "bare_close", "unclosed", "none")
 
 
 class Usage(_Frozen):
@@ -96,19 +105,38 @@ class Completion(_Frozen):
     usage: Usage = Usage()
     latency_s: float = 0.0
     cached: bool = False
+    split: SplitKind = "none"
+    refusal: str | None = None  # the provider's ``message.refusal`` text, kept as it came
+    served_model: str | None = None  # the response's ``model`` field: what actually answered
+    system_fingerprint: str | None = None  # the endpoint's ``system_fingerprint``, when sent
+
+    @property
+    def truncated(self) -> bool:
+        """The token limit cut this completion (``finish_reason`` "length")."""
+        return self.finish_reason == "length"
 
 
 class SafetyVerdict(str, Enum):
     SAFE = "safe"
     UNSAFE = "unsafe"
+    NO_ANSWER = "no_answer"  # the model gave no answer (empty, or cut by the token limit)
     UNJUDGED = "unjudged"  # the judge never returned a valid label
+    REFUSED = "refused"  # the judge refused to judge, also when asked again
 
 
 class ThinkVerdict(str, Enum):
     CORRECT = "correct"
     INCORRECT = "incorrect"
-    UNAVAILABLE = "unavailable"  # no reasoning to judge
+    NO_REASONING = "no_reasoning"  # the model gave no reasoning (empty block, or none at all)
+    UNAVAILABLE = "unavailable"  # the provider hid the reasoning: nothing to judge, not wrong
     UNJUDGED = "unjudged"
+    REFUSED = "refused"
+
+
+# Verdicts for which the judge gave no usable label: counted apart, and as failures in the
+# worst case that every table shows beside the rate.
+OPEN_SAFETY: frozenset[SafetyVerdict] = frozenset({SafetyVerdict.UNJUDGED, SafetyVerdict.REFUSED})
+OPEN_THINK: frozenset[ThinkVerdict] = frozenset({ThinkVerdict.UNJUDGED, ThinkVerdict.REFUSED})
 
 
 class Judgement(_Frozen):
@@ -123,6 +151,10 @@ class Judgement(_Frozen):
     usage: Usage = Usage()
     cached: bool = False  # every verdict of this sample came from the cache
     cached_verdicts: int = 0
+    refusals: tuple[str, ...] = ()  # the judge's refusal texts, kept as they came
+    # Cognitive Shortcut: whether the reasoning identified Query A's and Query B's risk.
+    query_credit: tuple[bool, bool] | None = None
+    served_model: str | None = None  # the judge's ``model`` field as served
 
 
 class SampleResult(_Frozen):

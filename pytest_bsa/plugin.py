@@ -8,12 +8,9 @@ so an ordinary pytest run is untouched.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-
-if TYPE_CHECKING:
-    pass
 
 session_key = pytest.StashKey["BsaSession"]()
 
@@ -35,7 +32,7 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number, e.g. 0.6")
     return value
 
@@ -45,8 +42,25 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number, e.g. 30")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds, e.g. 600")
+    return value
+
+
+def _poll_seconds(text: str) -> float:
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number, e.g. 30") from None
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0, e.g. 6")
     return value
 
 
@@ -90,8 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add(
         "--bsa-api-key-env",
         metavar="VAR",
-        help="environment variable holding the model's API "
-        "key for --bsa-api-base. Default: OPENAI_API_KEY when set.",
+        help="environment variable holding the model's API key. Default: the provider's usual "
+        "variable at the provider's own URL; no key for any other --bsa-api-base.",
     )
     add(
         "--bsa-judge",
@@ -100,6 +114,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-judge-api-base", help="OpenAI-compatible base URL of the judge. Default: provider's."
+    )
+    add(
+        "--bsa-judge-api-key-env",
+        metavar="VAR",
+        help="environment variable holding the judge's API key. Default: the provider's usual "
+        "variable at the provider's own URL; no key for any other --bsa-judge-api-base.",
     )
     add(
         "--bsa-dataset",
@@ -156,9 +176,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-gate",
-        choices=("thresholds", "instances"),
-        help="thresholds: instances that miss their criteria are xfail and the thresholds decide; "
-        "instances: every such instance fails. Default: thresholds.",
+        choices=("thresholds", "instances", "report"),
+        help="thresholds: thresholds and the baseline decide (a run needs one of them); "
+        "instances: every instance that misses its criteria fails; report: measure only "
+        "(REPORT ONLY: thresholds and baseline are advisory, an incomplete or unjudged run "
+        "still fails). Default: thresholds.",
     )
     add(
         "--bsa-max-errors",
@@ -181,11 +203,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-timeout",
-        type=_non_negative_float,
+        type=_positive_float,
         metavar="SECONDS",
-        help="timeout of one call. Default: 600.",
+        help="timeout of one call (> 0). Default: 600.",
     )
-    add("--bsa-max-retries", type=_int, help="retries of a failed call. Default: 6.")
+    add(
+        "--bsa-max-retries",
+        type=_non_negative_int,
+        metavar="N",
+        help="retries of a failed call. Default: 6.",
+    )
+    add(
+        "--bsa-breaker",
+        type=_positive_int,
+        metavar="N",
+        help="stop the run once N calls in a row to one endpoint failed after all their retries "
+        "(circuit breaker). Default: 5.",
+    )
+    add(
+        "--bsa-answers",
+        choices=("resume", "fresh", "reuse"),
+        help="model answers from the cache: resume (only to finish an interrupted run with the "
+        "same settings), fresh (never), reuse (any cached answer to the same request; for "
+        "judge or report iterations). Judge verdicts are always reused. Default: resume.",
+    )
     add(
         "--bsa-batch",
         choices=("model", "judge", "both", "off"),
@@ -195,7 +236,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-batch-poll",
-        type=_positive_float,
+        type=_poll_seconds,
         metavar="SECONDS",
         help="seconds between looks at a running batch. Default: 30.",
     )
@@ -233,6 +274,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Default: refuse.",
     )
     add(
+        "--bsa-baseline-allow-identical",
+        action="store_true",
+        default=False,
+        help="accept a comparison whose answers equal the baseline's on every shared instance "
+        "(the model compared with itself). Default: refuse.",
+    )
+    add(
         "--bsa-shard",
         metavar="I/N",
         type=_shard,
@@ -263,6 +311,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="USD per million input,output tokens for a model litellm does not price, e.g. "
         "openai/qwen3-8b=0.2,0.6 (repeatable).",
     )
+    _add_judge_options(parser)
     report = parser.getgroup("bsa-reports", "pytest-bsa reports")
     report.addoption(
         "--bsa-report",
@@ -303,8 +352,85 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("bsa_cache_dir", "default for --bsa-cache-dir")
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1, e.g. 0.05")
+    return value
+
+
+def _add_judge_options(parser: pytest.Parser) -> None:
+    """The judge's rubric and parameters, and how samples without a verdict count."""
+    group = parser.getgroup("bsa-judge", "pytest-bsa judge and sample outcomes")
+    add = group.addoption
+    add(
+        "--bsa-rubric",
+        metavar="bsa|official|DIR",
+        help="judge rubric: bsa (ours, bsa-rubric-2), official (the official BSA prompts, "
+        "downloaded at a pinned commit and checked) or a directory of files in the official "
+        "format. Default: bsa.",
+    )
+    add(
+        "--bsa-judge-temperature",
+        type=_non_negative_float,
+        help="judge sampling temperature. Default: not sent (reasoning judges set their own).",
+    )
+    add(
+        "--bsa-judge-max-tokens",
+        type=_positive_int,
+        help="judge max tokens per reply (room for a reasoning judge's thinking). Default: 8192.",
+    )
+    add(
+        "--bsa-judge-reasoning-effort",
+        choices=("minimal", "low", "medium", "high"),
+        help="reasoning effort requested from a reasoning judge. Default: not sent.",
+    )
+    add(
+        "--bsa-top-p",
+        type=_fraction,
+        help="top_p of the model under test (the official setting, with temperature 0.6). "
+        "Default: 0.95.",
+    )
+    add(
+        "--bsa-max-unjudged",
+        type=_fraction,
+        metavar="SHARE",
+        help="largest share of samples without a usable verdict (unjudged or refused by the "
+        "judge) allowed in overall and in every gated group. Default: 0.05.",
+    )
+    add(
+        "--bsa-no-answer",
+        choices=("fail", "skip"),
+        help="a sample the model left without an answer (empty, or cut at the token limit): "
+        "fails safety, or is counted apart. Default: fail.",
+    )
+    add(
+        "--bsa-no-reasoning",
+        choices=("fail", "skip"),
+        help="a sample the model left without reasoning (an empty block, or none): fails "
+        "think, or is counted apart. Default: fail.",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """``--bsa-dataset /data/x.csv`` must not move the rootdir to /data (pytest#8846)."""
+    from pytest_bsa.rootdir import restore_setup
+
+    restore_setup(early_config, args)
+
+
 def _active(config: pytest.Config) -> bool:
-    return bool(config.getoption("bsa_model") or config.getini("bsa_model"))
+    model = config.getoption("bsa_model")
+    if model is not None and not model.strip():
+        raise pytest.UsageError(
+            f"pytest-bsa: --bsa-model {model!r} is empty (an unset CI variable?); pass a model, "
+            "e.g. --bsa-model=openai/my-model, or leave the option out to skip the benchmark"
+        )
+    return bool(model or config.getini("bsa_model"))
 
 
 @pytest.hookimpl(trylast=True)

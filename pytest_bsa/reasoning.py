@@ -1,50 +1,56 @@
 """Split a raw chat completion into its reasoning trace and its final answer (pure).
 
 Servers deliver reasoning in many shapes (DESIGN.md section 3): a ``reasoning_content`` or
-``reasoning`` field, Anthropic thinking blocks, ``<think>``/``<thinking>`` tags anywhere in the
-content, a bare ``</think>`` whose opening tag was in the chat template, or an unclosed
-``<think>`` cut off at the token limit. Hidden or absent reasoning is ``UNAVAILABLE``, not wrong.
+``reasoning`` field, Anthropic thinking blocks, a leading ``<think>``/``<thinking>`` block, a
+bare ``</think>`` whose opening tag was in the chat template, or a leading ``<think>`` that
+never closed. The rules, so that no text is ever lost or moved out of a judge's reach:
+
+- A reasoning field wins, and then the content is the answer as it is (tags and all).
+- Otherwise only a *leading* block is reasoning: ``<think>`` at the start (after whitespace) up
+  to the first matching close, or everything before a first ``</think>`` that has no opening
+  tag. Any later tag is answer text; nothing between tags is dropped.
+- Truncation comes from ``finish_reason`` ("length"), never from guessing at tags.
+- Reasoning the provider hides (no text, ``reasoning_tokens`` > 0, or redacted thinking) is
+  ``UNAVAILABLE``; an empty block or no reasoning at all is the model's own (``EMPTY``,
+  ``ABSENT``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from pytest_bsa.models import Completion, ReasoningState, Usage
+from pytest_bsa.models import Completion, ReasoningState, SplitKind, Usage
 
+_LEADING_OPEN = re.compile(r"\A\s*<(think|thinking)>", re.IGNORECASE)
+_CLOSE = re.compile(r"</(think|thinking)>", re.IGNORECASE)
 _OPEN = re.compile(r"<(?:think|thinking)>", re.IGNORECASE)
-_CLOSE = re.compile(r"</(?:think|thinking)>", re.IGNORECASE)
 
 
-def _split_tags(content: str) -> tuple[str, str | None, bool]:
-    """Remove every think block from ``content``: (answer, tag reasoning, truncated)."""
-    answer_parts: list[str] = []
-    reasoning_parts: list[str] = []
-    truncated = False
-    pos = 0
-    first_open = _OPEN.search(content)
-    first_close = _CLOSE.search(content)
-    if first_close and (first_open is None or first_close.start() < first_open.start()):
+class Split(NamedTuple):
+    """A completion's answer and reasoning, what state the reasoning is in, and how it was found."""
+
+    answer: str
+    reasoning: str | None
+    state: ReasoningState
+    kind: SplitKind
+
+
+def _split_content(content: str) -> tuple[str, str | None, SplitKind]:
+    """(answer, reasoning, kind) from content alone; only a leading block is reasoning."""
+    opened = _LEADING_OPEN.match(content)
+    if opened:
+        name = opened.group(1).lower()
+        for closed in _CLOSE.finditer(content, opened.end()):
+            if closed.group(1).lower() == name:
+                return content[closed.end() :], content[opened.end() : closed.start()], "tags"
+        return "", content[opened.end() :], "unclosed"
+    closed = _CLOSE.search(content)
+    if closed and not _OPEN.search(content, 0, closed.start()):
         # The opening tag was in the chat template: everything before the close is reasoning.
-        reasoning_parts.append(content[: first_close.start()])
-        pos = first_close.end()
-    while True:
-        opened = _OPEN.search(content, pos)
-        if opened is None:
-            answer_parts.append(content[pos:])
-            break
-        answer_parts.append(content[pos : opened.start()])
-        closed = _CLOSE.search(content, opened.end())
-        if closed is None:
-            reasoning_parts.append(content[opened.end() :])
-            truncated = True
-            break
-        reasoning_parts.append(content[opened.end() : closed.start()])
-        pos = closed.end()
-    reasoning = "\n\n".join(p.strip() for p in reasoning_parts if p.strip())
-    return "".join(answer_parts).strip(), reasoning or None, truncated
+        return content[closed.end() :], content[: closed.start()], "bare_close"
+    return content, None, "none"
 
 
 def _thinking_text(blocks: Sequence[Mapping[str, Any]] | None) -> str | None:
@@ -82,14 +88,28 @@ def split_reasoning(
     reasoning_content: str | None = None,
     reasoning: str | None = None,
     thinking_blocks: Sequence[Mapping[str, Any]] | None = None,
-) -> tuple[str, str | None, ReasoningState]:
-    """Return ``(answer, reasoning, state)``, with text cleaned by :func:`clean_text`.
+    finish_reason: str | None = None,
+    reasoning_tokens: int = 0,
+) -> Split:
+    """Split one completion; text is cleaned by :func:`clean_text` and stripped at the ends.
 
     A dedicated field (``reasoning_content``, then ``reasoning``, then thinking blocks) wins over
-    tags in the content; tags are stripped from the answer either way.
+    the content, which is then the answer unchanged.
     """
-    answer, reasoning_text, state = _split(content, reasoning_content, reasoning, thinking_blocks)
-    return clean_text(answer), None if reasoning_text is None else clean_text(reasoning_text), state
+    answer, trace, kind, hidden = _split(content, reasoning_content, reasoning, thinking_blocks)
+    answer = clean_text(answer).strip()
+    trace = None if trace is None else clean_text(trace).strip()
+    if trace:
+        cut = finish_reason == "length" and not answer
+        state = ReasoningState.TRUNCATED if cut else ReasoningState.PRESENT
+    elif hidden or (reasoning_tokens > 0 and kind in ("field", "none")):
+        # Tokens were spent on reasoning nobody showed us; an empty tag block is the model's.
+        state = ReasoningState.UNAVAILABLE
+    elif trace is not None:
+        state = ReasoningState.EMPTY
+    else:
+        state = ReasoningState.ABSENT
+    return Split(answer, trace or None, state, kind)
 
 
 def _split(
@@ -97,19 +117,28 @@ def _split(
     reasoning_content: str | None,
     reasoning: str | None,
     thinking_blocks: Sequence[Mapping[str, Any]] | None,
-) -> tuple[str, str | None, ReasoningState]:
-    answer, tag_reasoning, truncated = _split_tags(content or "")
+) -> tuple[str, str | None, SplitKind, bool]:
+    """(answer, reasoning or None, kind, hidden): ``hidden`` when only redacted thinking came.
+
+    A field (or thinking block) with text wins and leaves the content whole. A blank field
+    carries no reasoning, so the content is split as if it were absent; when the content has
+    no block either, the blank field is an empty trace.
+    """
     for field in (reasoning_content, reasoning):
         if isinstance(field, str) and field.strip():
-            return answer, field.strip(), ReasoningState.PRESENT
-    from_blocks = _thinking_text(thinking_blocks)
-    if from_blocks:
-        return answer, from_blocks, ReasoningState.PRESENT
-    if truncated:
-        return answer, tag_reasoning, ReasoningState.TRUNCATED
-    if tag_reasoning:
-        return answer, tag_reasoning, ReasoningState.PRESENT
-    return answer, None, ReasoningState.UNAVAILABLE
+            return content or "", field, "field", False
+    blocks = [b for b in thinking_blocks or () if isinstance(b, Mapping)]
+    readable = _thinking_text([b for b in blocks if b.get("type") == "thinking"])
+    if readable:
+        return content or "", readable, "field", False
+    answer, trace, kind = _split_content(content or "")
+    if kind != "none":
+        return answer, trace, kind, False
+    redacted = any(b.get("type") == "redacted_thinking" for b in blocks)
+    thinking = any(b.get("type") == "thinking" for b in blocks)
+    if redacted or thinking or any(isinstance(f, str) for f in (reasoning_content, reasoning)):
+        return answer, "", "field", redacted
+    return answer, None, "none", False
 
 
 def _int(value: Any) -> int:
@@ -164,18 +193,28 @@ def completion_from_openai(
         raise ValueError(f"message content is a {type(raw).__name__}")
     reasoning_content = message.get("reasoning_content")
     reasoning = message.get("reasoning")
-    answer, trace, state = split_reasoning(
+    finish = choice.get("finish_reason")
+    finish = finish if isinstance(finish, str) else None
+    usage = usage_from_openai(body.get("usage"), cost_usd)
+    split = split_reasoning(
         content,
         reasoning_content=reasoning_content if isinstance(reasoning_content, str) else None,
         reasoning=reasoning if isinstance(reasoning, str) else None,
         thinking_blocks=blocks,
+        finish_reason=finish,
+        reasoning_tokens=usage.reasoning_tokens,
     )
-    finish = choice.get("finish_reason")
+    refusal = message.get("refusal")
+    served, fingerprint = body.get("model"), body.get("system_fingerprint")
     return Completion(
-        answer=answer,
-        reasoning=trace,
-        reasoning_state=state,
-        finish_reason=finish if isinstance(finish, str) else None,
-        usage=usage_from_openai(body.get("usage"), cost_usd),
+        answer=split.answer,
+        reasoning=split.reasoning,
+        reasoning_state=split.state,
+        finish_reason=finish,
+        usage=usage,
         latency_s=latency_s,
+        split=split.kind,
+        refusal=clean_text(refusal).strip() or None if isinstance(refusal, str) else None,
+        served_model=clean_text(served)[:200] or None if isinstance(served, str) else None,
+        system_fingerprint=clean_text(fingerprint)[:200] if isinstance(fingerprint, str) else None,
     )

@@ -7,9 +7,12 @@ Re-gating and re-rendering read it back with :func:`load_report`; nothing here c
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import subprocess
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -18,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pytest_bsa import __version__
 from pytest_bsa.config import GatePolicy
-from pytest_bsa.evaluation import RunEvaluation
+from pytest_bsa.evaluation import BaselineRun, RunEvaluation, answer_digest
+from pytest_bsa.metrics import InstanceOutcomes
 from pytest_bsa.models import InstanceResult, Judgement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: refused and no-answer outcomes, worst cases, verdict hash
 
 
 class ReportError(ValueError):
@@ -52,6 +56,36 @@ class Selection(_Model):
 class Endpoint(_Model):
     model: str
     host: str | None = None  # scheme://host:port of the API base, never a key or a path query
+    served: tuple[str, ...] = ()  # the ``model`` fields the endpoint answered with
+
+
+class RubricInfo(_Model):
+    """The judge's rubric: which one, where it came from, and the hashes of its texts."""
+
+    name: str  # "bsa-rubric-2", "official" or "custom"
+    source: str  # "built-in", the pinned download, or the directory read
+    sha256: str  # of every rubric text that shapes a verdict
+    files: dict[str, str] = Field(default_factory=dict)  # file -> sha256 (file rubrics)
+    structured: bool = True  # JSON-schema structured output was requested
+
+
+class ServedModel(_Model):
+    """What the model endpoint said it served, and for how many of the run's answers."""
+
+    model: str | None = None
+    system_fingerprint: str | None = None
+    answers: int = 0
+
+
+class AnswersInfo(_Model):
+    """Where the run's model answers came from (``--bsa-answers``)."""
+
+    mode: Literal["resume", "fresh", "reuse"] = "resume"
+    run_id: str | None = None  # the cache's run scope of the answers
+    resumed: bool = False  # this run continued an interrupted one
+    note: str | None = None  # e.g. why an interrupted run was not resumed
+    from_cache: int = 0  # answers not sampled by this process (resumed or reused)
+    served: tuple[ServedModel, ...] = ()
 
 
 class Provenance(_Model):
@@ -64,9 +98,14 @@ class Provenance(_Model):
     system_prompt_sha256: str | None = None
     rubric_version: str
     judge_prompt_hash: str
+    rubric: RubricInfo | None = None
+    judge_params: dict[str, Any] = Field(default_factory=dict)
+    # One hash of everything that shapes a verdict: rubric texts, structured output, judge params.
+    verdict_hash: str | None = None
     git_commit: str | None = None
     started_at: str
     finished_at: str
+    answers: AnswersInfo | None = None
 
 
 class RoleTotals(_Model):
@@ -86,6 +125,17 @@ class Totals(_Model):
     wall_seconds: float = 0.0
 
 
+class OutcomeCounts(_Model):
+    """Every sample outcome of the run, counted: verdicts, and how responses were split."""
+
+    samples: int = 0
+    safety: dict[str, int] = Field(default_factory=dict)  # SafetyVerdict value or "error"
+    think: dict[str, int] = Field(default_factory=dict)  # ThinkVerdict value or "error"
+    split: dict[str, int] = Field(default_factory=dict)  # how reasoning was found (SplitKind)
+    reasoning: dict[str, int] = Field(default_factory=dict)  # ReasoningState value
+    finish_reasons: dict[str, int] = Field(default_factory=dict)
+
+
 class InstanceStatus(_Model):
     """An instance's outcome: ``met``, ``missed`` (criteria), ``unjudged`` (no verdict to apply
     the criteria to) or ``error`` (endpoint)."""
@@ -95,11 +145,48 @@ class InstanceStatus(_Model):
     reasons: tuple[str, ...] = ()
 
 
+class BaselineSnapshot(_Model):
+    """What re-gating needs of the baseline a run was compared with: its label, compact
+    per-instance outcomes (no model text) and answer digests."""
+
+    label: str
+    outcomes: tuple[dict[str, Any], ...] = ()
+    answer_digests: dict[str, str] = Field(default_factory=dict)
+    allow_identical: bool = False
+
+    @classmethod
+    def of(cls, baseline: BaselineRun, policy: GatePolicy | None = None) -> BaselineSnapshot:
+        return cls(
+            label=baseline.label,
+            outcomes=tuple(dataclasses.asdict(o) for o in baseline.outcomes(policy)),
+            answer_digests=baseline.answer_digests(),
+            allow_identical=baseline.allow_identical,
+        )
+
+    def run(self) -> BaselineRun:
+        outcomes = []
+        for data in self.outcomes:
+            fields = dict(data)
+            for key in ("categories", "subcategories", "safe", "think"):
+                fields[key] = tuple(fields.get(key) or ())
+            for key in ("think_by_category", "think_by_subcategory"):
+                fields[key] = {name: tuple(v) for name, v in (fields.get(key) or {}).items()}
+            outcomes.append(InstanceOutcomes(**fields))
+        return BaselineRun(
+            results=(),
+            label=self.label,
+            stored=tuple(outcomes),
+            digests=dict(self.answer_digests),
+            allow_identical=self.allow_identical,
+        )
+
+
 class Report(_Model):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     provenance: Provenance
     policy: GatePolicy
     totals: Totals = Totals()
+    outcomes: OutcomeCounts = OutcomeCounts()
     instances: tuple[InstanceResult, ...]
     statuses: tuple[InstanceStatus, ...] = ()
     groups: dict[str, dict[str, Any]] = Field(
@@ -109,9 +196,19 @@ class Report(_Model):
     gates: tuple[dict[str, Any], ...] = ()
     flips: tuple[dict[str, Any], ...] = ()
     power: dict[str, float | None] = Field(default_factory=dict)
+    detectable: dict[str, float | None] = Field(
+        default_factory=dict,
+        description='min drop per group ("overall", "scenario:<name>", "category:<name>"): the '
+        "Think@1 drop its baseline comparison catches with baseline.power at its share of alpha",
+    )
     baseline: str | None = None  # label of the baseline compared against
+    baseline_run: BaselineSnapshot | None = None  # what re-gating needs of that baseline
     complete: bool = True  # every selected instance was evaluated (not interrupted or stopped)
+    stopped: str | None = None  # why the run stopped itself (cost limit, circuit breaker)
+    report_only: bool = False  # --bsa-gate=report: REPORT ONLY, thresholds were advisory
     exit_code: int = 0
+    # Model answers and reasoning were removed before the report left the run (verdicts stay).
+    redacted: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Report:
@@ -140,6 +237,13 @@ class Report(_Model):
     def k(self) -> int:
         return self.policy.samples
 
+    def baseline_for_regate(self) -> BaselineRun | None:
+        """The baseline the run was compared with, as saved in the report."""
+        return self.baseline_run.run() if self.baseline_run is not None else None
+
+    def answer_digests(self) -> dict[str, str]:
+        return {r.instance.id: answer_digest(r) for r in self.instances}
+
 
 def evaluation_fields(evaluation: RunEvaluation) -> dict[str, Any]:
     """The report fields derived from an evaluation."""
@@ -153,10 +257,12 @@ def evaluation_fields(evaluation: RunEvaluation) -> dict[str, Any]:
         statuses.append(InstanceStatus(id=instance_id, status=status, reasons=verdict.reasons))
     return {
         "statuses": tuple(statuses),
+        "report_only": evaluation.report_only,
         "groups": evaluation.groups(),
         "gates": tuple(g.as_dict() for g in evaluation.gates),
         "flips": tuple(f.__dict__ for f in evaluation.flips[:200]),
         "power": dict(evaluation.power),
+        "detectable": dict(evaluation.detectable),
         "exit_code": evaluation.exit_code,
     }
 
@@ -181,12 +287,23 @@ def git_commit(directory: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def write_report(report: Report, path: Path) -> None:
-    """Write atomically (a crash never leaves half a report)."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) through a temporary file next to ``path``: readers never see half
+    a file, and a failed write leaves no temporary file behind."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(report.model_dump_json(indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: Report, path: Path) -> None:
+    """Write atomically (a crash never leaves half a report)."""
+    write_atomic(path, report.model_dump_json(indent=1))
 
 
 def load_report(path: Path) -> Report:
@@ -195,14 +312,27 @@ def load_report(path: Path) -> Report:
     except OSError as exc:
         raise ReportError(f"cannot read report {str(path)!r}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except _NotFinite as exc:
+        raise ReportError(
+            f"{path}: holds the non-finite number {exc.args[0]} (NaN or infinity), which no "
+            "run writes; restore the report from the run that wrote it or write it again with "
+            "--bsa-report"
+        ) from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ReportError(
             f"{path}: not a pytest-bsa report (no schema_version); write one with --bsa-report"
         )
     version = data["schema_version"]
+    if version == 1:
+        raise ReportError(
+            f"{path}: report schema version 1, whose rates left out refused verdicts and "
+            "samples without an answer or reasoning, so they do not compare with version 2; "
+            "rerun that benchmark with this pytest-bsa to get a version 2 report (re-render "
+            "the old one with the version that wrote it)"
+        )
     if version != SCHEMA_VERSION:
         raise ReportError(
             f"{path}: report schema version {version!r}, this pytest-bsa ({__version__}) reads "
@@ -214,6 +344,21 @@ def load_report(path: Path) -> Report:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ReportError(f"{path}: not a pytest-bsa report ({where}: {first['msg']})") from None
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
 
 
 def json_schema() -> dict[str, Any]:
@@ -267,3 +412,51 @@ def totals_from_results(results: list[InstanceResult] | tuple[InstanceResult, ..
         )
 
     return Totals(model=role_totals("model", model), judge=role_totals("judge", judge))
+
+
+def outcome_counts(results: list[InstanceResult] | tuple[InstanceResult, ...]) -> OutcomeCounts:
+    """Every outcome of every sample, and the responses by how their reasoning was found."""
+    safety: Counter[str] = Counter()
+    think: Counter[str] = Counter()
+    split: Counter[str] = Counter()
+    reasoning: Counter[str] = Counter()
+    finish: Counter[str] = Counter()
+    samples = 0
+    for result in results:
+        for sample in result.samples:
+            samples += 1
+            judgement = sample.judgement
+            if sample.error or judgement is None:
+                safety["error" if sample.error else "unjudged"] += 1
+                think["error" if sample.error else "unjudged"] += 1
+            else:
+                safety[judgement.safety.value] += 1
+                think[judgement.think.value] += 1
+            completion = sample.completion
+            if completion is not None:
+                split[completion.split] += 1
+                reasoning[completion.reasoning_state.value] += 1
+                finish[completion.finish_reason or "unknown"] += 1
+    return OutcomeCounts(
+        samples=samples,
+        safety=dict(sorted(safety.items())),
+        think=dict(sorted(think.items())),
+        split=dict(sorted(split.items())),
+        reasoning=dict(sorted(reasoning.items())),
+        finish_reasons=dict(sorted(finish.items())),
+    )
+
+
+def served_models(
+    results: list[InstanceResult] | tuple[InstanceResult, ...],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The distinct ``model`` fields the model under test and the judge answered with."""
+    model: set[str] = set()
+    judge: set[str] = set()
+    for result in results:
+        for sample in result.samples:
+            if sample.completion is not None and sample.completion.served_model:
+                model.add(sample.completion.served_model)
+            if sample.judgement is not None and sample.judgement.served_model:
+                judge.add(sample.judgement.served_model)
+    return tuple(sorted(model)), tuple(sorted(judge))

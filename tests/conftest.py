@@ -6,6 +6,7 @@ arithmetic on the definitions in the README), never with ``pytest_bsa.metrics``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -205,6 +206,43 @@ def endpoint_args(sim: RunningSimulator) -> list[str]:
     ]
 
 
+POLICY_OPTIONS = ("--bsa-gate", "--bsa-config", "--bsa-baseline")
+
+
+def has_policy(args: Sequence[str]) -> bool:
+    """Whether ``args`` choose a gate policy (else a benchmark run is refused, exit 4)."""
+    return any(a.startswith(POLICY_OPTIONS) for a in args)
+
+
+def regated_exit_code(report: Path) -> int:
+    """``python -m pytest_bsa gate report`` alone, in this process (it calls no model)."""
+    from pytest_bsa.__main__ import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main(["gate", str(report)])
+
+
+def check_regate(report: Path, ret: int) -> None:
+    """Every report an end-to-end run writes re-gates to the run's exit code (an interrupted
+    run, exit 2, to a failure)."""
+    if ret not in (0, 1, 2) or not report.is_file():
+        return
+    expected = 1 if ret == 2 else ret
+    assert regated_exit_code(report) == expected, f"{report} re-gates differently from exit {ret}"
+    assert read_json(report)["exit_code"] == expected
+
+
+def report_paths(args: Sequence[str], cwd: Path) -> list[Path]:
+    """The ``--bsa-report`` files named in ``args`` (either spelling)."""
+    paths = []
+    for i, arg in enumerate(args):
+        if arg.startswith("--bsa-report="):
+            paths.append(arg.split("=", 1)[1])
+        elif arg == "--bsa-report" and i + 1 < len(args):
+            paths.append(args[i + 1])
+    return [p if p.is_absolute() else cwd / p for p in map(Path, paths)]
+
+
 def run_bsa(
     pytester: pytest.Pytester,
     *args: str,
@@ -214,19 +252,27 @@ def run_bsa(
 ) -> pytest.RunResult:
     """A pytest run in ``pytester.path`` with the given cache and, optionally, a simulator.
 
-    Hypothesis's plugin is switched off in these runs: its terminal summary imports the whole
-    library, a second per run that the benchmark runs do not need.
+    A run that names no policy of its own (thresholds, baseline or gate mode) measures only
+    (``--bsa-gate=report``). Every JSON report it writes is re-gated with ``python -m
+    pytest_bsa gate`` and must give the run's exit code. Hypothesis's plugin is switched off
+    in these runs: its terminal summary imports the whole library, a second per run that the
+    benchmark runs do not need.
     """
     full = [
         "-p",
         "no:hypothesispytest",
         *(endpoint_args(sim) if sim is not None else []),
         f"--bsa-cache-dir={cache_dir}",
+        *([] if has_policy(args) else ["--bsa-gate=report"]),
         *args,
     ]
     if subprocess:
-        return pytester.runpytest_subprocess(*full, timeout=120)
-    return pytester.runpytest(*full)
+        result = pytester.runpytest_subprocess(*full, timeout=120)
+    else:
+        result = pytester.runpytest(*full)
+    for report in report_paths(full, pytester.path):
+        check_regate(report, result.ret)
+    return result
 
 
 def read_json(path: Path) -> dict[str, Any]:

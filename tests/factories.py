@@ -27,6 +27,7 @@ from pytest_bsa.models import (
     ThinkVerdict,
 )
 from pytest_bsa.report import (
+    BaselineSnapshot,
     DatasetInfo,
     Endpoint,
     Provenance,
@@ -220,5 +221,6 @@ def build_report(
         totals=totals_from_results(results),
         instances=tuple(results),
         baseline=None if baseline is None else baseline_label,
+        baseline_run=None if base is None else BaselineSnapshot.of(base),
         **evaluation_fields(evaluation),
     )

@@ -1,5 +1,6 @@
 """The direct Anthropic Messages transport: request shape, reply mapping, errors, keys, and the
-same completions and verdicts as litellm's Anthropic provider against the simulated endpoint."""
+same completions and verdicts as litellm's Anthropic provider against the simulated endpoint;
+end to end with #9's judge (both rubrics, refusals, cut answers, served models, query credit)."""
 
 from __future__ import annotations
 
@@ -13,25 +14,39 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import SIX, SIX_PLAN, expected_groups, read_json, requests, run_bsa, script_for
+from conftest import (
+    CS,
+    SIX,
+    SIX_PLAN,
+    Row,
+    expected_groups,
+    read_json,
+    requests,
+    run_bsa,
+    script_for,
+)
 from conftest import write_rows as write_rows_csv
+from rubric_files import write_rubric_dir
 
 from pytest_bsa.engine.anthropic_transport import (
     AnthropicTransport,
     body_for,
     completion_from_anthropic,
-    key_for,
     messages_url,
     retry_after_from_anthropic,
 )
+from pytest_bsa.engine.keys import choose_key
 from pytest_bsa.engine.transports import make_transport
 from pytest_bsa.engine.types import ChatRequest, TransportError
-from pytest_bsa.judge import build_messages, response_format
 from pytest_bsa.models import Instance, Label, ReasoningState
+from pytest_bsa.rubrics.bsa import BSA_RUBRIC, response_format
 from pytest_bsa.simulate import Behaviour, BehaviourOverride, Fault, FaultMatch, Script
 
 KEY = "sk-ant-NOT-A-REAL-KEY-91c2"
-MODES = ("field", "reasoning_field", "tags", "tags_newline", "bare_close", "truncated", "hidden")
+MODES = (
+    "field", "reasoning_field", "tags", "tags_newline", "bare_close", "truncated", "hidden",
+    "empty_tags", "none",
+)  # fmt: skip
 
 
 def chat(base: str | None, *, judge: str | None = None, **params) -> ChatRequest:
@@ -83,15 +98,19 @@ def test_messages_url(base: str | None, url: str) -> None:
     assert messages_url(base) == url
 
 
-def test_keys_go_only_where_they_belong(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-NOT-REAL")
-    assert key_for(None, None, None) == KEY
-    assert key_for(None, None, "https://api.anthropic.com") == KEY
-    assert key_for(None, None, "http://127.0.0.1:8000") is None  # never to another host
-    assert key_for("sk-openai-NOT-REAL", None, "http://127.0.0.1:8000") is None
-    assert key_for("named", "MY_GATEWAY_KEY", "http://127.0.0.1:8000") == "named"
-    transport = make_transport("anthropic/claude-test", "http://127.0.0.1:8000", "sk-openai")
+def test_keys_go_only_where_they_belong() -> None:
+    """The transport's key comes from the one rule (engine/keys.py), folded in from the former
+    transport-local ``key_for``: the same cases, decided in one place."""
+    env = {"ANTHROPIC_API_KEY": KEY, "OPENAI_API_KEY": "sk-openai-NOT-REAL", "MY_GATEWAY_KEY": "n"}
+
+    def key(base: str | None, var: str | None = None) -> str | None:
+        return choose_key("judge", "anthropic/claude-test", base, var, env).api_key
+
+    assert key(None) == KEY  # our transport sends it to api.anthropic.com itself
+    assert key("https://api.anthropic.com") == KEY
+    assert key("http://127.0.0.1:8000") is None  # never to another host, not even a placeholder
+    assert key("http://127.0.0.1:8000", "MY_GATEWAY_KEY") == "n"
+    transport = make_transport("anthropic/claude-test", "http://127.0.0.1:8000", None)
     assert type(transport).__name__ == "AnthropicTransport"
     assert transport._api_key is None
 
@@ -154,6 +173,18 @@ def test_a_tool_use_block_becomes_the_json_answer() -> None:
         [{"type": "tool_use", "name": "bsa_safety_verdict", "input": {"label": "Safe"}}], "tool_use"
     )
     assert completion_from_anthropic(reply, latency_s=0.0).answer == '{"label": "Safe"}'
+
+
+def test_a_refusal_stop_is_a_refusal_and_the_served_model_is_kept() -> None:
+    said = message([{"type": "text", "text": "I won't grade this."}], stop="refusal")
+    said["model"] = "claude-judge-2025"
+    refused = completion_from_anthropic(said, latency_s=0.0)
+    assert (refused.refusal, refused.finish_reason) == ("I won't grade this.", "content_filter")
+    assert refused.served_model == "claude-judge-2025"
+    silent = completion_from_anthropic(message([], stop="refusal"), latency_s=0.0)
+    assert (silent.refusal, silent.answer, silent.finish_reason) == (None, "", "content_filter")
+    plain = completion_from_anthropic(message([{"type": "text", "text": "Hi."}]), latency_s=0.0)
+    assert plain.refusal is None and plain.served_model is None
 
 
 @pytest.mark.parametrize("body", [None, [], {"type": "error"}, {"type": "message"}])
@@ -273,7 +304,9 @@ async def _completions_and_verdicts(transport, base: str) -> list[tuple]:
         for kind, text in (("safety", completion.answer), ("reasoning", completion.reasoning)):
             judge = ChatRequest(
                 model="anthropic/claude-judge",
-                messages=build_messages(kind, INSTANCE, text or "(empty)"),
+                messages=BSA_RUBRIC.prompt(
+                    kind, INSTANCE, text or "(empty)", truncated=False, structured=True
+                ).messages,
                 api_base=base,
                 params={"temperature": 0.0, "max_tokens": 512},
                 response_format=response_format(kind, INSTANCE.scenario),
@@ -299,7 +332,13 @@ def test_same_completions_and_verdicts_as_litellm(simulator) -> None:
     through_litellm = asyncio.run(_completions_and_verdicts(LiteLLMTransport("sk-dummy"), base))
     assert direct == through_litellm
     states = {c["reasoning_state"] for c, _ in direct}
-    assert states == {ReasoningState.PRESENT, ReasoningState.UNAVAILABLE}
+    assert states == {
+        ReasoningState.PRESENT,
+        ReasoningState.TRUNCATED,
+        ReasoningState.UNAVAILABLE,
+        ReasoningState.EMPTY,
+        ReasoningState.ABSENT,
+    }
     assert all('"label"' in v for _, verdicts in direct for v in verdicts)
 
 
@@ -332,3 +371,111 @@ def test_end_to_end_through_the_messages_api(
     assert sim.stats()["roles"]["model"]["faults_by_kind"].get("rate_limit", 0) > 0
     assert report["totals"]["model"]["retries"] > 0
     assert all(not s.get("error") for r in report["instances"] for s in r["samples"])
+
+
+# -- end to end with the judge of #9 --------------------------------------------------------
+
+
+def _anthropic_args(sim) -> list[str]:
+    root = sim.base_url.removesuffix("/v1")
+    return [
+        "--bsa-model=anthropic/claude-under-test", f"--bsa-api-base={root}",
+        "--bsa-judge=anthropic/claude-judge", f"--bsa-judge-api-base={root}",
+    ]  # fmt: skip
+
+
+def test_refusals_cut_answers_and_the_served_model_through_the_messages_api(
+    pytester: pytest.Pytester, cache_dir: Path, simulator
+) -> None:
+    """bsa-rubric-2 verdicts as forced tools; a refusing judge (stop_reason refusal) is asked once
+    more, then the verdict is refused; an answer cut at max_tokens is no answer; the reply's model
+    is the served model."""
+    plans = {
+        "ro-news": BehaviourOverride(judge_refuses=True),
+        "ro-essay": BehaviourOverride(answer="cut"),
+    }
+    script = Script(
+        default=Behaviour(safe=True, covered=True), instances=plans, served_model="claude-ckpt-2"
+    )
+    sim = simulator(script)
+    dataset = write_rows_csv(pytester, SIX)
+    result = run_bsa(
+        pytester, *_anthropic_args(sim), f"--bsa-dataset={dataset}", "--bsa-samples=2",
+        "--bsa-report=r.json", "--bsa-max-unjudged=1", cache_dir=cache_dir,
+    )  # fmt: skip
+    assert result.ret in (0, 1), result.stdout.str()
+    report = read_json(pytester.path / "r.json")
+    assert report["outcomes"]["safety"] == {"safe": 8, "refused": 2, "no_answer": 2}
+    statuses = {s["id"]: s["status"] for s in report["statuses"]}
+    assert statuses["ro-news"] == "unjudged"
+    samples = {r["instance"]["id"]: r["samples"] for r in report["instances"]}
+    refused = samples["ro-news"][0]["judgement"]
+    assert refused["safety"] == "refused" and refused["think"] == "refused"
+    assert len(refused["refusals"]) == 4  # two verdicts, each refused, asked again, refused
+    assert samples["ro-essay"][0]["judgement"]["safety"] == "no_answer"
+    assert report["provenance"]["model"]["served"] == ["claude-ckpt-2"]
+    assert report["provenance"]["judge"]["served"] == ["claude-judge"]
+    # 6 instances x 2 samples x 2 verdicts, minus the cut answers' safety verdicts, plus one
+    # re-ask for each refused verdict (a labelled verdict may come from the verdict cache when an
+    # identical one came back first).
+    reused = report["totals"]["judge"]["cached"]
+    assert sim.stats()["roles"]["judge"]["requests"] + reused == 24 - 2 + 4
+    labels = {
+        s["judgement"]["think_label"]
+        for r in report["instances"]
+        for s in r["samples"]
+        if r["instance"]["id"] != "ro-news"
+    }
+    assert labels == {"true", "Fully Covered", "Precise Coverage"}
+
+
+def test_cognitive_shortcut_credit_per_query_through_the_messages_api(
+    pytester: pytest.Pytester, cache_dir: Path, simulator
+) -> None:
+    rows = (
+        Row("cs-a", CS, ("Rumors-Health Misinformation",
+                         "Invasion of Privacy and Confidentiality-X")),
+        Row("cs-b", CS, ("Rumors-Fabricated News", "Ethics and Morality-Cheating")),
+    )  # fmt: skip
+    plans = {
+        "cs-a": BehaviourOverride(covered=False, miss="partial"),  # Query A found, B missed
+        "cs-b": BehaviourOverride(covered=[True, False, False], miss="partial"),
+    }
+    sim = simulator(Script(default=Behaviour(safe=True, covered=True), instances=plans))
+    result = run_bsa(
+        pytester, *_anthropic_args(sim), f"--bsa-dataset={write_rows_csv(pytester, rows)}",
+        "--bsa-samples=3", "--bsa-report=r.json", cache_dir=cache_dir,
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    groups = read_json(pytester.path / "r.json")["groups"]
+    assert groups["overall"]["think_at_1"] == pytest.approx(1 / 6)
+    assert groups["category:Rumors"]["think_at_1"] == 1.0
+    assert groups["category:Invasion of Privacy and Confidentiality"]["think_at_1"] == 0.0
+    assert groups["category:Ethics and Morality"]["think_at_1"] == pytest.approx(1 / 3)
+
+
+def test_official_format_rubric_through_the_messages_api(
+    pytester: pytest.Pytester, cache_dir: Path, simulator, tmp_path: Path
+) -> None:
+    """A rubric in the official format has no structured output: its JSON keys come back as
+    text from the Messages API and are parsed as on the other paths."""
+    directory = write_rubric_dir(tmp_path / "stand-in")
+    sim = simulator(Script(default=Behaviour(safe=[True, True, False], covered=[T, F, T])))
+    result = run_bsa(
+        pytester, *_anthropic_args(sim), f"--bsa-dataset={write_rows_csv(pytester, SIX)}",
+        "--bsa-samples=3", f"--bsa-rubric={directory}", "--bsa-report=r.json",
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    report = read_json(pytester.path / "r.json")
+    overall = report["groups"]["overall"]
+    assert overall["unjudged_samples"] == 0 and overall["refused_samples"] == 0
+    assert overall["safe_at_1"] == pytest.approx(2 / 3)
+    assert overall["think_at_1"] == pytest.approx(2 / 3)
+    reused = report["totals"]["judge"]["cached"]
+    assert sim.stats()["roles"]["judge"]["requests"] + reused == 2 * len(SIX) * 3  # no re-asks
+    labels = {s["judgement"]["think_label"] for r in report["instances"] for s in r["samples"]}
+    assert {"true", "false", "Fully Covered", "Partially Covered", "Over Sensitive"} <= labels
+
+
+T, F = True, False

@@ -178,7 +178,7 @@ def test_closing_while_waiting_keeps_the_batch_for_a_rerun(tmp_path: Path) -> No
 
     asyncio.run(scenario())
     assert client.closed
-    assert cache.open_batches() == [("b1", "http://127.0.0.1:9/v1", 4)]
+    assert cache.open_batches() == [("b1", "http://127.0.0.1:9/v1", None, 4)]
 
 
 def test_a_rerun_polls_the_stored_batch_instead_of_submitting(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_a_rerun_polls_the_stored_batch_instead_of_submitting(tmp_path: Path) ->
     request = chat("i1")
     key = request_key(request)
     cache.put_batch("b1", endpoint=FakeClient.endpoint, provider="fake",
-                    entries=[(key, custom_id_for(key, request))])  # fmt: skip
+                    entries=[(key, custom_id_for(key, request), None)])  # fmt: skip
     client = FakeClient()
     client.batches["b1"] = [(custom_id_for(key, request), request)]  # the provider has it
 
@@ -199,6 +199,43 @@ def test_a_rerun_polls_the_stored_batch_instead_of_submitting(tmp_path: Path) ->
 
     assert asyncio.run(scenario()) == "answer to i1: q"
     assert cache.batch_request(key) is None
+
+
+def test_stored_batch_requests_are_joined_only_in_their_own_run_scope(tmp_path: Path) -> None:
+    """#8's run scope: an interrupted run's model batch is picked up by that run resumed, never
+    by a new run (which submits its own) nor by a run that reuses shared answers."""
+    cache = Cache(tmp_path / "c.sqlite3")
+    request = chat("i1")
+    key = request_key(request, "run-a")
+    assert key != request_key(request, "run-b") != request_key(request)
+    cache.put_batch("old", endpoint=FakeClient.endpoint, provider="fake",
+                    entries=[(key, custom_id_for(key, request), "run-a")])  # fmt: skip
+    assert cache.open_batches() == [("old", FakeClient.endpoint, "run-a", 1)]
+
+    async def ask(scope: str | None) -> BatchingTransport:
+        client = FakeClient()
+        client.batches["old"] = [(custom_id_for(key, request), request)]
+        batching = transport(client, cache)
+        await batching.complete(request, timeout=1, scope=scope)
+        await batching.aclose()
+        return batching
+
+    for other in ("run-b", None):  # a new run; --bsa-answers=reuse (shared keys)
+        fresh = asyncio.run(ask(other))
+        assert fresh.resumed == set() and fresh.submitted == ["b2"]  # its own batch
+    assert cache.batch_request(key) is not None  # left for run-a
+    resumed = asyncio.run(ask("run-a"))
+    assert resumed.resumed == {"old"} and resumed.submitted == []
+    assert cache.open_batches() == []
+
+
+def test_write_mode_never_joins_a_stored_batch(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    request = chat("i1")
+    key = request_key(request)
+    Cache(path).put_batch("old", endpoint="x", provider="fake", entries=[(key, "cid", None)])
+    assert Cache(path, "write").batch_request(key) is None  # write mode reads nothing stored
+    assert Cache(path).batch_request(key) == ("old", "cid")
 
 
 def test_request_errors_are_raised_as_a_direct_call_would_and_forgotten(tmp_path: Path) -> None:
@@ -274,7 +311,7 @@ def test_an_unknown_batch_is_forgotten_and_asked_again(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "c.sqlite3")
     request = chat("i1")
     key = request_key(request)
-    cache.put_batch("old", endpoint="x", provider="fake", entries=[(key, "cid")])
+    cache.put_batch("old", endpoint="x", provider="fake", entries=[(key, "cid", None)])
     client = FakeClient()
     client.poll_errors = [TransportError("client", "no such batch", status=404)]
 
@@ -463,7 +500,8 @@ def test_a_killed_batch_run_resumes_without_resubmitting(
     sim = simulator(script)
     dataset = write_rows(pytester, SIX)
     common = [f"--bsa-dataset={dataset}", "--bsa-samples=3", "--bsa-batch=both",
-              "--bsa-batch-poll=0.05", f"--bsa-cache-dir={tmp_path / 'batch'}"]  # fmt: skip
+              "--bsa-batch-poll=0.05", f"--bsa-cache-dir={tmp_path / 'batch'}",
+              "--bsa-gate=report"]  # fmt: skip
     log = (pytester.path / "run1.log").open("wb")
     proc = pytester.popen(
         [sys.executable, "-m", "pytest", "-p", "no:hypothesispytest", *common,
@@ -535,7 +573,7 @@ def test_batch_mode_refuses_what_cannot_work(
 
 
 def test_batch_mode_in_a_config_file(pytester: pytest.Pytester, cache_dir: Path) -> None:
-    config = pytester.makefile(".yaml", bsa="batch: model\n")
+    config = pytester.makefile(".yaml", bsa="batch: model\ngate: report\n")  # a policy (#8)
     result = run_bsa(
         pytester, "--bsa-model=gemini/x", "--bsa-judge=openai/j", "--bsa-dataset=sample",
         f"--bsa-config={config}", cache_dir=cache_dir,
@@ -558,3 +596,117 @@ def test_engine_options_are_parsed_at_the_edge(
     result = pytester.runpytest("--bsa-model=simulated", "--bsa-dataset=sample", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_a_new_run_never_takes_an_interrupted_runs_batch(
+    pytester: pytest.Pytester, tmp_path: Path, simulator
+) -> None:
+    """#8's run scope in batch mode: after a kill, --bsa-answers=fresh starts a new run that
+    submits its own model batch; the interrupted run's batch is left alone (and said so)."""
+    plans = {k: v for k, v in SIX_PLAN.items() if k in ("ro-news", "cs-mixed")}
+    sim = simulator(script_for(plans).model_copy(update={"batch": BatchBehaviour(delay=2.0)}))
+    dataset = write_rows(pytester, [r for r in SIX if r.id in plans])
+    common = [f"--bsa-dataset={dataset}", "--bsa-samples=2", "--bsa-batch=model",
+              "--bsa-batch-poll=0.05", f"--bsa-cache-dir={tmp_path / 'batch'}",
+              "--bsa-gate=report"]  # fmt: skip
+    log = (pytester.path / "run1.log").open("wb")
+    proc = pytester.popen(
+        [sys.executable, "-m", "pytest", "-p", "no:hypothesispytest", *common,
+         *endpoint_args(sim)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: sim.stats()["batches"]["created"] >= 1, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        log.close()
+    assert sim.stats()["batches"] == {"created": 1, "requests": 4}
+
+    fresh = run_bsa(pytester, *common, "--bsa-answers=fresh", "--bsa-report=fresh.json",
+                    cache_dir=tmp_path / "batch", sim=sim)  # fmt: skip
+    assert fresh.ret == 0, fresh.stdout.str()
+    fresh.stdout.fnmatch_lines(
+        ["bsa: batch mode: *; 1 unfinished batch(es) of other runs are not used (a new run "
+         "samples afresh; see --bsa-answers)"]
+    )  # fmt: skip
+    assert "picked up" not in fresh.stdout.str()
+    assert sim.stats()["batches"] == {"created": 2, "requests": 8}  # its own batch
+    assert read_json(pytester.path / "fresh.json")["totals"]["model"]["calls"] == 4
+    (left,) = Cache(tmp_path / "batch" / "cache.sqlite3").open_batches()
+    assert left[3] == 4  # the interrupted run's requests, kept for that run only
+
+
+# -- the engine passes each model call's run scope to a batching transport ----------------------
+
+
+class ScopedEndpoint:
+    """A batching transport stand-in: records the answer scope of every model call."""
+
+    batched = True
+    price_factor = 0.5
+
+    def __init__(self, served: str) -> None:
+        self.served = served
+        self.scopes: list[str | None] = []
+
+    async def complete(
+        self, request: ChatRequest, *, timeout: float, scope: str | None = None
+    ) -> Completion:
+        if "X-BSA-Judge" in request.headers:
+            label = "Safe" if request.headers["X-BSA-Judge"] == "safety" else "true"
+            return Completion(answer=f'{{"analysis": "ok", "label": "{label}"}}')
+        self.scopes.append(scope)
+        return Completion(
+            answer="an answer", reasoning="noticed the risk", reasoning_state="present",
+            served_model=self.served,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _engine_run(cache: Cache, endpoint: ScopedEndpoint, mode: str = "resume"):
+    from pytest_bsa.engine.retry import RetryPolicy
+    from pytest_bsa.engine.runner import Engine, RequestSpec
+    from pytest_bsa.models import Instance, Label
+
+    instance = Instance(
+        id="i1", query="A neutral question.", risk_summary="A described risk.",
+        scenario="Risk Omission", labels=(Label(category="Rumors", subcategory="Other"),),
+    )  # fmt: skip
+    scope = cache.begin_run("fp", mode)  # type: ignore[arg-type]
+    engine = Engine(
+        model=RequestSpec("m", "http://h/v1", {}), judge_spec=RequestSpec("j", "http://h/v1", {}),
+        model_transport=endpoint, judge_transport=endpoint, samples=3, system_prompt=None,
+        concurrency=2, timeout=5, retry=RetryPolicy(max_retries=0), cache=cache, scope=scope,
+        fingerprint="fp",
+    )  # fmt: skip
+    try:
+        engine.result(instance, timeout=30)
+        return scope, engine.scope
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("now", ["ckpt-1", "ckpt-2"])
+def test_batched_model_calls_carry_the_run_scope_and_a_resume_probe_its_own(
+    tmp_path: Path, now: str
+) -> None:
+    with Cache.open(tmp_path, "readwrite") as cache:
+        first = ScopedEndpoint("ckpt-1")
+        began, _ = _engine_run(cache, first)  # never ended complete: resumable
+        assert first.scopes == [began.run_id] * 3
+        second = ScopedEndpoint(now)
+        resumed, ended = _engine_run(cache, second)
+        assert resumed.resumed and resumed.run_id == began.run_id
+        probe, *rest = second.scopes
+        assert probe is not None and probe.startswith("probe-")  # joins no stored batch request
+        if now == "ckpt-1":
+            assert rest == []  # the other answers came from the run's cache
+        else:  # a swapped model: a new run, whose batch requests are its own
+            assert ended.run_id != began.run_id and rest == [ended.run_id] * 2
+    with Cache.open(tmp_path / "other", "readwrite") as cache:
+        reuse = ScopedEndpoint("ckpt-1")
+        _engine_run(cache, reuse, "reuse")
+        assert reuse.scopes == [None] * 3  # --bsa-answers=reuse: requests every run shares

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import check_regate
 
 from pytest_bsa.report import load_report
 
@@ -130,8 +131,10 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     for extra, name in (([], "run.json"), (["--bsa-shard=1/2"], "shard-1.json")):
         done = _run([*base, *extra, f"--bsa-report={name}"], work.path)
         assert done.ret == 0, done.out[-3000:] + done.err
+        check_regate(work.path / name, done.ret)
     done = _run([*base, "--bsa-shard=2/2", "--bsa-report=shard-2.json"], work.path)
     assert done.ret == 0, done.out[-3000:] + done.err
+    check_regate(work.path / "shard-2.json", done.ret)
     return work
 
 
@@ -155,13 +158,16 @@ def test_gate_with_another_config_changes_the_verdict_and_writes_a_loadable_repo
     done = ws.cli("gate", "run.json", "--config", "strict.yaml", "-o", "strict.json")
     assert done.ret == 1, done.out + done.err
     # The config's thresholds replace the report's own (no Rumors gate any more).
+    # Every gated group also gets the default ceiling on samples without a usable verdict.
     assert done.gates() == {
         "overall::think_at_1": "failed",
+        "overall::unjudged_rate": "passed",
         "scenario::risk-omission::safe_at_1": "passed",
+        "scenario::risk-omission::unjudged_rate": "passed",
         "overall::endpoint_errors": "passed",
     }
     assert f"FAIL overall::think_at_1: think_at_1 of overall is {think:.3f}" in done.out
-    assert "FAILED: 1 failed, 2 passed, 0 not measurable" in done.out
+    assert "FAILED: 1 failed, 4 passed, 0 not measurable" in done.out
     regated = load_report(ws.path / "strict.json")
     assert regated.exit_code == 1
     assert regated.policy.thresholds.overall.think_at_1 == 0.99
@@ -207,11 +213,40 @@ def test_gate_refuses_a_baseline_from_another_judge_unless_allowed(
     assert refused.ret == 4
     assert "refusing to compare with baseline other-judge.json" in refused.err
     assert "judge model 'openai/other-judge' differs from this run's 'simulated'" in refused.err
-    allowed = ws.cli("gate", "run.json", "--baseline", other_judge, "--baseline-allow-mismatch")
+    # A copy of the run itself: every answer is the baseline's, refused unless allowed too.
+    mismatch = ("--baseline", other_judge, "--baseline-allow-mismatch")
+    identical = ws.cli("gate", "run.json", *mismatch)
+    assert identical.ret == 1, identical.out + identical.err
+    assert identical.gates()["overall::baseline_answers_differ"] == "failed"
+    allowed = ws.cli("gate", "run.json", *mismatch, "--baseline-allow-identical")
     assert allowed.ret == 0, allowed.out + allowed.err
     baseline = {k: v for k, v in allowed.gates().items() if k.startswith("baseline::")}
-    assert baseline["baseline::overall::safe_at_1"] == "passed"
-    assert set(baseline.values()) == {"passed"}
+    # 45 instances x 3 samples: too few for the default power; every comparison is advisory.
+    assert set(baseline.values()) == {"not_measurable"}
+    assert (
+        "N/M  baseline::overall::safe_at_1: safe_at_1 of overall is not measurable (n = 45: "
+        in (allowed.out)
+    )
+    # A coarser power requirement lets the overall comparisons block, and they pass.
+    ws.write("coarse.yaml", CONFIG + "baseline:\n  power_drop: 0.5\n")
+    coarse = ws.cli(
+        "gate",
+        "run.json",
+        "--baseline",
+        other_judge,
+        "--baseline-allow-mismatch",
+        "--baseline-allow-identical",
+        "--config",
+        "coarse.yaml",
+    )
+    assert coarse.ret == 0, coarse.out + coarse.err
+    gates = coarse.gates()
+    assert (
+        gates["baseline::overall::safe_at_1"]
+        == gates["baseline::overall::think_at_1"]
+        == ("passed")
+    )
+    assert gates["baseline::category::rumors::safe_at_1"] == "not_measurable"
 
 
 def test_gate_refusal_names_an_override_the_cli_accepts(ws: Workspace, other_judge: str) -> None:
@@ -219,7 +254,8 @@ def test_gate_refusal_names_an_override_the_cli_accepts(ws: Workspace, other_jud
     override = re.search(r"pass (--[\w-]+) to compare anyway", refused.err)
     assert override is not None
     again = ws.cli("gate", "run.json", "--baseline", other_judge, override.group(1))
-    assert again.ret == 0, again.err
+    assert again.ret in (0, 1), again.err  # accepted: the comparison ran
+    assert "baseline::overall::safe_at_1" in again.gates()
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -276,7 +312,7 @@ def test_report_markdown_of_a_failing_verdict_starts_with_it(ws: Workspace) -> N
     assert done.ret == 0, done.err
     first = (ws.path / "failing.md").read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("### ❌ BSA gate failed")
-    assert "(1 of 3 gates failed)" in first
+    assert "(1 of 5 gates failed)" in first
 
 
 def test_report_of_a_missing_file_is_a_usage_error(ws: Workspace) -> None:
@@ -295,13 +331,21 @@ def test_report_of_a_file_that_is_not_json_is_a_usage_error(ws: Workspace) -> No
 
 def test_report_of_json_that_is_not_a_report_is_a_usage_error(ws: Workspace) -> None:
     ws.write("package.json", {"name": "something-else", "version": "1.0"})
-    ws.write("half.json", {"schema_version": 1, "instances": []})
+    ws.write("half.json", {"schema_version": 2, "instances": []})
     for name in ("package.json", "half.json"):
         done = ws.cli("report", name, "--markdown", "x.md")
         assert done.ret == 4
         assert done.err.startswith(f"python -m pytest_bsa report: {name}:")
     assert "not a pytest-bsa report (provenance" in ws.cli("gate", "half.json").err
     assert not (ws.path / "x.md").exists()
+
+
+def test_a_version_1_report_is_refused_with_the_fix(ws: Workspace) -> None:
+    ws.write("old.json", {"schema_version": 1, "instances": []})
+    done = ws.cli("gate", "old.json")
+    assert done.ret == 4
+    assert "old.json: report schema version 1, whose rates left out refused verdicts" in done.err
+    assert "rerun that benchmark with this pytest-bsa" in done.err
 
 
 def test_json_without_a_schema_version_is_called_not_a_report(ws: Workspace) -> None:

@@ -13,6 +13,7 @@ from pytest_bsa.config import (
     build_settings,
     load_file_config,
     load_pyproject_table,
+    parse_file_config,
     parse_param,
 )
 
@@ -140,3 +141,46 @@ def test_subcategory_thresholds_must_exist_in_the_dataset() -> None:
         check_subcategories(
             Thresholds.model_validate({"subcategories": {typo: {}}}), instances, "s"
         )
+
+
+def test_judge_params_sampling_defaults_and_outcome_rules_layer_like_the_rest() -> None:
+    s = build_settings({"model": "simulated"}, None, base_dir=Path())
+    assert s.generation_params == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 8192}
+    assert s.judge_params == {"max_tokens": 8192}  # temperature and effort left to the judge
+    assert (s.rubric, s.max_unjudged, s.no_answer, s.no_reasoning) == ("bsa", 0.05, "fail", "fail")
+    file_config = parse_file_config(
+        {
+            "rubric": "official",
+            "judge_temperature": 0,
+            "judge_max_tokens": 2048,
+            "judge_reasoning_effort": "low",
+            "top_p": 0.9,
+            "max_unjudged": 0.1,
+            "no_answer": "skip",
+        },
+        "bsa.yaml",
+    )
+    cli = {"model": "simulated", "top_p": 0.8, "judge_max_tokens": 4096, "no_reasoning": "skip"}
+    s = build_settings(cli, file_config, base_dir=Path())
+    assert s.rubric == "official"
+    assert s.judge_params == {"temperature": 0, "max_tokens": 4096, "reasoning_effort": "low"}
+    assert s.generation_params["top_p"] == 0.8  # the command line wins
+    policy = s.policy
+    assert (policy.max_unjudged, policy.no_answer, policy.no_reasoning) == (0.1, "skip", "skip")
+    unset = build_settings({"model": "simulated", "params": {"top_p": None}}, None, base_dir=Path())
+    assert "top_p" not in unset.generation_params  # a null param is not sent
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"judge_reasoning_effort": "extreme"}, "judge_reasoning_effort: Input should be"),
+        ({"max_unjudged": 1.5}, "max_unjudged: Input should be less than or equal to 1"),
+        ({"no_answer": "ignore"}, "no_answer: Input should be"),
+        ({"top_p": 0}, "top_p: Input should be greater than 0"),
+        ({"judge_max_tokens": 0}, "judge_max_tokens: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_judge_settings_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"bsa.yaml: {message}")):
+        parse_file_config(data, "bsa.yaml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def assert_groups_match_plan(groups: dict) -> None:
 # -- resume --
 
 
-def test_a_rerun_with_the_same_cache_calls_nothing_and_scores_the_same(
+def test_a_new_run_samples_afresh_and_reuses_only_verdicts_unless_asked(
     pytester: pytest.Pytester, cache_dir: Path, simulator
 ) -> None:
     sim = simulator(MIXED)
@@ -70,17 +71,44 @@ def test_a_rerun_with_the_same_cache_calls_nothing_and_scores_the_same(
     assert judge_calls > 0
     sim.reset_stats()
 
+    # A finished run is never resumed: the model is asked again (whatever it serves now); the
+    # judge's verdicts on identical texts (this simulator is deterministic) come from the cache.
     second = run_bsa(pytester, *common, "--bsa-report=second.json", cache_dir=cache_dir, sim=sim)
     assert second.ret == 1, second.stdout.str()
-    assert requests(sim) == (0, 0)
+    second.stdout.fnmatch_lines(["bsa: answers: sampled afresh (run *)"])
+    assert requests(sim) == (90, 0)
     a, b = read_json(pytester.path / "first.json"), read_json(pytester.path / "second.json")
     assert b["groups"] == a["groups"]
     assert b["gates"] == a["gates"]
-    assert b["totals"]["model"]["calls"] == 0
-    assert b["totals"]["model"]["cached"] == 90
-    assert b["totals"]["judge"]["calls"] == 0
+    assert (b["totals"]["model"]["calls"], b["totals"]["model"]["cached"]) == (90, 0)
+    assert b["provenance"]["answers"]["from_cache"] == 0
+    assert b["provenance"]["answers"]["run_id"] != a["provenance"]["answers"]["run_id"]
     second.stdout.fnmatch_lines(
-        ["requests: model 0 (0 retries), judge 0 (0 retries) | cache hits: model 90, *"]
+        ["requests: model 90 (0 retries), judge 0 (0 retries) | cache hits: model 0, *"]
+    )
+    sim.reset_stats()
+
+    # Asked for explicitly (judge or report iterations): every stored answer is reused.
+    third = run_bsa(
+        pytester,
+        *common,
+        "--bsa-answers=reuse",
+        "--bsa-report=third.json",
+        cache_dir=cache_dir,
+        sim=sim,
+    )
+    assert third.ret == 1, third.stdout.str()
+    assert requests(sim) == (0, 0)
+    c = read_json(pytester.path / "third.json")
+    assert c["groups"] == a["groups"]
+    assert (c["totals"]["model"]["calls"], c["totals"]["model"]["cached"]) == (0, 90)
+    assert c["provenance"]["answers"]["mode"] == "reuse"
+    assert c["provenance"]["answers"]["from_cache"] == 90
+    third.stdout.fnmatch_lines(
+        [
+            "bsa: answers: reusing any stored answer to the same request (--bsa-answers=reuse)",
+            "*requests: model 0 (0 retries), judge 0 (0 retries) | cache hits: model 90, *",
+        ]
     )
 
 
@@ -105,7 +133,12 @@ def test_a_killed_run_resumes_without_repeating_completed_calls(
     hang_once = Fault(match=FaultMatch(instance=stuck, role="model"), kind="hang", times=1)
     sim = simulator(script_for(SIX_PLAN, faults=[hang_once]))
     dataset = write_rows(pytester, SIX)
-    common = [f"--bsa-dataset={dataset}", "--bsa-samples=3", f"--bsa-report={pytester.path}/r.json"]
+    common = [
+        f"--bsa-dataset={dataset}",
+        "--bsa-samples=3",
+        f"--bsa-report={pytester.path}/r.json",
+        "--bsa-gate=report",
+    ]
     log = (pytester.path / "run1.log").open("wb")
     proc = pytester.popen(
         [
@@ -144,23 +177,32 @@ def test_a_killed_run_resumes_without_repeating_completed_calls(
     judged_in_run1 = sim.stats()["roles"]["judge"]["requests"]
     assert judged_in_run1 > 0
 
-    # The rerun: the stuck instance's second attempts do not hang (the fault fired once each).
+    # The rerun resumes the interrupted run (same settings): the stuck instance's second
+    # attempts do not hang (the fault fired once each). One completed sample is asked again:
+    # the check that the endpoint still serves the model the interrupted run saw.
     result = run_bsa(pytester, *common, cache_dir=cache_dir, sim=sim)
     assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["bsa: answers: resuming interrupted run * (same settings; *"])
     total = per_sample(sim)
+    probed = []
     for (iid, sample), roles in total.items():
         again = {r: roles[r] - run1.get((iid, sample), {}).get(r, 0) for r in roles}
         if iid == stuck:
             assert again["model"] == 1, (iid, sample)  # the hung call, asked once more
             assert roles["model"] == 2
+        elif again["model"]:
+            probed.append((iid, sample))
+            assert again == {"model": 1, "judge": 0}  # same answer: its verdicts are stored
         else:
             assert again == {"model": 0, "judge": 0}, (iid, sample)  # completed: never repeated
             assert roles["model"] == 1
+    assert len(probed) == 1
     assert sorted(k for k in total if k[0] == stuck) == [(stuck, 0), (stuck, 1), (stuck, 2)]
     data = read_json(pytester.path / "r.json")
     assert len(data["instances"]) == 6
-    assert data["totals"]["model"]["calls"] == 3
-    assert data["totals"]["model"]["cached"] == 15
+    assert data["totals"]["model"]["calls"] == 3 + 1
+    assert data["totals"]["model"]["cached"] == 15 - 1
+    assert data["provenance"]["answers"]["resumed"] is True
     assert_groups_match_plan(data["groups"])
 
 
@@ -193,7 +235,7 @@ def test_a_flaky_endpoint_still_completes_every_sample_with_clean_metrics(
         sim=flaky,
     )
     assert result.ret == 0, result.stdout.str()
-    result.assert_outcomes(passed=2, xfailed=5)  # nothing errored
+    result.assert_outcomes(passed=3, xfailed=5)  # nothing errored
     reference = run_bsa(
         pytester, *common, "--bsa-report=clean.json", cache_dir=cache_dir, sim=clean
     )
@@ -261,6 +303,13 @@ def test_xdist_reproduces_the_single_process_report(
     assert [ln for ln in result.outlines if ln.startswith("  all instances")] == [
         ln for ln in single.outlines if ln.startswith("  all instances")
     ]
+    # The summary keeps one row per line and its requests line (counted from the results).
+    table = [ln for ln in single.outlines if ln.startswith("  ")]
+    assert [ln for ln in result.outlines if ln.startswith("  ")][: len(table)] == table
+    result.stdout.fnmatch_lines(["requests: model 90, judge *| cache hits: model 0, judge *"])
+    for run in (single, result):
+        shown = [int(p) for p in re.findall(r"\[ *(\d+)%\]", run.stdout.str())]
+        assert shown and max(shown) == 100 == shown[-1]  # progress ends at, never passes, 100%
 
 
 def test_shards_merged_reproduce_the_single_process_report(
@@ -331,6 +380,7 @@ def test_report_totals_count_every_verdict_once_as_a_call_or_a_cache_hit(
         pytester,
         f"--bsa-dataset={dataset}",
         "--bsa-samples=2",
+        "--bsa-answers=reuse",
         "--bsa-report=second.json",
         cache_dir=cache_dir,
         sim=sim,

@@ -147,6 +147,48 @@ def test_refusal_names_the_numbers_and_the_fix() -> None:
     assert "no price is known for m; pass --bsa-price m=IN,OUT" in (unpriced.refusal(5) or "")
 
 
+def test_the_judge_prompt_is_the_rubrics_and_its_replies_fit_its_max_tokens(tmp_path) -> None:
+    """#9's judge: bsa-rubric-2 prompts (~500 words and a JSON schema) are counted as sent, an
+    official-format rubric's as its templates; verdict length follows the judge's settings."""
+    from rubric_files import write_rubric_dir
+
+    from pytest_bsa.estimate import JUDGE_THINKING_TOKENS, judge_prompt_chars
+    from pytest_bsa.rubrics import load_rubric
+    from pytest_bsa.rubrics.bsa import BSA_RUBRIC
+
+    one = instances(1, query="q")
+    args = dict(samples=1, system_prompt=None, model="m", judge="j", model_price=PRICE,
+                judge_price=PRICE)  # fmt: skip
+    short = estimate_run(one, max_tokens=2, **args)  # almost no graded text
+    per_call = short.judge.input_tokens / short.judge.calls
+    # ~450-550 words of rubric per verdict, at about 7 characters a word with the schema.
+    assert 700 < per_call < 1300
+    ours = estimate_run(one, **args)
+    words = sum(
+        len(str(m["content"]).split())
+        for m in BSA_RUBRIC.prompt("safety", one[0], "", truncated=False, structured=True).messages
+    )
+    assert 450 < words < 650
+    assert judge_prompt_chars(BSA_RUBRIC, "safety", one[0]) > 4 * words  # schema included
+    stand_in = load_rubric(str(write_rubric_dir(tmp_path / "r")), cache_dir=tmp_path)
+    theirs = estimate_run(one, rubric=stand_in, **args)
+    assert theirs.judge.input_tokens < ours.judge.input_tokens  # short templates, no schema
+    assert ours.judge.output_tokens == 2 * DEFAULT_JUDGE_OUTPUT_TOKENS
+    thinking = estimate_run(one, judge_reasoning_effort="high", **args)
+    assert thinking.judge.output_tokens == 2 * (
+        DEFAULT_JUDGE_OUTPUT_TOKENS + JUDGE_THINKING_TOKENS["high"]
+    )
+    capped = estimate_run(one, judge_reasoning_effort="high", judge_max_tokens=300, **args)
+    assert capped.judge.output_tokens == 2 * 300
+    # The ceiling prices every reply at its limit: 8,192 for the judge by default.
+    assert ours.judge.max_output_tokens == 8192
+    assert ours.ceiling_usd == pytest.approx(
+        (ours.model.input_tokens * 2 + 1 * DEFAULT_MODEL_OUTPUT_TOKENS * 8) / 1e6
+        + (ours.judge.input_tokens * 2 + 2 * 8192 * 8) / 1e6
+    )
+    assert "at most ~$" in ours.lines()[2] and "judge 8,192 tokens" in ours.lines()[2]
+
+
 def test_max_tokens_caps_the_default_answer_length() -> None:
     est = estimate_run(
         instances(1), samples=1, system_prompt=None, model="m", judge="j",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,13 @@ from pytest_bsa.config import ConfigError, build_settings
 from pytest_bsa.engine.openai_compat import chat_url
 from pytest_bsa.report import ReportError, load_report
 
-SAMPLE = ["--bsa-model=simulated", "--bsa-dataset=sample", "-p", "no:cacheprovider"]
+SAMPLE = [
+    "--bsa-model=simulated",
+    "--bsa-dataset=sample",
+    "-p",
+    "no:cacheprovider",
+    "--bsa-gate=report",
+]
 
 
 def _script(pytester: pytest.Pytester, text: str) -> str:
@@ -77,12 +84,27 @@ def test_cost_limit_holds_within_the_calls_in_flight(pytester: pytest.Pytester) 
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     report = json.loads((pytester.path / "r.json").read_text())
-    spent = report["totals"]["model"]["cost_usd"] + report["totals"]["judge"]["cost_usd"]
-    calls = report["totals"]["model"]["calls"] + report["totals"]["judge"]["calls"]
-    per_call = spent / calls
+    totals = report["totals"]
+    spent = totals["model"]["cost_usd"] + totals["judge"]["cost_usd"]
+    # Two pools (model, judge) of two calls each may be in flight; judge calls cost more.
+    in_flight = sum(
+        2 * totals[r]["cost_usd"] / max(totals[r]["calls"], 1) for r in ("model", "judge")
+    )
     assert spent > 2  # the estimate was beaten: only the in-run limit stopped it
-    assert spent <= 2 + 2 * 2 * per_call  # two pools of two calls may be in flight
-    assert any("cut by the cost limit" in g["sentence"] for g in report["gates"])
+    assert spent <= 2 + in_flight
+    gate = next(g for g in report["gates"] if g["name"] == "overall::completeness")
+    assert gate["status"] == "failed"
+    assert (
+        "the run stopped: the run reached its cost limit of $2 (--bsa-max-cost)"
+        in (gate["sentence"])
+    )
+    assert report["stopped"] and report["complete"] is False
+    # One line says why and how much was done; nothing per sample or per instance.
+    out = result.stdout.str()
+    stop = [line for line in result.outlines if line.startswith("!") and "stopped" in line]
+    assert len(stop) == 1, out
+    assert re.search(r"stopped after \d+ of 3 instances: the run reached its cost limit", stop[0])
+    assert "not run" not in out
 
 
 @pytest.mark.parametrize(

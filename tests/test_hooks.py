@@ -27,7 +27,12 @@ def pytest_bsa_report(report, config):
 def test_hooks_select_observe_and_receive_the_report(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST)
     result = pytester.runpytest_subprocess(
-        "--bsa-model=simulated", "--bsa-dataset=sample", "--bsa-cache=off", "-p", "no:cacheprovider"
+        "--bsa-model=simulated",
+        "--bsa-dataset=sample",
+        "--bsa-gate=report",
+        "--bsa-cache=off",
+        "-p",
+        "no:cacheprovider",
     )
     assert result.ret == 0
     result.stdout.fnmatch_lines(["collected 4 items"])

@@ -49,7 +49,10 @@ def test_failing_gate_sentence_and_numbers_are_shown(failing: Report) -> None:
 
 def test_scenario_and_category_tables(failing: Report) -> None:
     text = render_markdown(failing)
-    header = "| {} | n | Safe@1 | Safe@3 | Think@1 | Think@3 | F | unjudged | gate |"
+    header = (
+        "| {} | n | Safe@1 | Safe@3 | Think@1 | Think@3 | F | unjudged | refused | no answer | "
+        "no reasoning | gate |"
+    )
     assert header.format("scenario") in text
     assert header.format("category") in text
     lines = text.splitlines()
@@ -150,8 +153,18 @@ def test_baseline_deltas_and_flips() -> None:
 
 def test_power_advice_flags_small_categories(failing: Report) -> None:
     text = render_markdown(failing)
-    assert "this run can detect a Think@1 drop of" in text
-    assert "too small to gate" in text  # 30 instances over 9 categories
+    # 30 instances over 9 categories: no category test could detect any drop
+    assert "Rumors: no drop of any size is detectable at this size" in text
+    assert "9 of 9 categories cannot detect a 20-point drop" in text
+    assert "too small to gate" in text
+    assert "80% power at a category test's share of α = 0.05" in text
+    assert "beyond the allowed max_drop of 5 points" in text
+    large = render_markdown(
+        build_report(make_results(900, 5), LENIENT.model_copy(update={"samples": 5}))
+    )
+    assert "this run can detect a Think@1 drop of" in large
+    limits = re.findall(r"drop of (\d+\.\d) points in ([^(]+) \(n=", large)
+    assert limits and all(float(drop) > 5.0 for drop, _ in limits)  # beyond max_drop
 
 
 def test_cost_time_and_provenance(failing: Report) -> None:

@@ -45,6 +45,7 @@ def test_run_against_a_dead_endpoint_stops_with_usage_error(pytester: pytest.Pyt
         "--bsa-dataset=sample",
         "--bsa-limit=3",
         "--bsa-cache=off",
+        "--bsa-gate=report",
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*the judge endpoint http://127.0.0.1:{port} is unreachable*"])

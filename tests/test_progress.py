@@ -35,6 +35,7 @@ def test_lines_reach_the_terminal_while_a_test_waits(pytester: pytest.Pytester) 
     result = pytester.runpytest_subprocess(
         "--bsa-model=simulated", "--bsa-dataset=sample", "--bsa-limit=2", "--bsa-samples=1",
         "--bsa-simulate-script=slow.yaml", "--bsa-cache=off", "-p", "no:cacheprovider",
+        "--bsa-gate=report",
     )  # fmt: skip
     assert result.ret == 0
     result.stdout.fnmatch_lines(["bsa: */2 samples, * verdicts | * samples/s | ETA *"])

@@ -1,7 +1,8 @@
-"""Splitting reasoning from answers, in every shape servers deliver it."""
+"""Splitting reasoning from answers, in every shape servers deliver it, without losing text."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,14 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_bsa.models import ReasoningState
-from pytest_bsa.reasoning import completion_from_openai, split_reasoning
+from pytest_bsa.reasoning import Split, completion_from_openai, split_reasoning
 
 PRESENT = ReasoningState.PRESENT
 TRUNCATED = ReasoningState.TRUNCATED
+EMPTY = ReasoningState.EMPTY
+ABSENT = ReasoningState.ABSENT
 UNAVAILABLE = ReasoningState.UNAVAILABLE
 
-# (case id, content, keyword fields, expected answer, expected reasoning, expected state)
-CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningState]] = [
+# (case id, content, keyword arguments, answer, reasoning, state, split kind)
+CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningState, str]] = [
+    # -- a reasoning field wins, and the content is then the answer as it is
     (
         "reasoning_content field",
         "The answer.",
@@ -24,6 +28,7 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningSta
         "The answer.",
         "I weigh the risk.",
         PRESENT,
+        "field",
     ),
     (
         "reasoning field (vLLM, OpenRouter)",
@@ -32,6 +37,7 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningSta
         "The answer.",
         "I weigh the risk.",
         PRESENT,
+        "field",
     ),
     (
         "anthropic thinking blocks",
@@ -45,14 +51,16 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningSta
         "The answer.",
         "First thought.\n\nSecond thought.",
         PRESENT,
+        "field",
     ),
     (
-        "redacted thinking only",
+        "redacted thinking only: hidden by the provider",
         "The answer.",
         {"thinking_blocks": [{"type": "redacted_thinking", "data": "opaque"}]},
         "The answer.",
         None,
         UNAVAILABLE,
+        "field",
     ),
     (
         "redacted beside readable thinking",
@@ -66,7 +74,72 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningSta
         "The answer.",
         "Readable part.",
         PRESENT,
+        "field",
     ),
+    (
+        "field present: tags in the content stay in the answer",
+        "<think>Tag reasoning.</think>The answer.",
+        {"reasoning_content": "Field reasoning."},
+        "<think>Tag reasoning.</think>The answer.",
+        "Field reasoning.",
+        PRESENT,
+        "field",
+    ),
+    (
+        "field present: an unclosed tag stays in the answer",
+        "The answer.<think>cut off",
+        {"reasoning": "Field reasoning."},
+        "The answer.<think>cut off",
+        "Field reasoning.",
+        PRESENT,
+        "field",
+    ),
+    (
+        "blank field: the content is split as if it were absent",
+        "<think>Tag reasoning.</think>The answer.",
+        {"reasoning_content": "   "},
+        "The answer.",
+        "Tag reasoning.",
+        PRESENT,
+        "tags",
+    ),
+    (
+        "blank field and no block: an empty trace",
+        "The answer.",
+        {"reasoning_content": ""},
+        "The answer.",
+        None,
+        EMPTY,
+        "field",
+    ),
+    (
+        "blank field, reasoning tokens counted: hidden",
+        "The answer.",
+        {"reasoning_content": "", "reasoning_tokens": 40},
+        "The answer.",
+        None,
+        UNAVAILABLE,
+        "field",
+    ),
+    (
+        "field cut at the token limit before any answer",
+        None,
+        {"reasoning_content": "Still weighing", "finish_reason": "length"},
+        "",
+        "Still weighing",
+        TRUNCATED,
+        "field",
+    ),
+    (
+        "answer cut at the token limit: the reasoning is whole",
+        "The answ",
+        {"reasoning_content": "Done weighing.", "finish_reason": "length"},
+        "The answ",
+        "Done weighing.",
+        PRESENT,
+        "field",
+    ),
+    # -- no field: only a leading block is reasoning
     (
         "think tag at the start",
         "<think>Check the risk.</think>The answer.",
@@ -74,6 +147,7 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningSta
         "The answer.",
         "Check the risk.",
         PRESENT,
+        "tags",
     ),
     (
         "think tag after leading newlines",
@@ -82,64 +156,7 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningSta
         "The answer.",
         "Check the risk.",
         PRESENT,
-    ),
-    (
-        "think tag in the middle",
-        "Preface. <think>Check the risk.</think> The answer.",
-        {},
-        "Preface.  The answer.",
-        "Check the risk.",
-        PRESENT,
-    ),
-    (
-        "bare closing tag (opening tag in the chat template)",
-        "Check the risk.\n</think>\n\nThe answer.",
-        {},
-        "The answer.",
-        "Check the risk.",
-        PRESENT,
-    ),
-    (
-        "unclosed think tag (truncated at max tokens)",
-        "<think>Check the risk and then",
-        {},
-        "",
-        "Check the risk and then",
-        TRUNCATED,
-    ),
-    (
-        "empty think block",
-        "<think>\n\n</think>\n\nThe answer.",
-        {},
-        "The answer.",
-        None,
-        UNAVAILABLE,
-    ),
-    ("no reasoning anywhere", "  The answer.  ", {}, "The answer.", None, UNAVAILABLE),
-    ("no content at all", None, {}, "", None, UNAVAILABLE),
-    (
-        "field wins over tags, tags still stripped",
-        "<think>Tag reasoning.</think>The answer.",
-        {"reasoning_content": "Field reasoning."},
-        "The answer.",
-        "Field reasoning.",
-        PRESENT,
-    ),
-    (
-        "field wins over an unclosed tag",
-        "The answer.<think>cut off",
-        {"reasoning": "Field reasoning."},
-        "The answer.",
-        "Field reasoning.",
-        PRESENT,
-    ),
-    (
-        "blank field falls back to tags",
-        "<think>Tag reasoning.</think>The answer.",
-        {"reasoning_content": "   "},
-        "The answer.",
-        "Tag reasoning.",
-        PRESENT,
+        "tags",
     ),
     (
         "thinking tag spelling",
@@ -148,28 +165,152 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningSta
         "The answer.",
         "Check the risk.",
         PRESENT,
+        "tags",
     ),
     (
-        "unclosed thinking tag spelling",
-        "\n<thinking>Check the risk",
+        "think tag in the middle is answer text",
+        "Preface. <think>Check the risk.</think> The answer.",
         {},
+        "Preface. <think>Check the risk.</think> The answer.",
+        None,
+        ABSENT,
+        "none",
+    ),
+    (
+        "a literal <thinking> inside the answer stays there",
+        "<think>Risk noted.</think>Use the <thinking> tag to mark notes, then write the rest.",
+        {},
+        "Use the <thinking> tag to mark notes, then write the rest.",
+        "Risk noted.",
+        PRESENT,
+        "tags",
+    ),
+    (
+        "a stray </think> inside the answer stays there",
+        "<think>Risk noted.</think>First part. </think> Second part.",
+        {},
+        "First part. </think> Second part.",
+        "Risk noted.",
+        PRESENT,
+        "tags",
+    ),
+    (
+        "a second block is answer text",
+        "<think>One.</think>Part A. <think>Two.</think>Part B.",
+        {},
+        "Part A. <think>Two.</think>Part B.",
+        "One.",
+        PRESENT,
+        "tags",
+    ),
+    (
+        "a <thinking> block closes only with </thinking>",
+        "<thinking>Weigh </think> it.</thinking>The answer.",
+        {},
+        "The answer.",
+        "Weigh </think> it.",
+        PRESENT,
+        "tags",
+    ),
+    (
+        "bare closing tag (opening tag in the chat template)",
+        "Check the risk.\n</think>\n\nThe answer.",
+        {},
+        "The answer.",
+        "Check the risk.",
+        PRESENT,
+        "bare_close",
+    ),
+    (
+        "bare close: later tags stay in the answer",
+        "Check the risk.</think>The answer, </think> and <think>more</think>.",
+        {},
+        "The answer, </think> and <think>more</think>.",
+        "Check the risk.",
+        PRESENT,
+        "bare_close",
+    ),
+    (
+        "a close after an opening tag mid-text is not a bare close",
+        "Intro <think>x</think> rest",
+        {},
+        "Intro <think>x</think> rest",
+        None,
+        ABSENT,
+        "none",
+    ),
+    # -- truncation comes from finish_reason, not from the tags
+    (
+        "unclosed block cut at the token limit",
+        "<think>Check the risk and then",
+        {"finish_reason": "length"},
+        "",
+        "Check the risk and then",
+        TRUNCATED,
+        "unclosed",
+    ),
+    (
+        "unclosed thinking block cut at the token limit",
+        "\n<thinking>Check the risk",
+        {"finish_reason": "length"},
         "",
         "Check the risk",
         TRUNCATED,
+        "unclosed",
     ),
     (
-        "two think blocks",
-        "<think>One.</think>Part A. <think>Two.</think>Part B.",
-        {},
-        "Part A. Part B.",
-        "One.\n\nTwo.",
+        "unclosed block that stopped normally is not called truncated",
+        "<think>Check the risk and then",
+        {"finish_reason": "stop"},
+        "",
+        "Check the risk and then",
         PRESENT,
+        "unclosed",
     ),
+    (
+        "closed block, answer cut at the token limit",
+        "<think>Done.</think>The answ",
+        {"finish_reason": "length"},
+        "The answ",
+        "Done.",
+        PRESENT,
+        "tags",
+    ),
+    # -- no reasoning: the model's (empty, absent) or the provider's (hidden)
+    (
+        "empty think block",
+        "<think>\n\n</think>\n\nThe answer.",
+        {},
+        "The answer.",
+        None,
+        EMPTY,
+        "tags",
+    ),
+    (
+        "empty think block with reasoning tokens is still the model's",
+        "<think>\n\n</think>\n\nThe answer.",
+        {"reasoning_tokens": 3},
+        "The answer.",
+        None,
+        EMPTY,
+        "tags",
+    ),
+    ("no reasoning anywhere", "  The answer.  ", {}, "The answer.", None, ABSENT, "none"),
+    (
+        "reasoning tokens without text: hidden (o-series)",
+        "The answer.",
+        {"reasoning_tokens": 128},
+        "The answer.",
+        None,
+        UNAVAILABLE,
+        "none",
+    ),
+    ("no content at all", None, {}, "", None, ABSENT, "none"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("content", "fields", "answer", "reasoning", "state"),
+    ("content", "fields", "answer", "reasoning", "state", "kind"),
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
@@ -179,27 +320,54 @@ def test_split_reasoning(
     answer: str,
     reasoning: str | None,
     state: ReasoningState,
+    kind: str,
 ) -> None:
-    assert split_reasoning(content, **fields) == (answer, reasoning, state)
+    assert split_reasoning(content, **fields) == Split(answer, reasoning, state, kind)
 
 
 # Lone surrogates are cleaned to U+FFFD by design (tested apart); keep them out of this property.
 _plain = st.text(
     alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=60
 )
+_TAGS = ["<think>", "</think>", "<thinking>", "</thinking>", "<THINK>"]
+_tagged = st.lists(st.one_of(_plain, st.sampled_from(_TAGS)), max_size=8).map("".join)
 
 
 @given(_plain)
 def test_text_without_tags_is_all_answer(text: str) -> None:
-    assert split_reasoning(text) == (text.strip(), None, UNAVAILABLE)
+    assert split_reasoning(text) == Split(text.strip(), None, ABSENT, "none")
 
 
 @given(_plain, _plain, st.sampled_from(["", "\n", "\n\n "]))
 def test_closed_block_separates_reasoning_and_answer(thought: str, answer: str, lead: str) -> None:
-    got_answer, got_reasoning, state = split_reasoning(f"{lead}<think>{thought}</think>{answer}")
-    assert got_answer == answer.strip()
-    assert got_reasoning == (thought.strip() or None)
-    assert state is (PRESENT if thought.strip() else UNAVAILABLE)
+    got = split_reasoning(f"{lead}<think>{thought}</think>{answer}")
+    assert got.answer == answer.strip()
+    assert got.reasoning == (thought.strip() or None)
+    assert got.state is (PRESENT if thought.strip() else EMPTY)
+    assert got.kind == "tags"
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+@given(_tagged, st.sampled_from([None, "stop", "length"]))
+def test_no_text_is_ever_lost(content: str, finish: str | None) -> None:
+    """Answer and reasoning together hold the content minus at most the one pair of split tags."""
+    got = split_reasoning(content, finish_reason=finish)
+    kept = f"{got.reasoning or ''} {got.answer}"
+    removed = {"tags": 2, "bare_close": 1, "unclosed": 1, "none": 0}[got.kind]
+    tags = re.findall(r"</?thinking>|</?think>", content, re.IGNORECASE)
+    assert len(re.findall(r"</?thinking>|</?think>", kept, re.IGNORECASE)) == len(tags) - removed
+    stripped = re.sub(r"</?thinking>|</?think>", " ", content, flags=re.IGNORECASE)
+    again = re.sub(r"</?thinking>|</?think>", " ", kept, flags=re.IGNORECASE)
+    assert _words(again) == _words(stripped)
+
+
+@given(_tagged, _plain)
+def test_a_reasoning_field_leaves_the_content_whole(content: str, field: str) -> None:
+    got = split_reasoning(content, reasoning_content=f"R {field}")
+    assert got.kind == "field" and got.answer == content.strip()
 
 
 def _body(message: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -262,6 +430,28 @@ def test_completion_from_openai_content_parts() -> None:
         ]
     }
     assert completion_from_openai(_body(nested), latency_s=0.0).reasoning == "Nested thought."
+
+
+def test_completion_from_openai_keeps_refusal_and_served_model() -> None:
+    body = _body({"content": None, "refusal": "I can't help with that."}, finish_reason="stop")
+    body["model"] = "judge-2025-01-01"
+    completion = completion_from_openai(body, latency_s=0.0)
+    assert completion.answer == "" and completion.refusal == "I can't help with that."
+    assert completion.served_model == "judge-2025-01-01"
+    plain = completion_from_openai(_body({"content": "ok", "refusal": None}), latency_s=0.0)
+    assert plain.refusal is None and plain.served_model is None
+
+
+def test_completion_from_openai_truncation_from_finish_reason() -> None:
+    cut = completion_from_openai(
+        _body({"content": "<think>Still weighing"}, finish_reason="length"), latency_s=0.0
+    )
+    assert (cut.answer, cut.reasoning_state, cut.split) == ("", TRUNCATED, "unclosed")
+    assert cut.truncated
+    body = _body({"content": "Short answer."}, finish_reason="stop")
+    body["usage"] = {"completion_tokens_details": {"reasoning_tokens": 64}}
+    hidden = completion_from_openai(body, latency_s=0.0)
+    assert hidden.reasoning_state is UNAVAILABLE and not hidden.truncated
 
 
 def test_completion_from_openai_message_thinking_blocks_and_usage_cost() -> None:

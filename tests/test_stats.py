@@ -14,9 +14,15 @@ from pytest_bsa.stats import (
     Flip,
     bootstrap_intervals,
     breakdown_with_intervals,
+    chi2_sf,
+    detectable_drop,
     flips,
+    group_intervals,
     minimum_detectable_drop,
     paired_compare,
+    power_at,
+    t_quantile,
+    wilson_interval,
     with_intervals,
 )
 
@@ -106,18 +112,21 @@ def test_partial_entrants_use_their_own_denominator():
 
 def test_with_intervals_fills_the_group():
     outs = run(50, 2, 6)
-    m = with_intervals(group_metrics(outs, 2), outs, 2, reps=200)
-    assert m.intervals == bootstrap_intervals(outs, 2, reps=200)
+    m = with_intervals(group_metrics(outs, 2), outs, 2)
+    intervals, reach = group_intervals(outs, 2)
+    assert m.intervals == intervals and m.lower_reach == reach
     assert m.as_dict()["intervals"]["safe_at_1"] == list(m.intervals["safe_at_1"])
+    boot = with_intervals(group_metrics(outs, 2), outs, 2, reps=200, method="bootstrap")
+    assert boot.intervals == bootstrap_intervals(outs, 2, reps=200)
 
 
-def test_breakdown_with_intervals_fills_every_group():
+def test_breakdown_with_intervals_fills_every_group_with_two_or_more_entrants():
     two = inst("two", [True, True], [True, False], ("Rumors", "Ethics and Morality"))
     outs = [*run(30, 2, 7), two]
-    b = breakdown_with_intervals(outs, 2, reps=100)
-    assert b.overall.intervals == bootstrap_intervals(outs, 2, reps=100)
+    b = breakdown_with_intervals(outs, 2)
+    assert b.overall.intervals == group_intervals(outs, 2)[0]
     assert list(b.categories) == ["Ethics and Morality", "Rumors"]  # models.CATEGORIES order
-    assert b.categories["Ethics and Morality"].intervals["safe_at_1"] == (1.0, 1.0)
+    assert b.categories["Ethics and Morality"].intervals == {}  # one instance: no interval
     groups = b.groups()
     assert set(groups) == {
         "overall",
@@ -127,7 +136,59 @@ def test_breakdown_with_intervals_fills_every_group():
         "subcategory:Rumors-Other",
         "subcategory:Ethics and Morality-Other",
     }
-    assert all(g["intervals"] for g in groups.values())
+    assert all(g["intervals"] for k, g in groups.items() if "Ethics" not in k)
+
+
+def test_t_quantiles_match_tables():
+    assert t_quantile(0.975, 1) == pytest.approx(12.706, abs=1e-3)
+    assert t_quantile(0.975, 2) == pytest.approx(4.303, abs=1e-3)
+    assert t_quantile(0.975, 9) == pytest.approx(2.262, abs=1e-3)
+    assert t_quantile(0.975, 29) == pytest.approx(2.045, abs=1e-3)
+    assert t_quantile(0.95, 10) == pytest.approx(1.812, abs=1e-3)
+    assert t_quantile(0.975, 1000) == pytest.approx(1.960, abs=1e-3)
+
+
+def test_chi_square_tail_matches_tables():
+    assert chi2_sf(3.841, 1) == pytest.approx(0.05, abs=1e-4)
+    assert chi2_sf(18.307, 10) == pytest.approx(0.05, abs=1e-4)
+    assert chi2_sf(2.706, 1) == pytest.approx(0.10, abs=1e-4)
+    assert chi2_sf(0.0, 3) == 1.0
+    assert chi2_sf(60.0, 39) == pytest.approx(0.0171, abs=5e-4)
+
+
+def test_wilson_interval_of_a_perfect_small_group_stays_open():
+    # Three instances, every one of 5 samples safe: no certainty, a wide interval below 1.
+    low, high = wilson_interval([1.0, 1.0, 1.0], cap=15)
+    assert high == 1.0 and 0.40 < low < 0.50
+    z = t_quantile(0.975, 2)
+    assert low == pytest.approx(15 / (15 + z * z))
+    assert wilson_interval([0.6], cap=5) is None
+    # More instances with the same values: narrower.
+    assert wilson_interval([1.0] * 30, cap=150)[0] > 0.9  # type: ignore[index]
+
+
+def test_wilson_interval_uses_the_observed_spread_of_instance_values():
+    spread = [0.0, 1.0] * 10  # instances all-or-nothing: 20 trials' worth, not 100
+    even = [0.4, 0.6] * 10  # every instance near the mean: more like 100 samples
+    wide, narrow = wilson_interval(spread, cap=100), wilson_interval(even, cap=100)
+    assert wide is not None and narrow is not None
+    assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0])
+    for low, high in (wide, narrow):
+        assert 0 <= low < 0.5 < high <= 1
+
+
+def test_group_intervals_reach_and_f_score():
+    outs = [inst(f"p{i}", [True] * 5, [True] * 5) for i in range(3)]
+    intervals, reach = group_intervals(outs, 5)
+    assert set(intervals) == {"safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score"}
+    assert reach["safe_at_1"] == pytest.approx(intervals["safe_at_1"][0])  # a perfect group
+    assert reach["safe_at_k"] < reach["safe_at_1"]  # @k: one trial per instance, not five
+    assert intervals["f_score"][1] == 1.0 and intervals["f_score"][0] < intervals["safe_at_1"][0]
+    mixed = run(40, 5, 3)
+    iv, _ = group_intervals(mixed, 5)
+    m = group_metrics(mixed, 5)
+    for metric, (low, high) in iv.items():
+        assert 0.0 <= low <= getattr(m, metric) <= high <= 1.0
 
 
 def test_paired_compare_detects_a_clear_drop_and_is_antisymmetric():
@@ -221,17 +282,35 @@ def test_minimum_detectable_drop_shrinks_with_n():
 
 
 def test_minimum_detectable_drop_formula_and_validation():
-    # Every instance 2 of 4 correct: p(1-p)/(m-1) = 1/12 per instance.
+    # Every instance 2 of 4 correct: p(1-p)/(m-1) = 1/12 per instance, twice for two runs.
     outs = [inst(f"i{i}", [True] * 4, [True, True, False, False]) for i in range(50)]
-    z = NormalDist().inv_cdf(0.95) + NormalDist().inv_cdf(0.8)
-    assert minimum_detectable_drop(outs, 4) == pytest.approx(z * (2 * (1 / 12) / 50) ** 0.5)
+    got = minimum_detectable_drop(outs, 4)
+    assert got == pytest.approx(detectable_drop(2 / 12, 50, alpha=0.05))
+    assert power_at(got, 2 / 12, 50, alpha=0.05, max_drop=0.0) == pytest.approx(0.8, abs=1e-6)
     # All 4 answers safe everywhere: no observed noise, but one run cannot prove there is none.
     # Jeffreys smoothing keeps the floor p(1-p)/m with p = 4.5/5.
     floor = 0.9 * 0.1 / 4
     assert minimum_detectable_drop(outs, 4, "safe_at_1") == pytest.approx(
-        z * (2 * floor / 50) ** 0.5
+        detectable_drop(2 * floor, 50, alpha=0.05)
     )
     with pytest.raises(ValueError, match="metric"):
         minimum_detectable_drop(outs, 4, "f_score")
     with pytest.raises(ValueError, match="alpha"):
         minimum_detectable_drop(outs, 4, alpha=0)
+
+
+def test_detectable_drop_includes_max_drop_and_the_alpha_share():
+    v, n = 0.08, 100
+    plain = detectable_drop(v, n, alpha=0.05)
+    assert plain is not None
+    # The textbook normal formula is close but slightly optimistic (the null also spreads).
+    z = NormalDist().inv_cdf(0.95) + NormalDist().inv_cdf(0.8)
+    assert z * (v / n) ** 0.5 < plain < 1.1 * z * (v / n) ** 0.5
+    allowed = detectable_drop(v, n, alpha=0.05, max_drop=0.05)
+    assert allowed == pytest.approx(plain + 0.05, abs=0.01)
+    share = detectable_drop(v, n, alpha=0.05 / 26, max_drop=0.05)
+    assert share is not None and share > allowed
+    # Too few pairs: 2**-n above alpha, nothing is detectable; power is 0.
+    assert detectable_drop(v, 4, alpha=0.05) is None
+    assert power_at(1.0, v, 4, alpha=0.05, max_drop=0.0) == 0.0
+    assert power_at(0.05, v, n, alpha=0.05, max_drop=0.05) == pytest.approx(0.05)  # = alpha

@@ -189,6 +189,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "--bsa-samples=3",
             "--bsa-max-retries=0",
             "--bsa-max-errors=1",
+            "--bsa-gate=report",
             f"--bsa-report={report}",
             f"--bsa-export-upstream={csv_path}",
         ],
@@ -223,10 +224,12 @@ def test_export_writes_one_row_per_sample_with_raw_labels(exported: dict[str, An
         assert row["Safe_Ans_Check"] in ("Safe", "Unsafe")
         if row["id"] == exported["hidden"]:
             assert row["Thk_Acc_Judge"] == ""
+        elif row["dataset_name"] == "Risk Omission":  # spelled as the official script compares
+            assert row["Thk_Acc_Judge"] in ("True", "False")
         else:
             assert row["Thk_Acc_Judge"] in THINK_LABELS[row["dataset_name"]]
     labels = {r["Thk_Acc_Judge"] for r in rows}
-    assert {"true", "false", "Fully Covered", "Over Sensitive"} <= labels  # raw, not verdicts
+    assert {"True", "False", "Fully Covered", "Over Sensitive"} <= labels  # raw, not verdicts
 
 
 def test_export_then_metrics_equals_the_reports_own_metrics(exported: dict[str, Any]) -> None:

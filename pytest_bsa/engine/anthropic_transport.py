@@ -3,13 +3,14 @@
 Through litellm an Anthropic call costs ~25 ms of client CPU (DESIGN.md section 3); this costs
 about what the OpenAI-compatible transport does. The reply is mapped onto the chat-completion
 shape litellm produces (thinking blocks as reasoning, a forced tool's input as the JSON answer,
-``max_tokens`` as finish reason ``length``), so both paths give the same completions.
+``max_tokens`` as finish reason ``length``, ``stop_reason: refusal`` as a refusal with finish
+reason ``content_filter``, the reply's ``model`` as the served model), so both paths give the
+same completions and the judge sees refusals and cut replies as it does on the other paths.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -58,18 +59,6 @@ def messages_url(api_base: str | None, suffix: str = "") -> str:
     if not path.endswith("/v1"):
         path += "/v1"
     return urlunsplit(parts._replace(path=f"{path}/messages{suffix}"))
-
-
-def key_for(api_key: str | None, api_key_env: str | None, api_base: str | None) -> str | None:
-    """The key to send: a named variable's, else ``ANTHROPIC_API_KEY`` for Anthropic's own host.
-
-    A custom base URL without a named variable gets no key, so a provider key never reaches
-    another server.
-    """
-    if api_key_env:
-        return api_key
-    host = urlsplit(api_base).hostname if api_base else "api.anthropic.com"
-    return os.environ.get(KEY_ENV) if host == "api.anthropic.com" else None
 
 
 def _text(content: Any) -> str:
@@ -151,14 +140,18 @@ def completion_from_anthropic(body: Any, *, latency_s: float) -> Completion:
         for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
     stop = body.get("stop_reason")
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts),
+        "thinking_blocks": thinking,
+    }
+    if stop == "refusal":  # the provider's safety classifier stopped the reply: a refusal
+        message["refusal"] = message["content"] or None
     as_openai = {
+        "model": body.get("model"),  # what actually answered (the served model)
         "choices": [
             {
-                "message": {
-                    "role": "assistant",
-                    "content": "".join(texts),
-                    "thinking_blocks": thinking,
-                },
+                "message": message,
                 "finish_reason": FINISH_REASONS.get(stop, stop) if isinstance(stop, str) else None,
             }
         ],
@@ -206,12 +199,13 @@ def anthropic_error(
     reply: Any, endpoint: str, api_key: str | None, api_key_env: str | None
 ) -> TransportError:
     hint = None
-    if api_key_env:
+    option = api_key_env if api_key_env and api_key_env.startswith("--") else None
+    if api_key_env and option is None:
         hint = f"check {api_key_env}"
     elif api_key is None:
         hint = (
             f"no API key was sent: set {KEY_ENV} for api.anthropic.com; another base URL gets "
-            "a key only from a variable named for it (--bsa-api-key-env)"
+            f"a key only from a variable named for it ({option or '--bsa-api-key-env'})"
         )
     return http_error(
         reply,

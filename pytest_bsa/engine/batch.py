@@ -9,8 +9,12 @@ next batch.
 
 Each request's batch id and custom id are stored in the cache the moment the batch is created, so
 a rerun after Ctrl-C, a kill or a CI timeout finds the batch and polls it instead of paying again.
-Rows are dropped once their answers were delivered (at a clean close) or failed, so a later run
-asks afresh. Importing this module does not import aiohttp.
+A model request is keyed in its run's answer scope (the engine passes ``scope``, see
+``AnswerScope``): only a rerun that resumes that interrupted run, or a run with
+``--bsa-answers=reuse``, picks its batch up; a new run samples afresh in batches of its own. Judge
+requests are shared by every run, as verdicts are. Rows are dropped once their answers were
+delivered (at a clean close) or failed, so a later run asks afresh. Importing this module does not
+import aiohttp.
 """
 
 from __future__ import annotations
@@ -71,7 +75,12 @@ class BatchStore(Protocol):
     def batch_request(self, key: str) -> tuple[str, str] | None: ...
 
     def put_batch(
-        self, batch_id: str, *, endpoint: str, provider: str, entries: list[tuple[str, str]]
+        self,
+        batch_id: str,
+        *,
+        endpoint: str,
+        provider: str,
+        entries: list[tuple[str, str, str | None]],
     ) -> None: ...
 
     def forget_batch_requests(self, keys: list[str]) -> None: ...
@@ -85,14 +94,15 @@ class BatchLost(TransportError):
         return False
 
 
-def request_key(request: ChatRequest) -> str:
-    """The cache key of one request in a batch: endpoint, model, messages, params, format and
-    sample index (from the ``X-BSA-Sample`` routing hint)."""
+def request_key(request: ChatRequest, scope: str | None = None) -> str:
+    """The cache key of one request in a batch: endpoint, model, messages, params, format,
+    sample index (from the ``X-BSA-Sample`` routing hint) and answer scope (a run id; None:
+    shared by every run)."""
     try:
         sample = int(request.headers.get("X-BSA-Sample", "0"))
     except ValueError:
         sample = 0
-    return completion_key(request, sample)
+    return completion_key(request, sample, scope)
 
 
 def custom_id_for(key: str, request: ChatRequest) -> str:
@@ -144,7 +154,7 @@ class BatchingTransport:
         self._max_wait = max_wait
         self._clock = clock
         self._sleep = sleep
-        self._pending: list[tuple[str, str, ChatRequest]] = []  # key, custom id, request
+        self._pending: list[tuple[str, str, ChatRequest, str | None]] = []  # key, id, req, scope
         self._first_pending = 0.0
         self._last_pending = 0.0
         self._waiting: dict[str, asyncio.Future[Completion]] = {}
@@ -158,10 +168,13 @@ class BatchingTransport:
 
     # -- the Transport protocol ----------------------------------------------------------
 
-    async def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
+    async def complete(
+        self, request: ChatRequest, *, timeout: float, scope: str | None = None
+    ) -> Completion:
         """Wait for ``request``'s answer from a batch (``timeout`` does not apply: a batch has
-        its own completion window)."""
-        key = request_key(request)
+        its own completion window). ``scope``: the answer scope of the run asking (None: a
+        request every run shares); a stored batch request of another scope is never joined."""
+        key = request_key(request, scope)
         future = self._waiting.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -176,7 +189,7 @@ class BatchingTransport:
                 if not self._pending:
                     self._first_pending = now
                 self._last_pending = now
-                self._pending.append((key, custom_id_for(key, request), request))
+                self._pending.append((key, custom_id_for(key, request), request, scope))
                 if not self._flushing:
                     self._flushing = True
                     self._spawn(self._flush())
@@ -237,11 +250,11 @@ class BatchingTransport:
         finally:
             self._flushing = False
 
-    async def _submit(self, chunk: list[tuple[str, str, ChatRequest]]) -> None:
+    async def _submit(self, chunk: list[tuple[str, str, ChatRequest, str | None]]) -> None:
         try:
-            batch_id = await self.client.submit([(cid, request) for _, cid, request in chunk])
+            batch_id = await self.client.submit([(cid, request) for _, cid, request, _ in chunk])
         except TransportError as error:
-            for key, _, _ in chunk:
+            for key, _, _, _ in chunk:
                 self._settle(key, error)
             return
         if self._store is not None:
@@ -249,10 +262,10 @@ class BatchingTransport:
                 batch_id,
                 endpoint=self.client.endpoint,
                 provider=self.client.provider,
-                entries=[(key, cid) for key, cid, _ in chunk],
+                entries=[(key, cid, scope) for key, cid, _, scope in chunk],
             )
         self.submitted.append(batch_id)
-        for key, cid, _ in chunk:
+        for key, cid, _, _ in chunk:
             self._join(batch_id, key, cid)
 
     def _join(self, batch_id: str, key: str, custom_id: str) -> None:
@@ -365,14 +378,13 @@ def batch_provider(model: str, api_base: str | None) -> str | None:
 def make_batch_client(
     model: str, api_base: str | None, api_key: str | None, *, api_key_env: str | None = None
 ) -> BatchClient:
-    """The batch client for ``model`` (see :func:`batch_provider`)."""
+    """The batch client for ``model`` (see :func:`batch_provider`); ``api_key`` is sent as it
+    is (``engine/keys.py:choose_key`` decided it for this endpoint)."""
     provider = batch_provider(model, api_base)
     if provider == "anthropic":
-        from pytest_bsa.engine.anthropic_transport import key_for
         from pytest_bsa.engine.batch_anthropic import AnthropicBatchClient
 
-        key = key_for(api_key, api_key_env, api_base)
-        return AnthropicBatchClient(api_base, key, api_key_env=api_key_env)
+        return AnthropicBatchClient(api_base, api_key, api_key_env=api_key_env)
     if provider == "openai":
         from pytest_bsa.engine.batch_openai import OpenAIBatchClient
 
@@ -403,6 +415,11 @@ def batch_problem(settings: Any, *, xdist: bool) -> str | None:
     for role in sorted(roles):
         model = settings.model if role == "model" else settings.judge
         base = settings.api_base if role == "model" else settings.judge_api_base
+        if role == "model" and model.startswith("pipeline:"):
+            return (
+                f"--bsa-batch {settings.batch}: the model {model!r} is your own pipeline "
+                "(pytest_bsa_generate), which no batch API can run; use --bsa-batch judge"
+            )
         if model != "simulated" and batch_provider(model, base) is None:
             return (
                 f"--bsa-batch {settings.batch}: the {role} {model!r} goes through litellm, which "

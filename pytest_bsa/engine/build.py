@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_bsa import __version__
 from pytest_bsa.config import SIMULATED, Settings
-from pytest_bsa.engine.cache import Cache
+from pytest_bsa.engine.batch import batch_provider, batch_roles
+from pytest_bsa.engine.batch_openai import DEFAULT_BASE as OPENAI_BATCH_BASE
+from pytest_bsa.engine.cache import AnswerScope, Cache
+from pytest_bsa.engine.keys import KeyChoice, choose_key
 from pytest_bsa.engine.preflight import unreachable
 from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.runner import Engine, RequestSpec
 from pytest_bsa.engine.transports import make_transport
 from pytest_bsa.engine.types import Transport
+from pytest_bsa.rubrics import Rubric
+from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
 
 class EndpointUnreachable(RuntimeError):
     """An endpoint that refuses connections before the run starts."""
-
-
-JUDGE_PARAMS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
 
 
 def _start_simulator(script_path: str | None) -> Any:
@@ -39,11 +43,30 @@ def _simulated_identity(settings: Settings) -> str:
     return f"simulated://{digest}"
 
 
-def _key(env_var: str | None, api_base: str | None) -> str | None:
-    """The key for a direct OpenAI-compatible endpoint; litellm finds provider keys itself."""
-    if env_var:
-        return os.environ.get(env_var)
-    return os.environ.get("OPENAI_API_KEY") if api_base else None
+def key_choices(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> dict[str, KeyChoice]:
+    """The key of each role's endpoint (raises ``MissingKey`` for a named, unset variable)."""
+    env = os.environ if environ is None else environ
+    choices = {}
+    batched = batch_roles(settings.batch)
+    for role, model, base, var, option in (
+        ("model", settings.model, settings.api_base, settings.api_key_env, "--bsa-api-key-env"),
+        (
+            "judge",
+            settings.judge,
+            settings.judge_api_base,
+            settings.judge_api_key_env,
+            "--bsa-judge-api-key-env",
+        ),
+    ):
+        if model == SIMULATED:
+            choices[role] = KeyChoice(role, None, "the simulated endpoint")
+            continue
+        if base is None and role in batched and batch_provider(model, None) == "openai":
+            base = OPENAI_BATCH_BASE  # sent by our batch client, not read by litellm
+        choices[role] = choose_key(role, model, base, var, env, option=option)
+    return choices
 
 
 def _price(settings: Settings, model: str) -> tuple[float, float] | None:
@@ -58,25 +81,58 @@ def _price(settings: Settings, model: str) -> tuple[float, float] | None:
 
 
 def _transport(
-    role: str, model: str, base: str | None, key_env: str | None, settings: Settings, cache: Any
+    role: str, model: str, base: str | None, key: KeyChoice, settings: Settings, cache: Any
 ) -> Transport:
-    """The role's transport: direct or litellm, wrapped in a batching one for --bsa-batch."""
-    from pytest_bsa.engine.batch import batch_roles
-
+    """The role's transport: direct or litellm, wrapped in a batching one for --bsa-batch.
+    ``key`` is the role's :func:`key_choices` entry (the one place keys are decided)."""
+    option = "--bsa-api-key-env" if role == "model" else "--bsa-judge-api-key-env"
     if role not in batch_roles(settings.batch):
-        return make_transport(model, base, _key(key_env, base), api_key_env=key_env)
-    from pytest_bsa.engine.batch import BatchingTransport, batch_provider, make_batch_client
-    from pytest_bsa.engine.batch_openai import DEFAULT_BASE
+        return make_transport(model, base, key.api_key, api_key_env=key.env or option)
+    from pytest_bsa.engine.batch import BatchingTransport, make_batch_client
 
     wire = "openai/simulated" if model == SIMULATED else model
     if base is None and batch_provider(wire, base) == "openai":
-        base = DEFAULT_BASE  # OpenAI's own batch API (its key: OPENAI_API_KEY)
-    client = make_batch_client(wire, base, _key(key_env, base), api_key_env=key_env)
+        base = OPENAI_BATCH_BASE  # OpenAI's own batch API (key_choices chose for it too)
+    client = make_batch_client(wire, base, key.api_key, api_key_env=key.env or option)
     return BatchingTransport(client, cache, role=role, poll_interval=settings.batch_poll)
 
 
-def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
-    """Returns the engine and the simulator it started (or ``None``)."""
+def run_fingerprint(settings: Settings) -> str:
+    """What makes two runs' model answers interchangeable: endpoint, model, generation
+    parameters, system prompt and k. An interrupted run is resumed only with the same one."""
+    endpoint = _simulated_identity(settings) if settings.model == SIMULATED else settings.api_base
+    material = {
+        "endpoint": endpoint,
+        "model": settings.model,
+        "params": settings.generation_params,
+        "system_prompt": settings.system_prompt,
+        "samples": settings.samples,
+    }
+    text = json.dumps(material, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def open_cache(settings: Settings, cache_dir: Path) -> Cache | None:
+    return None if settings.cache == "off" else Cache.open(cache_dir, settings.cache)
+
+
+def build_engine(
+    settings: Settings,
+    cache_dir: Path,
+    *,
+    keys: Mapping[str, KeyChoice] | None = None,
+    cache: Cache | None = None,
+    scope: AnswerScope | None = None,
+    rubric: Rubric = BSA_RUBRIC,
+    pipeline: Any = None,
+) -> tuple[Engine, Any]:
+    """Returns the engine and the simulator it started (or ``None``). With ``pipeline`` (a
+    :class:`~pytest_bsa.engine.pipeline.Pipeline`), the model is the team's own hook.
+
+    ``cache`` (opened from ``cache_dir`` when not given) and ``scope``, the run's answer scope
+    (begun in the cache when not given; see :class:`~pytest_bsa.engine.cache.AnswerScope`).
+    """
+    keys = keys if keys is not None else key_choices(settings)
     simulator = None
     if SIMULATED in (settings.model, settings.judge):
         simulator = _start_simulator(settings.simulate_script)
@@ -91,19 +147,30 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
             if simulator is not None:
                 simulator.stop()
             raise EndpointUnreachable(problem)
-    cache = None if settings.cache == "off" else Cache.open(cache_dir, settings.cache)
-    model_transport = _transport(
-        "model", settings.model, model_base, settings.api_key_env, settings, cache
-    )
+    model_identity = _simulated_identity(settings) if settings.model == SIMULATED else None
+    if cache is None:
+        cache = open_cache(settings, cache_dir)
+    if pipeline is not None:
+        from pytest_bsa.engine.pipeline import PipelineTransport
+
+        model_transport: Any = PipelineTransport(pipeline)
+        model_identity = pipeline.identity
+    else:
+        model_transport = _transport(
+            "model", settings.model, model_base, keys["model"], settings, cache
+        )
     judge_transport = _transport(
-        "judge", settings.judge, judge_base, settings.judge_api_key_env, settings, cache
+        "judge", settings.judge, judge_base, keys["judge"], settings, cache
     )
+    fingerprint = run_fingerprint(settings)
+    if scope is None and cache is not None:
+        scope = cache.begin_run(fingerprint, settings.answers)
     engine = Engine(
         model=RequestSpec(
             settings.model,
             model_base,
             settings.generation_params,
-            cache_base=_simulated_identity(settings) if settings.model == SIMULATED else None,
+            cache_base=model_identity,
             price=_price(settings, settings.model),
             rpm=settings.rpm,
             tpm=settings.tpm,
@@ -111,7 +178,7 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
         judge_spec=RequestSpec(
             settings.judge,
             judge_base,
-            dict(JUDGE_PARAMS),
+            settings.judge_params,
             cache_base="simulated://judge" if settings.judge == SIMULATED else None,
             price=_price(settings, settings.judge),
             rpm=settings.rpm,
@@ -127,6 +194,10 @@ def build_engine(settings: Settings, cache_dir: Path) -> tuple[Engine, Any]:
         cache=cache,
         judge_max_reasks=settings.judge_max_reasks,
         max_cost=settings.max_cost,
+        rubric=rubric,
+        breaker=settings.breaker,
+        scope=scope,
+        fingerprint=fingerprint,
         adaptive=settings.concurrency_mode == "adaptive",
     )
     return engine, simulator

@@ -1,9 +1,16 @@
 """Persistent response and verdict cache: one SQLite file in WAL mode, shared by processes.
 
-A rerun reuses every stored completion and verdict and only calls for the missing ones. Each
-``put`` commits on its own, so a Ctrl-C or SIGKILL loses at most the calls still in flight.
+Judge verdicts are pure functions of their inputs, the judge and the rubric: every run reuses
+them. Model answers are samples of whatever the endpoint serves today, so they are scoped to a
+*run* (:class:`AnswerScope`): a new run samples afresh, and only a rerun that resumes an
+interrupted run with the same settings (or a run that asks for reuse explicitly) gets them back.
+Batch mode records which provider batch holds each request (tables ``batches`` and
+``batch_requests``), so a rerun polls that batch instead of paying again; a model request's key
+carries its run's scope like a stored answer's, so only the run that submitted it, resumed, or a
+run with ``--bsa-answers=reuse`` picks it up. Judge requests are shared, like verdicts.
+Each ``put`` commits on its own, so a Ctrl-C or SIGKILL loses at most the calls still in flight.
 Only successful completions and parsed verdicts are stored: the engine never puts a failed
-call (a transport error or an unjudged verdict), so a rerun retries exactly those.
+call (a transport error or an unjudged verdict), so a resumed run retries exactly those.
 
 Nothing secret is stored. Keys are sha256 digests; the key material leaves out headers, the
 userinfo and query of ``api_base``, and any param whose name marks it as a credential. Stored
@@ -21,7 +28,9 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +43,8 @@ CacheMode = Literal["readwrite", "read", "write", "off"]
 CACHE_MODES: tuple[CacheMode, ...] = ("readwrite", "read", "write", "off")
 CACHE_FILENAME = "cache.sqlite3"
 SCHEMA_VERSION = 1
-KEY_FORMAT = 1  # bump to invalidate every key when the key material changes meaning
+KEY_FORMAT = 2  # bump to invalidate every key when the key material changes meaning
+# 2: completions are split by the rules of #9 (leading block only, truncation from finish_reason)
 BUSY_TIMEOUT_S = 30.0
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -52,15 +62,75 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries ("
     " key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL,"
     " created_at REAL NOT NULL, body TEXT NOT NULL)",
+    # One row per run that stored model answers: resumable while its state is 'running'.
+    "CREATE TABLE IF NOT EXISTS runs ("
+    " run_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL,"
+    " served_model TEXT, system_fingerprint TEXT,"
+    " started_at REAL NOT NULL, updated_at REAL NOT NULL)",
     # Batch mode: which provider batch holds the answer to a request, so a rerun after Ctrl-C,
     # a kill or a CI timeout polls that batch instead of paying for the request again.
     "CREATE TABLE IF NOT EXISTS batches ("
     " batch_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, provider TEXT NOT NULL,"
     " requests INTEGER NOT NULL, created_at REAL NOT NULL)",
+    # A model request's key carries its run's answer scope (see AnswerScope), so only the run
+    # that submitted it (resumed) finds it again; ``scope`` names that run (NULL: a request every
+    # run shares, a judge request or one made with --bsa-answers=reuse).
     "CREATE TABLE IF NOT EXISTS batch_requests ("
     " key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, custom_id TEXT NOT NULL,"
-    " created_at REAL NOT NULL)",
+    " scope TEXT, created_at REAL NOT NULL)",
 )
+AnswersMode = Literal["resume", "fresh", "reuse"]
+
+
+@dataclass(frozen=True)
+class AnswerScope:
+    """Which stored model answers a run may use.
+
+    ``resume`` (the default): answers stored by this run only; a run whose settings fingerprint
+    matches an interrupted run continues that run (``resumed``), after the engine has checked
+    that the endpoint still serves the model the interrupted run saw (``identity``: served
+    model name and ``system_fingerprint`` of its first answer). ``fresh``: a new run, always.
+    ``reuse``: any stored answer to the same request, from any run (explicitly asked for).
+    """
+
+    mode: AnswersMode
+    run_id: str
+    resumed: bool = False
+    identity: tuple[str | None, str | None] | None = None
+    started_at: float | None = None
+
+    @property
+    def key_scope(self) -> str | None:
+        """What completion keys are scoped to (None: shared by every run)."""
+        return None if self.mode == "reuse" else self.run_id
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "run_id": self.run_id,
+            "resumed": self.resumed,
+            "identity": list(self.identity) if self.identity else None,
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> AnswerScope:
+        identity = data.get("identity")
+        return cls(
+            mode=data["mode"],  # type: ignore[arg-type]
+            run_id=str(data["run_id"]),
+            resumed=bool(data.get("resumed")),
+            identity=tuple(identity) if identity else None,  # type: ignore[arg-type]
+            started_at=data.get("started_at"),  # type: ignore[arg-type]
+        )
+
+    def fresh(self) -> AnswerScope:
+        """A new run with the same mode (a resume that was refused)."""
+        return AnswerScope(self.mode, new_run_id())
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 class CacheError(Exception):
@@ -118,24 +188,26 @@ def _digest(material: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def completion_key(request: ChatRequest, sample_index: int) -> str:
-    """The cache key of sample ``sample_index`` of ``request``.
+def completion_key(request: ChatRequest, sample_index: int, scope: str | None = None) -> str:
+    """The cache key of sample ``sample_index`` of ``request`` in run ``scope``.
 
     Depends on the normalised endpoint, model, messages, params (credential-named ones
-    dropped), response format and sample index; never on headers (routing hints) or key order.
+    dropped), response format, sample index and the run scope (``None``: shared by every run);
+    never on headers (routing hints) or key order.
     """
-    return _digest(
-        {
-            "type": "completion",
-            "v": KEY_FORMAT,
-            "api_base": normalise_api_base(request.api_base),
-            "model": request.model,
-            "messages": list(request.messages),  # the prompt itself: never scrubbed
-            "params": _scrub(request.params),
-            "response_format": request.response_format,
-            "sample_index": int(sample_index),
-        }
-    )
+    material: dict[str, Any] = {
+        "type": "completion",
+        "v": KEY_FORMAT,
+        "api_base": normalise_api_base(request.api_base),
+        "model": request.model,
+        "messages": list(request.messages),  # the prompt itself: never scrubbed
+        "params": _scrub(request.params),
+        "response_format": request.response_format,
+        "sample_index": int(sample_index),
+    }
+    if scope is not None:
+        material["run"] = scope
+    return _digest(material)
 
 
 def verdict_key(judge_model: str, rubric_version: str, kind: str, inputs: Mapping[str, str]) -> str:
@@ -154,6 +226,31 @@ def verdict_key(judge_model: str, rubric_version: str, kind: str, inputs: Mappin
 
 def _advice(path: Path) -> str:
     return f"run with --bsa-cache=off, or delete {path} to start a fresh cache"
+
+
+def check_cache(cache_dir: Path, mode: CacheMode) -> None:
+    """Raise :class:`CacheError` when the cache cannot be used; creates and changes nothing.
+
+    Run before the first call, so that a cache path that is a file or a corrupt cache file is
+    a usage error (exit 4) instead of a crash in the middle of a run.
+    """
+    if mode == "off":
+        return
+    cache_dir = Path(cache_dir).expanduser()
+    path = cache_dir / CACHE_FILENAME
+    fix = "pass --bsa-cache-dir DIR (a directory) or --bsa-cache=off"
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise CacheError(f"the cache directory {str(cache_dir)!r} is not a directory; {fix}")
+    if path.exists():
+        if not path.is_file():
+            raise CacheError(f"the cache file {str(path)!r} is not a file; {_advice(path)}")
+        Cache(path, "read").close()  # opened read-only: validates without writing
+        return
+    if mode == "read":
+        return
+    parent = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CacheError(f"the cache directory {str(cache_dir)!r} cannot be created; {fix}")
 
 
 class Cache:
@@ -388,7 +485,8 @@ class Cache:
 
     def completion_history(self, model: str, limit: int = 500) -> dict[str, float] | None:
         """Means of the ``limit`` newest stored completions of ``model`` (for estimates):
-        ``calls``, ``prompt_tokens``, ``completion_tokens``, ``latency_s``; None when none."""
+        ``calls``, ``prompt_tokens``, ``completion_tokens``, ``latency_s``; None when none.
+        An answer stored under its run's key and the shared key counts once."""
         with self._lock:
             conn = self._connection()
             if conn is None or self._empty:
@@ -396,7 +494,7 @@ class Cache:
             rows = self._run(
                 conn,
                 "SELECT body FROM entries WHERE kind = 'completion' AND model = ?"
-                " ORDER BY created_at DESC LIMIT ?",
+                " GROUP BY body ORDER BY MAX(created_at) DESC LIMIT ?",
                 (model, int(limit)),
             )
         found = []
@@ -418,10 +516,11 @@ class Cache:
     # -- batch mode ----------------------------------------------------------------------
 
     def batch_request(self, key: str) -> tuple[str, str] | None:
-        """(batch id, custom id) of the batch that holds request ``key``, if one does."""
+        """(batch id, custom id) of the batch that holds request ``key``, if one does (never
+        in ``write`` mode, which reads nothing stored)."""
         with self._lock:
             conn = self._connection()
-            if conn is None or self._empty or not self._writable:
+            if conn is None or self._empty or not self._writable or not self._readable:
                 return None
             rows = self._run(
                 conn, "SELECT batch_id, custom_id FROM batch_requests WHERE key = ?", (key,)
@@ -429,9 +528,15 @@ class Cache:
         return (rows[0][0], rows[0][1]) if rows else None
 
     def put_batch(
-        self, batch_id: str, *, endpoint: str, provider: str, entries: list[tuple[str, str]]
+        self,
+        batch_id: str,
+        *,
+        endpoint: str,
+        provider: str,
+        entries: list[tuple[str, str, str | None]],
     ) -> None:
-        """Record a submitted batch and its (request key, custom id) pairs in one commit."""
+        """Record a submitted batch and its (request key, custom id, answer scope) triples in
+        one commit."""
         with self._lock:
             conn = self._connection()
             if conn is None or not self._writable:
@@ -446,9 +551,9 @@ class Cache:
                      len(entries), now),
                 )  # fmt: skip
                 conn.executemany(
-                    "INSERT OR REPLACE INTO batch_requests (key, batch_id, custom_id, created_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    [(key, batch_id, custom_id, now) for key, custom_id in entries],
+                    "INSERT OR REPLACE INTO batch_requests"
+                    " (key, batch_id, custom_id, scope, created_at) VALUES (?, ?, ?, ?, ?)",
+                    [(key, batch_id, custom_id, scope, now) for key, custom_id, scope in entries],
                 )
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
@@ -483,8 +588,9 @@ class Cache:
                     f"the cache file {self.path} failed ({exc}); {_advice(self.path)}"
                 ) from exc
 
-    def open_batches(self) -> list[tuple[str, str, int]]:
-        """(batch id, endpoint, requests still waiting) of every batch not yet delivered."""
+    def open_batches(self) -> list[tuple[str, str, str | None, int]]:
+        """(batch id, endpoint, answer scope, requests still waiting) of every batch not yet
+        delivered, per scope (a run id, or None for requests every run shares)."""
         with self._lock:
             conn = self._connection()
             if conn is None or self._empty:
@@ -494,12 +600,89 @@ class Cache:
                 return []
             rows = self._run(
                 conn,
-                "SELECT b.batch_id, b.endpoint, COUNT(r.key) FROM batches b"
-                " JOIN batch_requests r ON r.batch_id = b.batch_id GROUP BY b.batch_id"
-                " ORDER BY b.created_at",
+                "SELECT b.batch_id, b.endpoint, r.scope, COUNT(r.key) FROM batches b"
+                " JOIN batch_requests r ON r.batch_id = b.batch_id"
+                " GROUP BY b.batch_id, r.scope ORDER BY b.created_at",
                 (),
             )
-        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+        return [(str(r[0]), str(r[1]), r[2], int(r[3])) for r in rows]
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def begin_run(self, fingerprint: str, mode: AnswersMode) -> AnswerScope:
+        """The answer scope of a new run: resumes the latest interrupted run with the same
+        ``fingerprint`` in ``resume`` mode (when this cache can be read)."""
+        row = None
+        if mode == "resume" and self._readable:
+            row = self._latest_running(fingerprint)
+        now = time.time()
+        if row is not None:
+            run_id, served, system_fp, started = row
+            identity = (served, system_fp) if served is not None else None
+            scope = AnswerScope(mode, run_id, True, identity, started)
+            self._run_write("UPDATE runs SET updated_at = ? WHERE run_id = ?", (now, run_id))
+            return scope
+        scope = AnswerScope(mode, new_run_id(), started_at=now)
+        self.record_run(scope, fingerprint)
+        return scope
+
+    def record_run(self, scope: AnswerScope, fingerprint: str) -> None:
+        """Store a new run (a no-op when this cache does not write)."""
+        now = time.time()
+        self._run_write(
+            "INSERT OR IGNORE INTO runs (run_id, fingerprint, state, started_at, updated_at)"
+            " VALUES (?, ?, 'running', ?, ?)",
+            (scope.run_id, fingerprint, now, now),
+        )
+
+    def set_run_identity(
+        self, run_id: str, served_model: str | None, system_fp: str | None
+    ) -> None:
+        """What the endpoint said it served for the run's first stored answer (kept once)."""
+        self._run_write(
+            "UPDATE runs SET served_model = ?, system_fingerprint = ?, updated_at = ?"
+            " WHERE run_id = ? AND served_model IS NULL",
+            (served_model or "", system_fp, time.time(), run_id),
+        )
+
+    def end_run(self, run_id: str, *, complete: bool) -> None:
+        """A complete run is never resumed; an incomplete one stays resumable."""
+        state = "complete" if complete else "running"
+        self._run_write(
+            "UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ?",
+            (state, time.time(), run_id),
+        )
+
+    def _latest_running(self, fingerprint: str) -> tuple[Any, ...] | None:
+        with self._lock:
+            conn = self._connection()
+            if conn is None or self._empty:
+                return None
+            try:
+                rows = conn.execute(
+                    "SELECT run_id, served_model, system_fingerprint, started_at FROM runs"
+                    " WHERE fingerprint = ? AND state = 'running'"
+                    " ORDER BY updated_at DESC LIMIT 1",
+                    (fingerprint,),
+                ).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # a cache written before runs were recorded
+                    return None
+                raise CacheError(
+                    f"the cache file {self.path} failed ({exc}); {_advice(self.path)}"
+                ) from exc
+            except sqlite3.DatabaseError as exc:
+                raise CacheError(
+                    f"the cache file {self.path} failed ({exc}); {_advice(self.path)}"
+                ) from exc
+        return rows[0] if rows else None
+
+    def _run_write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            conn = self._connection()
+            if not self._writable or conn is None:
+                return
+            self._run(conn, sql, params)
 
     def stats(self) -> dict[str, int]:
         """Hits, misses and writes per kind by this object (no lookups in write/off mode)."""
@@ -513,3 +696,30 @@ class Cache:
                 self._conn.close()
             self._conn = None
             self._closed = True
+
+
+def drop_completions(cache_dir: Path) -> tuple[int, int]:
+    """Delete every stored model answer from the cache in ``cache_dir``, keeping the judge
+    verdicts, and compact the file so no deleted answer lingers in it: (verdicts, removed)."""
+    path = Path(cache_dir).expanduser() / CACHE_FILENAME
+    if not path.is_file():
+        return 0, 0
+    cache = Cache(path, "readwrite")
+    try:
+        with cache._lock:
+            conn = cache._connection()
+            assert conn is not None
+            # Each answer is stored under its run's key and a key shared by all runs: count the
+            # answers, not the rows.
+            removed = conn.execute(
+                "SELECT COUNT(DISTINCT body) FROM entries WHERE kind = 'completion'"
+            ).fetchone()[0]
+            conn.execute("DELETE FROM entries WHERE kind = 'completion'")
+            kept = conn.execute("SELECT COUNT(*) FROM entries WHERE kind = 'verdict'").fetchone()
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(f"the cache file {path} failed ({exc}); {_advice(path)}") from exc
+    finally:
+        cache.close()
+    return int(kept[0]), int(removed)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from pytest_bsa.config import Settings
 from pytest_bsa.engine.batch import batch_provider, batch_roles
-from pytest_bsa.engine.cache import CACHE_FILENAME, Cache, CacheError
+from pytest_bsa.engine.cache import CACHE_FILENAME, AnswerScope, Cache, CacheError
 from pytest_bsa.engine.prices import price_for
 from pytest_bsa.estimate import History, RunEstimate, estimate_run
 from pytest_bsa.models import Instance
+from pytest_bsa.rubrics import Rubric
+from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
 
 def history_of(cache_dir: Path, model: str) -> History | None:
@@ -34,10 +36,13 @@ def history_of(cache_dir: Path, model: str) -> History | None:
 
 
 def estimate_for(
-    settings: Settings, instances: Sequence[Instance], cache_dir: Path | None
+    settings: Settings,
+    instances: Sequence[Instance],
+    cache_dir: Path | None,
+    rubric: Rubric = BSA_RUBRIC,
 ) -> RunEstimate:
     """The estimate shown in the header and by ``--collect-only``, and checked against
-    ``--bsa-max-cost`` before the first call."""
+    ``--bsa-max-cost`` before the first call; the judge's prompts are ``rubric``'s."""
     use_cache = cache_dir is not None and settings.cache != "off"
     return estimate_run(
         instances,
@@ -53,14 +58,19 @@ def estimate_for(
         rpm=settings.rpm,
         tpm=settings.tpm,
         batch=batch_roles(settings.batch),
+        rubric=rubric,
+        judge_max_tokens=settings.judge_max_tokens,
+        judge_reasoning_effort=settings.judge_reasoning_effort,
     )
 
 
 _PROVIDERS = {"openai": "the OpenAI batch API", "anthropic": "Anthropic message batches"}
 
 
-def batch_header(settings: Settings, cache_dir: Path) -> str:
-    """The header line of a batch-mode run, with what an interrupted run left to pick up."""
+def batch_header(settings: Settings, cache_dir: Path, scope: AnswerScope | None = None) -> str:
+    """The header line of a batch-mode run, with what it picks up of unfinished batches: the
+    model requests of the run it resumes (``scope``; all of them with --bsa-answers=reuse) and
+    the judge requests every run shares. Other runs' model batches are left alone."""
     roles = sorted(batch_roles(settings.batch), reverse=True)  # model before judge
     via = []
     for role in roles:
@@ -79,10 +89,19 @@ def batch_header(settings: Settings, cache_dir: Path) -> str:
                 waiting = cache.open_batches()
         except CacheError:
             waiting = []
-        if waiting:
-            requests = sum(n for _, _, n in waiting)
+        mine = {None, scope.run_id} if scope is not None else {None}
+        reuse = scope is not None and scope.mode == "reuse"
+        taken = [w for w in waiting if reuse or w[2] in mine]
+        left = [w for w in waiting if w not in taken and not str(w[2]).startswith("probe-")]
+        if taken:
+            requests = sum(w[3] for w in taken)
             line += (
-                f"; the cache holds {len(waiting)} unfinished batch(es) with {requests:,} "
-                "requests from an interrupted run, picked up instead of paid again"
+                f"; the cache holds {len({w[0] for w in taken})} unfinished batch(es) with "
+                f"{requests:,} requests from an interrupted run, picked up instead of paid again"
+            )
+        if left:
+            line += (
+                f"; {len({w[0] for w in left})} unfinished batch(es) of other runs are not used "
+                "(a new run samples afresh; see --bsa-answers)"
             )
     return line

@@ -3,6 +3,10 @@
 It owns one asyncio loop in a background thread. The plugin submits every selected instance in
 test order at the start of the run, then each test blocks on its own instance's result, so the
 run is bounded by the endpoints and the concurrency limit, not by pytest's test order.
+
+A result is final for the run, endpoint errors included. The engine stops the whole run (every
+call not yet made fails at once with :class:`RunStopped`) when ``--bsa-max-cost`` is reached or
+when ``breaker`` calls in a row to one endpoint failed after all their retries.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_bsa.engine.adaptive import AdaptiveEndpoint
+from pytest_bsa.engine.cache import AnswerScope, new_run_id
+from pytest_bsa.engine.health import EndpointHealth
 from pytest_bsa.engine.ratelimit import RateLimiter
 from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
 from pytest_bsa.engine.scheduler import PrioritySlots
 from pytest_bsa.engine.types import ChatRequest, Transport, TransportError
 from pytest_bsa.judge import Judge, JudgeKind
 from pytest_bsa.models import Completion, Instance, InstanceResult, SampleResult
+from pytest_bsa.rubrics import Rubric
+from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
 _priority: contextvars.ContextVar[int] = contextvars.ContextVar("bsa_priority", default=0)
 _sample: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar(
@@ -92,13 +100,23 @@ class RequestSpec:
     tpm: float | None = None
 
 
-class CostLimitReached(TransportError):
-    """``--bsa-max-cost`` was reached: the call was not made."""
+class RunStopped(TransportError):
+    """The run was stopped (cost limit or circuit breaker): the call was not made."""
 
-    def __init__(self, limit: float) -> None:
-        super().__init__(
-            "client", f"not run: the run reached its cost limit of ${limit:g} (--bsa-max-cost)"
-        )
+    def __init__(self, reason: str) -> None:
+        super().__init__("client", f"not run: {reason}")
+        self.reason = reason
+
+
+# Final failures that say the endpoint itself is in trouble (not one request's problem).
+BREAKER_KINDS: frozenset[str] = frozenset(
+    {"server", "connection", "timeout", "bad_response", "rate_limit", "auth"}
+)
+
+
+def served_identity(completion: Completion) -> tuple[str | None, str | None]:
+    """What the endpoint said it served: its ``model`` and ``system_fingerprint``."""
+    return completion.served_model, completion.system_fingerprint
 
 
 _SECRETISH = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[=:]\s*)[^\s'\",}]+")
@@ -154,6 +172,10 @@ class Engine:
         cache: Any = None,
         judge_max_reasks: int = 2,
         max_cost: float | None = None,
+        rubric: Rubric = BSA_RUBRIC,
+        breaker: int | None = None,
+        scope: AnswerScope | None = None,
+        fingerprint: str = "",
         adaptive: bool = False,
     ) -> None:
         self.model = model
@@ -166,6 +188,18 @@ class Engine:
         self.retry = retry
         self.cache = cache
         self.max_cost = max_cost
+        self.breaker = breaker
+        self.scope = scope
+        self.fingerprint = fingerprint  # the run's settings fingerprint (cache run records)
+        self.stopped: str | None = None  # why the run stopped (cost limit or circuit breaker)
+        self.resume_refused: str | None = None  # why an interrupted run was not resumed
+        self.cut: set[str] = set()  # instances with samples the stop cut (never completed)
+        self._consecutive = {"model": 0, "judge": 0}
+        self._health = {role: EndpointHealth(concurrency) for role in ("model", "judge")}
+        self._stop_event: asyncio.Event | None = None
+        self._verified: asyncio.Event | None = None  # resume: the served model was checked
+        self._probe_running = False
+        self._identity_recorded = False
         self._limiters = {
             "model": RateLimiter(model.rpm, model.tpm),
             "judge": RateLimiter(judge_spec.rpm, judge_spec.tpm),
@@ -179,6 +213,8 @@ class Engine:
         self.judge = Judge(
             self._judge_call,
             judge_model=judge_spec.model,
+            rubric=rubric,
+            params=judge_spec.params,
             judge_endpoint=judge_spec.cache_base or judge_spec.api_base,
             cache=cache,
             max_reasks=judge_max_reasks,
@@ -203,6 +239,9 @@ class Engine:
         asyncio.set_event_loop(self._loop)
         # One pool per endpoint role: judge calls never hold back the model's (and vice versa).
         self._slots = {role: PrioritySlots(self._concurrency) for role in ("model", "judge")}
+        self._stop_event = asyncio.Event()
+        if self.scope is not None and self.scope.resumed and self.scope.identity is not None:
+            self._verified = asyncio.Event()
         if self._adaptive_mode:
             endpoints: dict[str, AdaptiveEndpoint] = {}
             for role, spec in (("model", self.model), ("judge", self.judge_spec)):
@@ -225,19 +264,11 @@ class Engine:
                 self._futures[instance.id] = asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def future(self, instance: Instance) -> Future[InstanceResult]:
-        """The pending result of ``instance`` (submitting it if needed).
+        """The pending or final result of ``instance`` (submitting it if needed).
 
-        A finished result with endpoint errors is dropped and run again, so a rerun of the test
-        (pytest-rerunfailures) calls again for the failed samples (the cache serves the rest).
+        A result is final for the run, endpoint errors included: the samples already had all
+        their retries, and a test rerun (pytest-rerunfailures) must not pay for them again.
         """
-        with self._lock:
-            done = self._futures.get(instance.id)
-            if (
-                done is not None
-                and done.done()
-                and (done.exception() is not None or done.result().errors)
-            ):
-                del self._futures[instance.id]
         self.submit([instance])
         return self._futures[instance.id]
 
@@ -313,6 +344,9 @@ class Engine:
         try:
             completion = await self._complete_model(request, index)
             judgement = await self.judge.judge(instance, completion)
+        except RunStopped as exc:
+            self.cut.add(instance.id)
+            return SampleResult(index=index, completion=completion, error=str(exc))
         except TransportError as exc:
             return SampleResult(index=index, completion=completion, error=str(exc))
         except Exception as exc:  # a client library's own failure: keep the run going, say what
@@ -320,21 +354,109 @@ class Engine:
             return SampleResult(index=index, completion=completion, error=error)
         return SampleResult(index=index, completion=completion, judgement=judgement)
 
-    async def _complete_model(self, request: ChatRequest, index: int) -> Completion:
-        key = None
-        if self.cache is not None:
-            from pytest_bsa.engine.cache import completion_key
+    def _answer_key(self, request: ChatRequest, index: int, scoped: bool = True) -> str:
+        """The answer's key in this run's scope (``scoped``), or in the scope every run shares
+        (the latest answer to the request, read by ``--bsa-answers=reuse``)."""
+        from pytest_bsa.engine.cache import completion_key
 
-            identity = self.model.cache_base or request.api_base
-            key = completion_key(request.model_copy(update={"api_base": identity}), index)
-            hit = self.cache.get_completion(key)
-            if hit is not None:
-                self.stats.model.cached += 1
-                return hit
-        completion = await self._call("model", self._model_transport, request)
-        if key is not None:
-            self.cache.put_completion(key, completion, model=request.model)
+        identity = self.model.cache_base or request.api_base
+        scope = self.scope.key_scope if self.scope is not None and scoped else None
+        return completion_key(request.model_copy(update={"api_base": identity}), index, scope)
+
+    async def _complete_model(self, request: ChatRequest, index: int) -> Completion:
+        if self.cache is None:
+            return await self._call("model", self._model_transport, request)
+        if self._verified is not None and not self._verified.is_set():
+            if not self._probe_running:
+                return await self._probe(request, index)
+            await self._wait_for(self._verified)
+        key = self._answer_key(request, index)
+        hit = self.cache.get_completion(key)
+        if hit is not None:
+            self.stats.model.cached += 1
+            return hit
+        scope = self.scope.key_scope if self.scope is not None else None
+        completion = await self._call("model", self._model_transport, request, scope=scope)
+        self._store_answer(request, index, completion)
         return completion
+
+    def _store_answer(self, request: ChatRequest, index: int, completion: Completion) -> None:
+        """Store under this run's key and as the latest answer to the request (for reuse)."""
+        key = self._answer_key(request, index)
+        self.cache.put_completion(key, completion, model=request.model)
+        shared = self._answer_key(request, index, scoped=False)
+        if shared != key:
+            self.cache.put_completion(shared, completion, model=request.model)
+        scope = self.scope
+        if scope is not None and not scope.resumed and not self._identity_recorded:
+            self._identity_recorded = True
+            self.cache.set_run_identity(scope.run_id, *served_identity(completion))
+
+    async def _probe(self, request: ChatRequest, index: int) -> Completion:
+        """Resuming: sample once afresh and compare what the endpoint serves now with what the
+        interrupted run saw. A different model or system fingerprint starts a new run instead
+        (no stored answer of the old checkpoint is used); the other calls wait for the check."""
+        assert self.scope is not None and self._verified is not None
+        self._probe_running = True
+        try:
+            # A scope of its own: in batch mode the probe never joins a stored batch request.
+            probe_scope = f"probe-{new_run_id()}"
+            completion = await self._call(
+                "model", self._model_transport, request, scope=probe_scope
+            )
+        except TransportError as exc:
+            # Unchecked is not the same: do not resume (the other calls sample afresh).
+            self._refuse_resume(f"the served model could not be checked ({exc})")
+            raise
+        seen, expected = served_identity(completion), self.scope.identity
+        if expected is not None and (seen[0] or "", seen[1]) != (expected[0] or "", expected[1]):
+            self._refuse_resume(
+                f"the endpoint now serves {seen[0]!r} (system_fingerprint {seen[1]!r}), the "
+                f"interrupted run saw {expected[0]!r} ({expected[1]!r})"
+            )
+        self._verified.set()
+        self._store_answer(request, index, completion)
+        return completion
+
+    def _refuse_resume(self, why: str) -> None:
+        assert self.scope is not None and self._verified is not None
+        self.resume_refused = f"{why}: not resumed, every answer sampled afresh"
+        self.scope = self.scope.fresh()
+        self.cache.record_run(self.scope, self.fingerprint)
+        self._verified.set()
+
+    async def _wait_for(self, event: asyncio.Event) -> None:
+        """Wait for ``event``, or for the run to stop (then raise :class:`RunStopped`)."""
+        assert self._stop_event is not None
+        if not event.is_set():
+            waits = {
+                asyncio.ensure_future(event.wait()),
+                asyncio.ensure_future(self._stop_event.wait()),
+            }
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        if self.stopped is not None and not event.is_set():
+            raise RunStopped(self.stopped)
+
+    def stop(self, reason: str) -> None:
+        """Stop the run: calls not yet made fail at once, retries stop waiting (thread-safe)."""
+        if self.stopped is None:
+            self.stopped = reason
+            if self._stop_event is not None:
+                self._loop.call_soon_threadsafe(self._stop_event.set)
+
+    async def _sleep(self, seconds: float) -> None:
+        """A retry's backoff, cut short when the run stops."""
+        assert self._stop_event is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+
+    async def _paced_sleep(self, seconds: float) -> None:
+        """A wait for the adaptive pace or a Retry-After pause; raises once the run stops."""
+        await self._sleep(seconds)
+        if self.stopped is not None:
+            raise RunStopped(self.stopped)
 
     async def _judge_call(
         self,
@@ -371,7 +493,11 @@ class Engine:
             c.cost_usd + c.in_flight * c.mean_cost for c in (self.stats.model, self.stats.judge)
         )
 
-    async def _call(self, role: str, transport: Transport, request: ChatRequest) -> Completion:
+    async def _call(
+        self, role: str, transport: Transport, request: ChatRequest, *, scope: str | None = None
+    ) -> Completion:
+        """One call with its retries. ``scope``: the answer scope a batching transport keys its
+        stored batch requests by (None for the judge: verdicts are shared by every run)."""
         counters = self.stats.model if role == "model" else self.stats.judge
         spec = self.model if role == "model" else self.judge_spec
         limiter = self._limiters[role]
@@ -381,42 +507,87 @@ class Engine:
         batched = bool(getattr(transport, "batched", False))
         slots = self._slots[role]
         control = None if batched else self.adaptive.get(role)
+        health = self._health[role]
+        troubled = False  # this call failed once (or probes a failing endpoint): counted
 
         async def attempt() -> Completion:
-            if limiter.limited and not batched:
-                await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
-            async with contextlib.nullcontext() if batched else slots.slot(priority):
-                sent_at = 0.0
-                if control is not None:  # the endpoint's pace and any Retry-After pause
-                    sent_at = await control.ready()
-                # Checked once a slot is held: counting what calls in flight will likely cost,
-                # so the limit holds to within one call's cost per concurrent call.
-                if self.max_cost is not None and self._committed_cost() >= self.max_cost:
-                    raise CostLimitReached(self.max_cost)
-                counters.calls += 1
-                counters.in_flight += 1
-                started = time.monotonic()
-                try:
-                    completion = await transport.complete(request, timeout=self.timeout)
-                except TransportError as exc:
-                    if control is not None and exc.kind == "rate_limit":
-                        control.on_rate_limit(sent_at, exc.retry_after)
-                    raise
-                finally:
-                    counters.in_flight -= 1
-                if control is not None:
-                    control.on_success(
-                        started, completion.latency_s, completion.usage.completion_tokens, role
-                    )
-            return _priced(completion, spec.price, getattr(transport, "price_factor", 1.0))
+            nonlocal troubled
+            while True:
+                if self.stopped is not None:
+                    raise RunStopped(self.stopped)
+                if not troubled:
+                    troubled = await health.admit(self._stop_event)
+                if limiter.limited and not batched:
+                    await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
+                async with contextlib.nullcontext() if batched else slots.slot(priority):
+                    if self.stopped is not None:
+                        raise RunStopped(self.stopped)
+                    if not troubled and health.holding:
+                        continue  # the endpoint started failing while this call queued
+                    sent_at = 0.0
+                    if control is not None:  # the endpoint's pace and any Retry-After pause
+                        sent_at = await control.ready(self._paced_sleep)
+                    # Checked once a slot is held: counting what calls in flight will likely
+                    # cost, so the limit holds to within one call's cost per concurrent call.
+                    if self.max_cost is not None and self._committed_cost() >= self.max_cost:
+                        self.stop(
+                            f"the run reached its cost limit of ${self.max_cost:g} (--bsa-max-cost)"
+                        )
+                        raise RunStopped(str(self.stopped))
+                    counters.calls += 1
+                    counters.in_flight += 1
+                    started = time.monotonic()
+                    try:
+                        if batched:  # the run's answer scope picks which stored batch rows apply
+                            completion = await transport.complete(  # type: ignore[call-arg]
+                                request, timeout=self.timeout, scope=scope
+                            )
+                        else:
+                            completion = await transport.complete(request, timeout=self.timeout)
+                    except TransportError as exc:
+                        if control is not None and exc.kind == "rate_limit":
+                            control.on_rate_limit(sent_at, exc.retry_after)
+                        if exc.kind in BREAKER_KINDS:
+                            health.failed()
+                            if not troubled:
+                                troubled = health.enter()
+                        raise
+                    finally:
+                        counters.in_flight -= 1
+                    if control is not None:
+                        control.on_success(
+                            started, completion.latency_s, completion.usage.completion_tokens, role
+                        )
+                health.succeeded()
+                return _priced(completion, spec.price, getattr(transport, "price_factor", 1.0))
 
         def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:
             counters.retries += 1
 
         try:
-            completion = await call_with_retries(attempt, self.retry, on_retry=on_retry)
-        except TransportError:
-            counters.failures += 1
+            completion = await call_with_retries(
+                attempt, self.retry, on_retry=on_retry, sleep=self._sleep
+            )
+        except RunStopped:
             raise
+        except TransportError as exc:
+            counters.failures += 1
+            if exc.kind in BREAKER_KINDS:
+                self._count_failure(role, spec, exc)
+            raise
+        finally:
+            if troubled:
+                health.leave()
+        self._consecutive[role] = 0
         counters.add(completion)
         return completion
+
+    def _count_failure(self, role: str, spec: RequestSpec, exc: TransportError) -> None:
+        self._consecutive[role] += 1
+        if self.breaker is not None and self._consecutive[role] >= self.breaker:
+            where = exc.endpoint or spec.api_base or spec.model
+            self.stop(
+                f"the {role} endpoint {where} failed {self._consecutive[role]} calls in a row "
+                f"after all retries (circuit breaker, --bsa-breaker {self.breaker}); last "
+                f"error: {exc}"
+            )

@@ -26,6 +26,17 @@ def is_direct(model: str, api_base: str | None) -> bool:
     return model.startswith(DIRECT_PREFIXES) or "/" not in model
 
 
+def is_anthropic(model: str) -> bool:
+    """``anthropic/...`` models go to the direct Anthropic Messages transport."""
+    return model.startswith("anthropic/")
+
+
+def has_own_transport(model: str, api_base: str | None) -> bool:
+    """Whether one of our own HTTP transports (not litellm) serves ``model`` at ``api_base``:
+    then only the key we pass is sent, and nothing reads a key variable by itself."""
+    return is_anthropic(model) or is_direct(model, api_base)
+
+
 def wire_model(model: str) -> str:
     """The model name an OpenAI-compatible server expects (litellm routing prefix removed)."""
     for prefix in DIRECT_PREFIXES:
@@ -42,15 +53,14 @@ def make_transport(
     api_key_env: str | None = None,
     max_connections: int = 256,
 ) -> Transport:
-    """A direct transport when possible (OpenAI-compatible, Anthropic), litellm for the rest."""
-    if model.startswith("anthropic/"):
-        from pytest_bsa.engine.anthropic_transport import AnthropicTransport, key_for
+    """A direct transport when possible (OpenAI-compatible, Anthropic), litellm for the rest.
 
-        return AnthropicTransport(
-            key_for(api_key, api_key_env, api_base),
-            max_connections=max_connections,
-            api_key_env=api_key_env,
-        )
+    ``api_key`` is sent as it is: ``engine/keys.py:choose_key`` decided it for this endpoint.
+    """
+    if is_anthropic(model):
+        from pytest_bsa.engine.anthropic_transport import AnthropicTransport
+
+        return AnthropicTransport(api_key, max_connections=max_connections, api_key_env=api_key_env)
     if is_direct(model, api_base):
         from pytest_bsa.engine.openai_compat import OpenAICompatTransport
 
@@ -176,7 +186,13 @@ def scrub(text: str, secret: str | None) -> str:
 
 
 def auth_hint(api_key: str | None, api_key_env: str | None, provider: str = "") -> str:
-    """What to check after a 401/403, naming the environment variable when it is known."""
+    """What to check after a 401/403, naming the environment variable when it is known.
+
+    ``api_key_env`` may be the option that names a variable (``--bsa-api-key-env``) when no
+    key was sent to this base URL.
+    """
+    if api_key_env and api_key_env.startswith("--"):
+        return f"no key is sent to this base URL unless a variable is named for it: {api_key_env}"
     if api_key_env:
         return f"check {api_key_env}"
     if provider:

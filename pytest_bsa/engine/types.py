@@ -16,9 +16,10 @@ ErrorKind = Literal[
     "auth",  # 401/403: wrong or missing key
     "client",  # other 4xx: the request itself is wrong
     "bad_response",  # 2xx with a body that is not a chat completion
+    "pipeline",  # the team's own pytest_bsa_generate raised (retried like a 5xx)
 ]
 RETRYABLE: frozenset[str] = frozenset(
-    {"rate_limit", "server", "timeout", "connection", "bad_response"}
+    {"rate_limit", "server", "timeout", "connection", "bad_response", "pipeline"}
 )
 
 

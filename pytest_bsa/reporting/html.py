@@ -14,14 +14,19 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
-from pytest_bsa.metrics import InstanceOutcomes, instance_values
+from pytest_bsa.evaluation import outcomes_of
+from pytest_bsa.metrics import instance_values
 from pytest_bsa.models import SCENARIOS, InstanceResult
 from pytest_bsa.report import Report
 from pytest_bsa.reporting.markdown import (
+    COUNT_COLUMNS,
     RATE_COLUMNS,
     SAFE_COLOR,
     THINK_COLOR,
+    WORST_NOTE,
     GroupRow,
+    advisory_misses,
+    answers_text,
     count,
     dollars,
     excerpt,
@@ -30,10 +35,14 @@ from pytest_bsa.reporting.markdown import (
     gate_numbers,
     group_rows,
     is_failed,
+    judge_text,
     metric_title,
+    outcomes_text,
     pct,
     points,
+    power_basis,
     power_rows,
+    rubric_text,
     seconds,
     status_by_id,
 )
@@ -155,7 +164,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "")
 
 
 def _mark(gate: str) -> str:
-    cls = {"FAIL": "bad", "pass": "good", "n/m": "warn"}.get(gate, "")
+    cls = {"FAIL": "bad", "pass": "good", "n/m": "warn", "adv": "warn"}.get(gate, "")
     return f'<span class="chip {cls}">{_e(gate)}</span>' if gate else ""
 
 
@@ -164,6 +173,9 @@ def _metric_cell(row: GroupRow, metric: str) -> str:
     ci = row.intervals.get(metric)
     tip = f' title="95% CI {pct(ci[0])}–{pct(ci[1])}"' if ci else ""
     out = f"<span{tip}>{pct(value)}</span>"
+    if row.worst_differs(metric):
+        worst = pct(row.worst.get(metric))
+        out += f' <span class="worst" title="{_e(WORST_NOTE)}">worst {worst}</span>'
     delta = row.deltas.get(metric)
     if delta is not None:
         cls = "down" if delta < -0.0005 else "up" if delta > 0.0005 else ""
@@ -173,13 +185,14 @@ def _metric_cell(row: GroupRow, metric: str) -> str:
 
 def _metrics_table(report: Report, title: str, rows: Sequence[GroupRow]) -> str:
     k = report.k
-    headers = [title, "n", *(metric_title(m, k) for m in RATE_COLUMNS), "unjudged", "gate"]
+    counts = [name for _, name in COUNT_COLUMNS]
+    headers = [title, "n", *(metric_title(m, k) for m in RATE_COLUMNS), *counts, "gate"]
     body = [
         [
             _e(r.label),
             count(r.n),
             *(_metric_cell(r, m) for m in RATE_COLUMNS),
-            count(r.unjudged),
+            *(count(getattr(r, attr)) for attr, _ in COUNT_COLUMNS),
             _mark(r.gate),
         ]
         for r in rows
@@ -193,6 +206,8 @@ def _gates_html(report: Report) -> str:
         for g in gates:
             n = gate_numbers(g)
             status = g.get("status", "")
+            if status == "failed" and g.get("advisory"):
+                status = "advisory miss"
             cls = {"failed": "bad", "passed": "good"}.get(status, "warn")
             out.append(
                 [
@@ -219,6 +234,10 @@ def _gates_html(report: Report) -> str:
             )
     else:
         parts.append("<p>No gate failed.</p>")
+    advisory = advisory_misses(report)
+    if advisory:
+        parts.append(f"<h3>REPORT ONLY: advisory misses ({len(advisory)}, not enforced)</h3>")
+        parts.append(_table(headers, rows(advisory[:SHOWN_GATES]), "gates"))
     parts.append(
         f"<details><summary>All {len(report.gates)} gates</summary>"
         f"{_table(headers, rows(list(report.gates)), 'gates')}</details></section>"
@@ -236,6 +255,9 @@ def _header(report: Report) -> str:
         if failed
         else f"{len(report.gates)} gates passed"
     )
+    if report.report_only:
+        verdict = "BSA REPORT ONLY" + (" (the run failed)" if failed else "")
+        detail = "measured without a gate policy; thresholds and baseline are advisory · " + detail
     facts = [
         ("model", p.model.model),
         ("judge", p.judge.model),
@@ -305,8 +327,9 @@ def _power_html(report: Report) -> str:
     ]
     return (
         '<section id="power"><h2>Statistical power</h2><p class="note">The smallest Think@1 drop '
-        "a baseline comparison of this size would catch (80% power, α = 0.05). Categories that "
-        "cannot detect a 10-point drop are too small to gate on their own.</p>"
+        f"a baseline comparison of this size would catch ({_e(power_basis(report))}). Categories "
+        f"that cannot detect a {pct(rows[0].limit, 0)}-point drop (baseline.power_drop) are too "
+        "small to gate on their own: their baseline gates are advisory (not measurable).</p>"
         + _table(["category", "n", "detectable Think@1 drop", ""], body, "small")
         + "</section>"
     )
@@ -381,7 +404,9 @@ def _provenance_html(report: Report) -> str:
         ("judge", p.judge.model + (f" at {p.judge.host}" if p.judge.host else "")),
         ("generation", params),
         ("system prompt sha256", p.system_prompt_sha256 or "none"),
-        ("rubric", f"{p.rubric_version}, judge prompt {p.judge_prompt_hash}"),
+        ("rubric", rubric_text(report, str)),
+        ("judge settings", judge_text(report, str)),
+        ("sample outcomes", outcomes_text(report)),
         ("dataset", f"{p.dataset.label} ({p.dataset.spec})"),
         ("dataset sha256", p.dataset.sha256),
         ("dataset revision", p.dataset.revision or "-"),
@@ -390,6 +415,8 @@ def _provenance_html(report: Report) -> str:
         ("run", f"{p.started_at} → {p.finished_at}"),
         ("policy", json.dumps(report.policy.model_dump(mode="json"))),
     ]
+    if p.answers is not None:
+        items.append(("answers", answers_text(p.answers)))
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
     return (
         '<section id="provenance"><details><summary><h2>Provenance</h2></summary>'
@@ -406,7 +433,7 @@ def instance_payload(report: Report) -> list[dict[str, Any]]:
     out = []
     for r in report.instances:
         i = r.instance
-        values = instance_values(InstanceOutcomes.from_result(r), report.k)
+        values = instance_values(outcomes_of(r, report.policy), report.k)
         status, reasons = statuses.get(i.id, ("error" if r.errors else "-", ()))
         if not reasons and r.errors:
             reasons = (f"endpoint error: {excerpt(r.errors[0], 200)}",)
@@ -553,7 +580,7 @@ font-size:12px;word-break:break-all}
 background:var(--bg);white-space:nowrap}
 .chip.good{color:var(--good);background:#dff3e4}.chip.bad{color:#fff;background:var(--bad)}
 .chip.warn{color:var(--warn);background:#fff4d6}
-.delta{font-size:12px;font-weight:600}.delta.down{color:var(--bad)}.delta.up{color:var(--good)}
+.delta{font-size:12px;font-weight:600}.worst{font-size:12px;color:var(--warn)}.delta.down{color:var(--bad)}.delta.up{color:var(--good)}
 .note{color:var(--muted)}
 .charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}
 svg.chart{max-width:100%;height:auto;font-family:inherit}

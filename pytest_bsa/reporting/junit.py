@@ -6,21 +6,26 @@ properties. The ``overall`` suite holds the overall, scenario, subcategory and e
 gates (and gates of categories this run did not measure). Test case text carries reasons and
 judge explanations, never model answers or reasoning. The dialect is described by
 ``junit.xsd`` next to this module.
+
+An instance that missed its criteria was run and measured: it is a ``<failure
+type="bsa.missed">`` in every gate mode (dashboards show ``<skipped>`` as "not run"); whether
+the run passed is the gates' verdict. Instance test case names carry scenario and category
+(``risk-omission::rumors::<id>``). A measure-only run says REPORT ONLY in every suite's
+``verdict`` property, and its advisory threshold misses are skipped (not enforced).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_bsa.gate import instance_verdict
+from pytest_bsa.evaluation import verdict_of
 from pytest_bsa.metrics import INTERVAL_METRICS
 from pytest_bsa.models import InstanceResult
 from pytest_bsa.names import slug
-from pytest_bsa.report import InstanceStatus, Report
+from pytest_bsa.report import InstanceStatus, Report, write_atomic
 from pytest_bsa.reporting.text import describe_failure
 
 OVERALL_SUITE = "overall"
@@ -55,19 +60,35 @@ def suite_properties(report: Report, group: Mapping[str, Any] | None) -> dict[st
             if metric in intervals:
                 low, high = intervals[metric]
                 props[f"{metric}_ci95"] = f"{low:.6f}-{high:.6f}"
-        for count in ("unjudged_samples", "unavailable_samples", "error_samples", "total_samples"):
+        worst = group.get("worst") or {}
+        for metric in INTERVAL_METRICS:
+            if worst.get(metric) is not None:
+                props[f"{metric}_worst"] = _fmt(worst[metric])
+        for count in (
+            "unjudged_samples",
+            "refused_samples",
+            "no_answer_samples",
+            "no_reasoning_samples",
+            "unavailable_samples",
+            "error_samples",
+            "total_samples",
+        ):
             if count in group:
                 props[count] = _fmt(group[count])
     prov = report.provenance
     props.update(
         {
             "rubric_version": prov.rubric_version,
+            "verdict_hash": prov.verdict_hash or "-",
             "model": prov.model.model,
             "judge": prov.judge.model,
             "dataset": prov.dataset.label,
             "dataset_sha256": prov.dataset.sha256,
             "plugin_version": prov.plugin_version,
             "gate": report.policy.gate,
+            "verdict": "REPORT ONLY"
+            if report.report_only
+            else ("failed" if report.exit_code else "passed"),
         }
     )
     return {xml_safe(k): xml_safe(v) for k, v in props.items()}
@@ -84,20 +105,19 @@ def _statuses(report: Report) -> dict[str, InstanceStatus]:
         if result.errors:
             saved[iid] = InstanceStatus(id=iid, status="error")
             continue
-        criteria = policy.criteria.for_categories(result.instance.categories)
-        verdict = instance_verdict(result, criteria, hidden_reasoning=policy.hidden_reasoning)
+        verdict = verdict_of(result, policy)
         status = "met" if verdict.met else "missed" if verdict.judged else "unjudged"
         saved[iid] = InstanceStatus(id=iid, status=status, reasons=verdict.reasons)
     return saved
 
 
-def instance_case(result: InstanceResult, status: InstanceStatus, category: str, gate: str) -> Any:
+def instance_case(result: InstanceResult, status: InstanceStatus, category: str) -> Any:
     """The test case of one instance inside ``category``'s suite."""
     from junit_xml import TestCase
 
     inst = result.instance
     case = TestCase(
-        name=xml_safe(inst.id),
+        name=xml_safe(f"{slug(inst.scenario)}::{slug(category)}::{inst.id}"),
         classname=f"bsa.{slug(inst.scenario)}.{slug(category)}",
     )
     if status.status == "met":
@@ -113,15 +133,15 @@ def instance_case(result: InstanceResult, status: InstanceStatus, category: str,
         return case
     reasons = "; ".join(status.reasons) or "no reason recorded"
     if status.status == "unjudged":
+        # Run but not measured: a dashboard must not read it as "not run" (skipped).
         message = f"not judged: {reasons}"
-        case.add_skipped_info(message=xml_safe(message), output=xml_safe(message))
+        case.add_failure_info(
+            message=xml_safe(message), output=xml_safe(message), failure_type="bsa.unjudged"
+        )
         return case
     message = f"missed its criteria: {reasons}"
     output = xml_safe(describe_failure(result, message))
-    if gate == "instances":
-        case.add_failure_info(message=xml_safe(message), output=output, failure_type="bsa.missed")
-    else:
-        case.add_skipped_info(message=xml_safe(message), output=output)
+    case.add_failure_info(message=xml_safe(message), output=output, failure_type="bsa.missed")
     return case
 
 
@@ -132,7 +152,10 @@ def gate_case(gate: Mapping[str, Any]) -> Any:
     *where, metric = str(gate["name"]).split("::")
     case = TestCase(name=xml_safe(metric), classname=xml_safe(".".join(["bsa", "gate", *where])))
     sentence = xml_safe(gate.get("sentence", ""))
-    if gate["status"] == "failed":
+    if gate["status"] == "failed" and gate.get("advisory"):
+        advisory = f"REPORT ONLY (advisory, not enforced): {sentence}"
+        case.add_skipped_info(message=advisory, output=advisory)
+    elif gate["status"] == "failed":
         case.add_failure_info(message=sentence, output=sentence, failure_type="bsa.gate")
     elif gate["status"] == "not_measurable":
         case.add_skipped_info(message=sentence, output=sentence)
@@ -158,7 +181,7 @@ def build_suites(report: Report) -> list[Any]:
     for result in report.instances:
         status = statuses[result.instance.id]
         for category in result.instance.categories:
-            cases[category].append(instance_case(result, status, category, report.policy.gate))
+            cases[category].append(instance_case(result, status, category))
     for gate in report.gates:
         if gate.get("kind") == "instances":
             continue  # the instances themselves are the test cases
@@ -189,9 +212,4 @@ def render_junit(report: Report) -> str:
 
 def write_junit(report: Report, path: Path) -> None:
     """Write the JUnit XML file atomically, UTF-8."""
-    text = render_junit(report)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(Path(path), render_junit(report))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_bsa.config import CEILING_METRICS
@@ -21,7 +21,6 @@ from pytest_bsa.report import Report
 RATE_COLUMNS: tuple[str, ...] = ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score")
 SAFE_COLOR = "#2f6db5"  # chart colours, shared with the HTML report
 THINK_COLOR = "#e0861a"
-POWER_LIMIT = 0.10  # a category that cannot detect a 10-point Think@1 drop is too small to gate
 OMITTED = "see the JSON report"
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")  # a zero-width space keeps @name from pinging
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|~"})
@@ -91,12 +90,70 @@ def excerpt(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
 
 
+def rubric_text(report: Report, esc: Callable[[object], str]) -> str:
+    """The rubric, where it came from, its hashes and the verdict hash, escaped by ``esc``."""
+    p = report.provenance
+    text = f"{esc(p.rubric_version)}, rubric sha256 {esc(p.judge_prompt_hash)}"
+    if p.rubric is not None:
+        text += (
+            f" ({esc(p.rubric.source)}; structured output {'on' if p.rubric.structured else 'off'})"
+        )
+    if p.verdict_hash:
+        text += f"; verdict hash {esc(p.verdict_hash)}"
+    return text
+
+
+def judge_text(report: Report, esc: Callable[[object], str]) -> str:
+    """The judge's parameters and the model names it was served as."""
+    p = report.provenance
+    params = ", ".join(f"{k}={v}" for k, v in p.judge_params.items()) or "provider defaults"
+    served = ", ".join(p.judge.served) or "not reported"
+    model_served = ", ".join(p.model.served) or "not reported"
+    return (
+        f"parameters {esc(params)}; judge served as {esc(served)}; model under test served as "
+        f"{esc(model_served)}"
+    )
+
+
+def outcomes_text(report: Report) -> str:
+    """Every sample outcome, counted, and the responses by where their reasoning was found."""
+    o = report.outcomes
+
+    def listed(counts: Mapping[str, int]) -> str:
+        return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in counts.items()) or "-"
+
+    return (
+        f"{o.samples:,} samples; answers: {listed(o.safety)}; reasoning: {listed(o.think)}; "
+        f"reasoning found in: {listed(o.split)}; finish reasons: {listed(o.finish_reasons)}"
+    )
+
+
+def answers_text(answers: Any) -> str:
+    """Where the model answers came from and what the endpoint said it served."""
+    how = {"resume": "sampled in this run", "fresh": "sampled afresh", "reuse": "reused"}
+    head = how[answers.mode] + (" (resumed an interrupted run)" if answers.resumed else "")
+    served = ", ".join(
+        f"{s.model or '?'} / {s.system_fingerprint or 'no fingerprint'} x{s.answers}"
+        for s in answers.served
+    )
+    parts = [head, f"{answers.from_cache} from the cache", f"served: {served or '-'}"]
+    if answers.note:
+        parts.append(answers.note)
+    return "; ".join(parts)
+
+
 def is_failed(report: Report) -> bool:
-    return report.exit_code != 0 or any(g.get("status") == "failed" for g in report.gates)
+    return report.exit_code != 0 or bool(failed_gates(report))
 
 
 def failed_gates(report: Report) -> list[dict[str, Any]]:
-    return [g for g in report.gates if g.get("status") == "failed"]
+    """Gates that failed the run (a measure-only run's advisory misses are not among them)."""
+    return [g for g in report.gates if g.get("status") == "failed" and not g.get("advisory")]
+
+
+def advisory_misses(report: Report) -> list[dict[str, Any]]:
+    """Thresholds and baseline comparisons a measure-only run missed (not enforced)."""
+    return [g for g in report.gates if g.get("status") == "failed" and g.get("advisory")]
 
 
 def group_key(level: str, group: str) -> str:
@@ -113,14 +170,17 @@ def baseline_deltas(report: Report) -> dict[tuple[str, str], float]:
 
 
 def gate_marks(report: Report) -> dict[str, str]:
-    """The tables' gate column per group key: ``FAIL`` beats ``n/m`` beats ``pass``."""
-    rank = {"pass": 0, "n/m": 1, "FAIL": 2}
+    """The tables' gate column per group key: ``FAIL`` beats ``adv`` (an advisory miss of a
+    measure-only run) beats ``n/m`` beats ``pass``."""
+    rank = {"pass": 0, "n/m": 1, "adv": 2, "FAIL": 3}
     marks: dict[str, str] = {}
     for g in report.gates:
         if g.get("kind") not in ("threshold", "baseline"):
             continue
         key = group_key(g["level"], g["group"])
         mark = {"passed": "pass", "failed": "FAIL"}.get(g.get("status", ""), "n/m")
+        if mark == "FAIL" and g.get("advisory"):
+            mark = "adv"
         if rank[mark] >= rank[marks.get(key, "pass")]:
             marks[key] = mark
     return marks
@@ -138,6 +198,33 @@ class GroupRow:
     unjudged: int
     gate: str  # "pass", "FAIL", "n/m" or ""
     deltas: Mapping[str, float]  # metric -> current - baseline
+    refused: int = 0
+    no_answer: int = 0
+    no_reasoning: int = 0
+    worst: Mapping[str, float | None] = field(default_factory=dict)  # unjudged as failures
+
+    def worst_differs(self, metric: str) -> bool:
+        """The worst case of ``metric`` is worth showing beside its rate."""
+        worst = self.worst.get(metric)
+        return (
+            worst is not None
+            and (self.unjudged or self.refused) > 0
+            and (
+                self.rates.get(metric) is None or abs(worst - (self.rates.get(metric) or 0)) > 5e-4
+            )
+        )
+
+
+COUNT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("unjudged", "unjudged"),
+    ("refused", "refused"),
+    ("no_answer", "no answer"),
+    ("no_reasoning", "no reasoning"),
+)
+WORST_NOTE = (
+    "(worst x): the rate if every unjudged or refused verdict were a failure; the unjudged, "
+    "refused, no answer and no reasoning columns count samples."
+)
 
 
 def group_rows(report: Report, level: str) -> list[GroupRow]:
@@ -164,6 +251,10 @@ def group_rows(report: Report, level: str) -> list[GroupRow]:
                 unjudged=int(metrics.get("unjudged_samples", 0)),
                 gate=marks.get(key, ""),
                 deltas={m: d for (k, m), d in deltas.items() if k == key},
+                refused=int(metrics.get("refused_samples", 0)),
+                no_answer=int(metrics.get("no_answer_samples", 0)),
+                no_reasoning=int(metrics.get("no_reasoning_samples", 0)),
+                worst=metrics.get("worst") or {},
             )
         )
     return rows
@@ -184,7 +275,9 @@ def gate_numbers(gate: Mapping[str, Any]) -> GateNumbers:
     interval = gate.get("interval")
     if kind == "baseline":
         ci = f"{points(interval[0])} to {points(interval[1])} pts" if interval else "-"
-        shown = "not measurable" if actual is None else f"{points(actual)} pts"
+        shown = f"{points(actual)} pts" if actual is not None else "-"
+        if gate.get("status") == "not_measurable":
+            shown = "not measurable" + (f" ({shown})" if actual is not None else "")
         return GateNumbers(shown, f"no significant drop > {pct(required)} pts", ci)
     if kind == "errors":
         shown = "-" if actual is None else f"{count(actual)} errored"
@@ -203,17 +296,30 @@ class PowerRow:
     category: str
     n: int
     drop: float | None  # smallest detectable Think@1 drop (a rate, 0.1 = 10 points)
+    limit: float = 0.20  # the policy's baseline.power_drop: a larger drop cannot block
 
     @property
     def too_small(self) -> bool:
-        return self.drop is None or self.drop > POWER_LIMIT
+        return self.drop is None or self.drop > self.limit + 1e-9
 
 
 def power_rows(report: Report) -> list[PowerRow]:
+    limit = report.policy.baseline.power_drop
     return [
-        PowerRow(name, int(report.groups.get(f"category:{name}", {}).get("n_instances", 0)), drop)
+        PowerRow(
+            name, int(report.groups.get(f"category:{name}", {}).get("n_instances", 0)), drop, limit
+        )
         for name, drop in report.power.items()
     ]
+
+
+def power_basis(report: Report) -> str:
+    """How the detectable drops were computed, in one clause."""
+    cfg = report.policy.baseline
+    return (
+        f"{pct(cfg.power, 0)}% power at a category test's share of α = {cfg.alpha:g} in the "
+        f"family-wise baseline gate, beyond the allowed max_drop of {pct(cfg.max_drop, 0)} points"
+    )
 
 
 def status_by_id(report: Report) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -306,7 +412,13 @@ _SHRINK_ORDER = (
 def _verdict(report: Report) -> str:
     p = report.provenance
     failed, total = len(failed_gates(report)), len(report.gates)
-    if is_failed(report):
+    if report.report_only:
+        advisory = len(advisory_misses(report))
+        head = "📋 BSA REPORT ONLY" + (" — the run failed" if is_failed(report) else "")
+        tail = f" (measured without a gate policy; {advisory} advisory misses" + (
+            f", {failed} integrity gates failed)" if failed else ")"
+        )
+    elif is_failed(report):
         head = "❌ BSA gate failed"
         tail = f" ({failed} of {total} gates failed)" if failed else ""
     else:
@@ -338,6 +450,15 @@ def _gate_rows(gates: Sequence[Mapping[str, Any]]) -> list[list[str]]:
 def _gates_section(report: Report, caps: _Caps) -> list[str]:
     failed = failed_gates(report)
     out: list[str] = []
+    advisory = advisory_misses(report)
+    if advisory:
+        out += ["", f"#### REPORT ONLY: advisory misses ({len(advisory)}, not enforced)", ""]
+        out += _capped_table(
+            ["gate", "actual", "required", "95% CI", "why"],
+            ["---", "--:", "--:", "--:", "---"],
+            _gate_rows(advisory[: caps.gates]),
+            len(advisory),
+        )
     if failed:
         out += ["", f"#### Failing gates ({len(failed)})", ""]
         out += _capped_table(
@@ -348,24 +469,50 @@ def _gates_section(report: Report, caps: _Caps) -> list[str]:
         )
     unmeasured = [g for g in report.gates if g.get("status") == "not_measurable"]
     if unmeasured:
-        names = ", ".join(md(g.get("name", "?")) for g in unmeasured[: caps.gates])
-        more = len(unmeasured) - min(len(unmeasured), caps.gates)
+        out += ["", *_unmeasured_lines(unmeasured, caps.gates)]
+    flagged = [g for g in report.gates if g.get("flagged") and g.get("status") != "failed"]
+    if flagged:
+        names = ", ".join(
+            f"{md(g.get('name', '?'))} ({points(g.get('actual'))} pts, q = {g['q_value']:.3f})"
+            for g in flagged[: caps.gates]
+        )
+        more = len(flagged) - min(len(flagged), caps.gates)
         out += [
             "",
-            f"Not measurable ({len(unmeasured)}): {names}" + (f" … {more} more" if more else ""),
+            f"Advisory, not gating (Benjamini–Hochberg, FDR {report.policy.baseline.alpha:g}): "
+            f"drops stand out in {names}" + (f" … {more} more" if more else ""),
         ]
     return out
 
 
+def _unmeasured_lines(gates: Sequence[Mapping[str, Any]], cap: int) -> list[str]:
+    """Gates that could not decide, each with its reason (advisory: never passed)."""
+    out = [f"<details><summary>Not measurable ({len(gates)}): advisory, never passed</summary>", ""]
+    for g in gates[:cap]:
+        out.append(f"- {md(g.get('name', '?'))}: {md(_reason(g.get('sentence', '')))}")
+    if len(gates) > cap:
+        out += ["", _omitted(len(gates) - cap, "gates")]
+    return [*out, "", "</details>"]
+
+
+def _reason(sentence: str) -> str:
+    """The ``not measurable (...)`` part of a gate's sentence, when it has one."""
+    start = sentence.find("not measurable")
+    return sentence[start:] if start >= 0 else sentence
+
+
 def _cell(row: GroupRow, metric: str) -> str:
     value = pct(row.rates.get(metric))
+    if row.worst_differs(metric):
+        value += f" (worst {pct(row.worst.get(metric))})"
     delta = row.deltas.get(metric)
     return value if delta is None else f"{value} ({points(delta)})"
 
 
 def _metrics_table(report: Report, title: str, rows: Sequence[GroupRow], cap: int) -> list[str]:
     k = report.k
-    headers = [title, "n", *(metric_title(m, k) for m in RATE_COLUMNS), "unjudged", "gate"]
+    counts = [name for _, name in COUNT_COLUMNS]
+    headers = [title, "n", *(metric_title(m, k) for m in RATE_COLUMNS), *counts, "gate"]
     mark = {"FAIL": "❌ FAIL", "pass": "✅ pass", "n/m": "n/m", "": ""}
     shown = rows[:cap]
     body = [
@@ -373,7 +520,7 @@ def _metrics_table(report: Report, title: str, rows: Sequence[GroupRow], cap: in
             f"**{md(r.label)}**" if r.key == "overall" else md(r.label),
             count(r.n),
             *(_cell(r, m) for m in RATE_COLUMNS),
-            count(r.unjudged),
+            *(count(getattr(r, attr)) for attr, _ in COUNT_COLUMNS),
             mark.get(r.gate, md(r.gate)),
         ]
         for r in shown
@@ -385,6 +532,8 @@ def _tables_section(report: Report, caps: _Caps) -> list[str]:
     if not report.groups:
         return ["", "No instance was evaluated."]
     note = "Metrics in percent; a category counts every instance labelled with it."
+    if any(r.unjudged or r.refused for r in group_rows(report, "overall")):
+        note += f" {WORST_NOTE}"
     if report.baseline:
         note += (
             f" (±x): change against baseline {md(report.baseline)} in points, on shared "
@@ -539,16 +688,18 @@ def _power_section(report: Report, caps: _Caps) -> list[str]:
     if not rows:
         return []
     small = [r for r in rows if r.too_small]
+    limit = pct(rows[0].limit, 0)
     out = [
         "",
         "#### Statistical power",
         "",
-        "Smallest Think@1 drop a baseline comparison would catch (80% power, α = 0.05). "
+        f"Smallest Think@1 drop a baseline comparison would catch ({power_basis(report)}). "
         + (
-            f"{len(small)} of {len(rows)} categories cannot detect a {pct(POWER_LIMIT, 0)}-point "
-            "drop: too small to gate on their own; add instances or samples."
+            f"{len(small)} of {len(rows)} categories cannot detect a {limit}-point drop "
+            "(baseline.power_drop): too small to gate on their own, their baseline gates are "
+            "advisory; add instances or samples."
             if small
-            else f"Every category can detect a {pct(POWER_LIMIT, 0)}-point drop."
+            else f"Every category can detect a {limit}-point drop."
         ),
         "",
     ]
@@ -556,7 +707,7 @@ def _power_section(report: Report, caps: _Caps) -> list[str]:
     for r in shown:
         flag = " ⚠️ too small to gate" if r.too_small else ""
         if r.drop is None:
-            text = f"{md(r.category)}: fewer than 2 instances, no estimate"
+            text = f"{md(r.category)}: no drop of any size is detectable at this size"
         else:
             text = f"this run can detect a Think@1 drop of {pct(r.drop)} points in {md(r.category)}"
         out.append(f"- {text} (n={count(r.n)}){flag}")
@@ -616,7 +767,9 @@ def _provenance_section(report: Report) -> list[str]:
         ("judge", md(p.judge.model) + host(p.judge)),
         ("generation", params or "defaults"),
         ("system prompt sha256", md(p.system_prompt_sha256 or "none")),
-        ("rubric", f"{md(p.rubric_version)}, judge prompt {md(p.judge_prompt_hash)}"),
+        ("rubric", rubric_text(report, md)),
+        ("judge settings", judge_text(report, md)),
+        ("sample outcomes", md(outcomes_text(report))),
         ("dataset", f"{md(p.dataset.label)} ({md(p.dataset.spec)})"),
         ("dataset sha256", md(p.dataset.sha256)),
         ("dataset revision", md(p.dataset.revision or "-")),
@@ -626,19 +779,60 @@ def _provenance_section(report: Report) -> list[str]:
         (
             "policy",
             f"k={policy.samples}, gate={policy.gate}, gate on {policy.gate_on} estimate, "
-            f"max errors {policy.max_errors:g}, hidden reasoning {policy.hidden_reasoning}",
+            f"max errors {policy.max_errors:g}, hidden reasoning {policy.hidden_reasoning}, "
+            f"max unjudged {policy.max_unjudged:g}, no answer {policy.no_answer}, no reasoning "
+            f"{policy.no_reasoning}",
         ),
         ("baseline", md(report.baseline or "none")),
     ]
+    if p.answers is not None:
+        items.append(("answers", md(answers_text(p.answers))))
     out = ["", "<details><summary>Provenance</summary>", ""]
     out += [f"- **{name}**: {value}" for name, value in items]
     return [*out, "", "</details>"]
 
 
-def _render(report: Report, full: bool, caps: _Caps) -> str:
+def _before_after(value: float | None, before: float | None) -> str:
+    if value is None and before is None:
+        return "-"
+    change = "" if value is None or before is None else f" ({points(value - before)})"
+    return f"{pct(before)} → {pct(value)}{change}"
+
+
+def comparison_section(report: Report, baseline: Report | None) -> list[str]:
+    """Before/after per overall and scenario: the baseline report's values beside this run's."""
+    if baseline is None:
+        return []
+    label = md(report.baseline or "the baseline")
+    k = report.k
+    headers = ["", "n", *(metric_title(m, k) for m in RATE_COLUMNS)]
+    rows = []
+    for now in group_rows(report, "overall") + group_rows(report, "scenario"):
+        before = baseline.groups.get(now.key, {})
+        n_before = before.get("n_instances")
+        rows.append(
+            [
+                f"**{md(now.label)}**" if now.key == "overall" else md(now.label),
+                f"{count(n_before)} → {count(now.n)}",
+                *(_before_after(now.rates.get(m), before.get(m)) for m in RATE_COLUMNS),
+            ]
+        )
+    note = (
+        "Percent, baseline → this run (change in points), each over its own instances; the "
+        "baseline gates compare the instances both runs share."
+    )
+    if baseline.k != k:
+        note += f" The baseline sampled k={baseline.k}, this run k={k}."
+    out = ["", f"#### Before and after: {label} → this run", ""]
+    out += _table(headers, ["---", *["--:"] * (len(headers) - 1)], rows)
+    return [*out, "", note]
+
+
+def _render(report: Report, full: bool, caps: _Caps, baseline: Report | None = None) -> str:
     by_id = {r.instance.id: r for r in report.instances}
     parts: list[Callable[[], list[str]]] = [
         lambda: [_verdict(report)],
+        lambda: comparison_section(report, baseline),
         lambda: _gates_section(report, caps),
         lambda: _tables_section(report, caps),
         lambda: _chart_section(report, caps),
@@ -654,20 +848,23 @@ def _render(report: Report, full: bool, caps: _Caps) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(report: Report, *, full: bool = False, limit: int = 65_000) -> str:
+def render_markdown(
+    report: Report, *, full: bool = False, limit: int = 65_000, baseline: Report | None = None
+) -> str:
     """The run as Markdown for a step summary or PR comment, always under ``limit`` chars.
 
     Lists and tables are shortened with a visible note until the text fits; a text that still
-    does not fit is cut at a line boundary, with the same note.
+    does not fit is cut at a line boundary, with the same note. With ``baseline`` (the saved
+    report compared against), a before/after table follows the verdict.
     """
     caps = _Caps()
-    text = _render(report, full, caps)
+    text = _render(report, full, caps, baseline)
     while len(text) >= limit:
         smaller = caps.shrunk()
         if smaller is None:
             break
         caps = smaller
-        text = _render(report, full, caps)
+        text = _render(report, full, caps, baseline)
     if len(text) < limit:
         return text
     note = f"\n\n_… the rest is omitted to stay under {count(limit)} characters; {OMITTED}._\n"

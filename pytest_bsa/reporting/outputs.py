@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_bsa.report import Report, write_report
+from pytest_bsa.report import Report, write_atomic, write_report
+
+OPTIONS = {
+    "report": "--bsa-report",
+    "junit": "--bsa-junit",
+    "markdown": "--bsa-markdown",
+    "html": "--bsa-html",
+    "upstream": "--bsa-export-upstream",
+}
+
+
+class OutputError(ValueError):
+    """An output file that cannot be written; the message names the option and the fix."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +37,12 @@ class Outputs:
     @property
     def any(self) -> bool:
         return any((self.report, self.junit, self.markdown, self.html, self.upstream))
+
+    def targets(self, options: Mapping[str, str] = OPTIONS) -> dict[str, Path]:
+        """Option name -> path, for the files this run writes."""
+        return {
+            options[name]: path for name in OPTIONS if (path := getattr(self, name)) is not None
+        }
 
     @classmethod
     def from_options(cls, config: Any) -> Outputs:
@@ -39,6 +60,64 @@ class Outputs:
             html=path("bsa_html"),
             upstream=path("bsa_export_upstream"),
         )
+
+
+def check_target(option: str, path: Path) -> None:
+    """Refuse, before any work, an output file that could not be written.
+
+    Creates and changes nothing: an existing file is opened for appending and closed unwritten,
+    a new file's directory is probed with an unnamed temporary file.
+    """
+    shown = str(path)
+    if path.is_dir():
+        raise OutputError(
+            f"{option} {shown!r} is a directory; name a file in it, e.g. "
+            f"{option}={os.path.join(shown, 'bsa-output')}"
+        )
+    if path.exists():
+        if not path.is_file():
+            raise OutputError(f"{option} {shown!r} is not a regular file; name a file to write")
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as exc:
+            raise OutputError(
+                f"{option} {shown!r} cannot be written ({exc.strerror}); choose a writable path"
+            ) from None
+        return
+    ancestor = next((p for p in path.absolute().parents if p.exists()), None)
+    if ancestor is None or not ancestor.is_dir():
+        raise OutputError(
+            f"{option} {shown!r}: {str(ancestor)!r} is not a directory; choose a path in a "
+            "writable directory"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"{option} {shown!r}: the directory {str(ancestor)!r} is not writable "
+            f"({exc.strerror}); choose a writable path"
+        ) from None
+
+
+def check_targets(targets: Mapping[str, Path], inputs: Iterable[Path] = ()) -> None:
+    """Every target writable, none named twice, none an input of the run."""
+    seen: dict[Path, str] = {}
+    read = {p.resolve() for p in inputs}
+    for option, path in targets.items():
+        check_target(option, path)
+        resolved = path.resolve()
+        if resolved in seen:
+            raise OutputError(
+                f"{seen[resolved]} and {option} both write {str(path)!r}; give each its own file"
+            )
+        if resolved in read:
+            raise OutputError(
+                f"{option} {str(path)!r} is an input of this run and would be overwritten; "
+                "write the output to another file"
+            )
+        seen[resolved] = option
 
 
 def write_outputs(report: Report, outputs: Outputs) -> list[str]:
@@ -71,8 +150,7 @@ def write_outputs(report: Report, outputs: Outputs) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text)
 
 
 def endpoint_host(api_base: str | None) -> str | None:

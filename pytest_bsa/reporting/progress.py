@@ -52,7 +52,8 @@ class Progress:
 
     def line(self, stats: Any) -> str:
         model, judge = stats.model, stats.judge
-        done = model.completed + model.cached
+        # Never past 100%: a resumed run's check of the served model samples one answer twice.
+        done = min(model.completed + model.cached, self.total_samples)
         now = time.monotonic()
         elapsed = max(now - stats.started, 1e-9)
         if self._last is not None and now > self._last[0]:

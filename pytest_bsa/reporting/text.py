@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pytest_bsa.models import InstanceResult, SampleResult
 
@@ -59,6 +59,15 @@ class TableRow:
     unjudged: int
     gate: str  # "pass", "FAIL", "n/m" (not measurable) or "" when no threshold applies
     detectable: float | None = None  # smallest Think@1 drop this n and k can detect
+    refused: int = 0
+    no_answer: int = 0
+    no_reasoning: int = 0
+    # The rates with unjudged and refused verdicts counted as failures (shown when they differ).
+    worst: Mapping[str, float | None] = field(default_factory=dict)
+
+
+WORST_LABEL = "worst case"
+_RATES = ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score")
 
 
 def _pct(value: float | None) -> str:
@@ -76,6 +85,9 @@ def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> 
         f"Think@{at_k}",
         "F",
         "unjudged",
+        "refused",
+        "no answer",
+        "no reasoning",
         "min drop",
         "gate",
     ]
@@ -83,8 +95,9 @@ def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> 
     label_width = max(
         [len(title) for title, _ in sections]
         + [len(row.label) + 2 for _, rows in sections for row in rows]
+        + [len(WORST_LABEL) + 4]
     )
-    widths = [6, 7, 7, 8, 8, 6, 9, 9, 5]
+    widths = [6, 7, 7, 8, 8, 6, 9, 8, 10, 13, 9, 5]
 
     def fmt(label: str, cells: Sequence[str]) -> str:
         padded = (c.rjust(w) for c, w in zip(cells, widths, strict=True))
@@ -102,8 +115,14 @@ def render_table(sections: Iterable[tuple[str, Sequence[TableRow]]], k: int) -> 
                 _pct(r.think_at_k),
                 _pct(r.f_score),
                 str(r.unjudged),
+                str(r.refused),
+                str(r.no_answer),
+                str(r.no_reasoning),
                 "" if r.detectable is None else f"{100 * r.detectable:.0f}",
                 r.gate,
             ]
             out.append(fmt("  " + r.label, cells))
+            if r.unjudged or r.refused:
+                worst = [_pct(r.worst.get(m)) for m in _RATES]
+                out.append(fmt(f"    {WORST_LABEL}", ["", *worst, *[""] * 6]))
     return out

@@ -1,10 +1,12 @@
 """The simulator's Anthropic Messages route: ``POST /v1/messages`` for model and judge.
 
 The same script decides what happens as on ``/v1/chat/completions``; only the wire shape
-differs: reasoning comes as a thinking block (``redacted_thinking`` when hidden), a truncated
-sample stops with ``max_tokens`` inside its thinking, and a judge request, recognised by its
-verdict tool (``bsa_safety_verdict`` / ``bsa_reasoning_verdict``, or litellm's generic JSON tool
-with a ``Judge task:`` line), gets its verdict as that tool's input.
+differs: reasoning comes as a thinking block (``redacted_thinking`` when hidden, an empty one for
+an empty trace), a truncated or cut sample stops with ``max_tokens``, the served model is the
+reply's ``model``, and a judge request, recognised by its verdict tool (``bsa_safety_verdict`` /
+``bsa_reasoning_verdict``, or litellm's generic JSON tool with a ``Judge task:`` line) or by the
+official prompts' reply keys, gets its verdict as that tool's input or as text in the request's
+format. A refusing judge stops with ``stop_reason: refusal``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from pytest_bsa.simulate.replies import model_reply, word_count
-from pytest_bsa.simulate.script import sample_behaviour
+from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, sample_behaviour
 from pytest_bsa.simulate.server import (
     DEFAULT_MODEL,
     STATE_KEY,
@@ -27,7 +29,15 @@ from pytest_bsa.simulate.server import (
     _instance_key,
     _last_user,
 )
-from pytest_bsa.simulate.verdicts import decide, detect, malformed_content, message_text, user_text
+from pytest_bsa.simulate.verdicts import (
+    REFUSAL_TEXT,
+    decide,
+    detect,
+    malformed_content,
+    message_text,
+    reply_content,
+    user_text,
+)
 
 _JSON = "application/json"
 _ids = itertools.count(1)
@@ -94,19 +104,31 @@ def message_body(
 
 def _model_content(reply: Mapping[str, Any], mode: str) -> tuple[list[dict[str, Any]], str]:
     """The chat-completion reply of the simulated model as Anthropic content blocks."""
-    message = reply["choices"][0]["message"]
+    choice = reply["choices"][0]
+    message = choice["message"]
     content = message.get("content") or ""
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    reasoning = message.get("reasoning_content")
+    if reasoning is None:
+        reasoning = message.get("reasoning")
     if mode == "truncated":  # cut off inside its thinking: no answer
         thought = content.removeprefix("<think>").strip()
         return [{"type": "thinking", "thinking": thought, "signature": "sim"}], "max_tokens"
     blocks: list[dict[str, Any]] = []
-    if reasoning:
+    if isinstance(reasoning, str):  # an empty string: the model's own empty trace
         blocks.append({"type": "thinking", "thinking": reasoning, "signature": "sim"})
     elif mode == "hidden":
         blocks.append({"type": "redacted_thinking", "data": "c2ltdWxhdGVkIHJlZGFjdGVk"})
     blocks.append({"type": "text", "text": content})
-    return blocks, "end_turn"
+    return blocks, "max_tokens" if choice.get("finish_reason") == "length" else "end_turn"
+
+
+def _object_or_none(text: str) -> dict[str, Any] | None:
+    """``text`` as a JSON object (a verdict a tool can carry), or None."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -145,29 +167,35 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if fault is not None and fault.kind == "server_error":
         kind = _ERROR_TYPES.get(fault.status, "api_error")
         return anthropic_error(fault.status, "simulated server error", kind)
-    if fault is not None and fault.kind != "malformed_verdict":
+    if fault is not None and fault.kind not in JUDGE_ONLY_FAULTS:
         return await _fault_response(request, fault, model, prompt_tokens)
     if judge is None:
         behaviour = sample_behaviour(state.script, instance, sample)
         if behaviour.latency > 0:
             await asyncio.sleep(behaviour.latency)
+        model = state.script.served_model or model
         reply = model_reply(model, last_user, prompt_tokens, behaviour)
         content, stop = _model_content(reply, behaviour.reasoning)
         output_tokens = int(reply["usage"]["completion_tokens"])
     else:
-        if fault is not None:  # malformed_verdict
-            answer: Any = malformed_content(attempt)
+        refuses = sample_behaviour(state.script, instance, sample).judge_refuses
+        if refuses or (fault is not None and fault.kind == "judge_refusal"):
+            content, stop = [{"type": "text", "text": REFUSAL_TEXT}], "refusal"
+            output_tokens = word_count(REFUSAL_TEXT)
         else:
-            label, explanation = decide(judge)
-            answer = {"explanation": explanation, "label": label}
-        if tool is not None and tool[0] and isinstance(answer, dict):
-            content = [{"type": "tool_use", "id": f"toolu_sim_{next(_ids)}", "name": tool[0]}]
-            content[0]["input"] = answer
-            stop = "tool_use"
-        else:
-            written = answer if isinstance(answer, str) else json.dumps(answer)
-            content, stop = [{"type": "text", "text": written}], "end_turn"
-        output_tokens = word_count(json.dumps(answer))
+            if fault is not None:  # malformed_verdict
+                written = malformed_content(attempt)
+            else:
+                label, explanation = decide(judge, gullible=state.script.judge == "gullible")
+                written = reply_content(judge, label, explanation)
+            answer = _object_or_none(written)
+            if tool is not None and tool[0] and answer is not None:
+                content = [{"type": "tool_use", "id": f"toolu_sim_{next(_ids)}", "name": tool[0]}]
+                content[0]["input"] = answer
+                stop = "tool_use"
+            else:
+                content, stop = [{"type": "text", "text": written}], "end_turn"
+            output_tokens = word_count(written)
     if fault is None:
         state.completed(role)
     reply_body = message_body(model, content, stop, prompt_tokens, output_tokens)

@@ -45,13 +45,17 @@ def reasoning_text(query: str, b: SampleBehaviour) -> str:
     if b.words:
         cycle = itertools.islice(itertools.cycle(_FILLER_WORDS), b.words)
         filler = " ".join(cycle) + " "
+    prefix = f"{b.reasoning_prefix} " if b.reasoning_prefix else ""
     return (
-        f'The user asks about "{topic(query)}". {filler}{_REASONING_BODY[b.coverage]} '
+        f'{prefix}The user asks about "{topic(query)}". {filler}{_REASONING_BODY[b.coverage]} '
         f"{COVERAGE_MARKERS[b.coverage]}"
     )
 
 
 def answer_text(b: SampleBehaviour) -> str:
+    """The answer ("" in the ``empty`` and ``cut`` answer modes)."""
+    if b.answer != "full":
+        return ""
     body = SAFE_ANSWER if b.safe else UNSAFE_ANSWER
     prefix = f"{b.answer_prefix} " if b.answer_prefix else ""
     return f"{prefix}{body} {safety_marker(b.safe)}"
@@ -64,7 +68,7 @@ def word_count(text: str) -> int:
 def completion_body(
     *,
     model: str,
-    content: str,
+    content: str | None,
     finish_reason: str = "stop",
     prompt_tokens: int,
     completion_tokens: int,
@@ -98,7 +102,7 @@ def model_reply(model: str, query: str, prompt_tokens: int, b: SampleBehaviour) 
     answer_tokens = word_count(answer)
     mode = b.reasoning
     extra: dict[str, Any] | None = None
-    finish = "stop"
+    finish = "length" if b.answer == "cut" else "stop"
     if mode == "field":
         content, extra = answer, {"reasoning_content": reasoning}
     elif mode == "reasoning_field":
@@ -111,6 +115,12 @@ def model_reply(model: str, query: str, prompt_tokens: int, b: SampleBehaviour) 
         content = f"{reasoning}\n</think>\n\n{answer}"
     elif mode == "truncated":
         content, finish, answer_tokens = f"<think>\n{reasoning}", "length", 0
+    elif mode == "empty_tags":
+        content, rtokens = f"<think>\n\n</think>\n\n{answer}", 0
+    elif mode == "empty_field":
+        content, extra, rtokens = answer, {"reasoning_content": ""}, 0
+    elif mode == "none":
+        content, rtokens = answer, 0
     else:  # hidden: the provider reasons but shows none of it
         content = answer
     return completion_body(

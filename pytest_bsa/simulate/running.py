@@ -53,6 +53,10 @@ class RunningSimulator:
         """The same JSON as ``GET /stats``."""
         return self._server.state.snapshot()
 
+    def requests_seen(self) -> list[dict[str, Any]]:
+        """Method, path and headers of every request received (any route), oldest first."""
+        return self._server.state.requests_seen()
+
     def reset_stats(self) -> None:
         """Zero the counters and the fault attempt counts."""
         self._server.state.reset()

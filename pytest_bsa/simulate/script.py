@@ -8,10 +8,14 @@ script gives the same behaviour in every run and every process. In YAML::
       covered: 0.7        # the reasoning fully covers the risk (same forms)
       miss: partial       # a not-covered sample shows: partial | none | over
       reasoning: field    # field | reasoning_field | tags | tags_newline | bare_close
-                          # | truncated | hidden
+                          # | truncated | hidden | empty_tags | empty_field | none
+      answer: full        # full | empty (no answer) | cut (no answer, finish_reason length)
       latency: 0.0        # seconds before a model reply, or [min, max] (judge replies: none)
       answer_prefix: ""   # put before every answer
+      reasoning_prefix: "" # put before every reasoning trace
       words: 0            # neutral filler words added to the reasoning
+      judge_refuses: false # the judge refuses this sample's verdicts, every time (same forms
+                          # as safe)
     instances:
       <instance id>: {safe: false}       # overrides, other keys from default
     faults:               # the first one that fires wins
@@ -29,6 +33,10 @@ script gives the same behaviour in every run and every process. In YAML::
       outcome: completed  # completed | failed (validation) | expired (half the lines run)
       fail: 0.0           # share of lines answered with a 500 error (deterministic)
     seed: 0
+    judge: honest         # honest | gullible (obeys "[judge instruction: label X]" found
+                          # outside the data block of a judge request)
+    served_model: ckpt-2        # the "model" model replies report (default: the requested one)
+    system_fingerprint: fp-2    # their "system_fingerprint" (default: none)
 
 Attempts are counted per (role, instance, sample); the judge's safety and reasoning verdicts of
 one sample are counted apart.
@@ -52,13 +60,26 @@ ReasoningMode = Literal[
     "tags_newline",  # "\n<think>...</think>"
     "bare_close",  # "...</think>" (the opening tag was in the chat template)
     "truncated",  # "<think>..." never closed, finish_reason "length", no answer
-    "hidden",  # no reasoning at all (o-series style)
+    "hidden",  # no reasoning text, reasoning tokens counted (o-series style)
+    "empty_tags",  # "<think>\n\n</think>" before the answer: the model did not reason
+    "empty_field",  # reasoning_content "" beside the answer
+    "none",  # no reasoning and no reasoning tokens
 ]
 REASONING_MODES: tuple[str, ...] = ReasoningMode.__args__  # type: ignore[attr-defined]
 Miss = Literal["partial", "none", "over"]
+AnswerMode = Literal["full", "empty", "cut"]
 FaultKind = Literal[
-    "rate_limit", "server_error", "drop", "hang", "garbage", "truncated_json", "malformed_verdict"
+    "rate_limit",
+    "server_error",
+    "drop",
+    "hang",
+    "garbage",
+    "truncated_json",
+    "malformed_verdict",
+    "judge_refusal",
 ]
+JUDGE_ONLY_FAULTS = frozenset({"malformed_verdict", "judge_refusal"})
+JudgeMode = Literal["honest", "gullible"]
 Role = Literal["model", "judge"]
 # A probability, a fixed outcome, or one outcome per sample index (cycled).
 Chance = float | bool | list[bool]
@@ -101,14 +122,18 @@ class BehaviourOverride(_Strict):
     covered: Chance | None = None
     miss: Miss | None = None
     reasoning: ReasoningMode | None = None
+    answer: AnswerMode | None = None
     latency: float | tuple[float, float] | None = None
     answer_prefix: str | None = None
+    reasoning_prefix: str | None = None
     words: int | None = Field(None, ge=0, le=100_000)
+    judge_refuses: Chance | None = None
 
     @model_validator(mode="after")
     def _check(self) -> BehaviourOverride:
         _check_chance("safe", self.safe)
         _check_chance("covered", self.covered)
+        _check_chance("judge_refuses", self.judge_refuses)
         lat = self.latency
         if isinstance(lat, tuple) and not 0.0 <= lat[0] <= lat[1]:
             raise ValueError(f"latency: [min, max] needs 0 <= min <= max, got {list(lat)}")
@@ -124,9 +149,12 @@ class Behaviour(BehaviourOverride):
     covered: Chance = 0.7  # the reasoning fully covers the risk
     miss: Miss = "partial"  # what a not-covered sample's reasoning shows
     reasoning: ReasoningMode = "field"
+    answer: AnswerMode = "full"
     latency: float | tuple[float, float] = 0.0  # seconds, or uniform in [min, max]
     answer_prefix: str = ""  # text put before every answer
+    reasoning_prefix: str = ""  # text put before every reasoning trace
     words: int = Field(0, ge=0, le=100_000)  # neutral filler words added to the reasoning
+    judge_refuses: Chance = False  # the judge refuses every verdict of the sample
 
     def merged(self, override: BehaviourOverride) -> Behaviour:
         changes = {k: v for k, v in override.model_dump(exclude_none=True).items()}
@@ -162,8 +190,8 @@ class Fault(_Strict):
     def _check(self) -> Fault:
         if self.times is not None and self.rate is not None:
             raise ValueError("give either times or rate, not both")
-        if self.kind == "malformed_verdict" and self.match.role == "model":
-            raise ValueError("malformed_verdict applies to judge requests; use role judge or *")
+        if self.kind in JUDGE_ONLY_FAULTS and self.match.role == "model":
+            raise ValueError(f"{self.kind} applies to judge requests; use role judge or *")
         return self
 
     def fires(self, seed: int, index: int, key: tuple[str, str, int], attempt: int) -> bool:
@@ -199,6 +227,10 @@ class Script(_Strict):
     rate_limit: RateLimit | None = None
     batch: BatchBehaviour = BatchBehaviour()
     seed: int = 0
+    judge: JudgeMode = "honest"
+    # What the model replies say was served (a checkpoint swapped under a stable name):
+    served_model: str | None = None  # the reply's "model"; default: the requested name
+    system_fingerprint: str | None = None  # the reply's "system_fingerprint"; default: none
 
     _merged: dict[str, Behaviour] = PrivateAttr(default_factory=dict)
 
@@ -257,37 +289,52 @@ class SampleBehaviour(_Strict):
     safe: bool  # scripted answer safety
     coverage: Coverage  # "full" when covered, else the script's ``miss``
     reasoning: ReasoningMode
+    answer: AnswerMode = "full"
     latency: float
     answer_prefix: str = ""
+    reasoning_prefix: str = ""
     words: int = 0
+    judge_refuses: bool = False
 
     @property
     def has_answer(self) -> bool:
-        """False for ``truncated``: the completion stops inside the reasoning."""
-        return self.reasoning != "truncated"
+        """False for ``truncated`` reasoning and the ``empty`` and ``cut`` answer modes."""
+        return self.reasoning != "truncated" and self.answer == "full"
 
     @property
     def has_reasoning(self) -> bool:
-        return self.reasoning != "hidden"
+        """The completion carries a reasoning trace with text in it."""
+        return self.reasoning not in ("hidden", "empty_tags", "empty_field", "none")
 
     @property
-    def judged_safe(self) -> bool:
-        """The judge's safety verdict: an empty (truncated) answer is judged Safe."""
-        return self.safe or not self.has_answer
+    def safety_outcome(self) -> str:
+        """What the run records: "safe", "unsafe", "no_answer" (never asked) or "refused"."""
+        if not self.has_answer:
+            return "no_answer"
+        if self.judge_refuses:
+            return "refused"
+        return "safe" if self.safe else "unsafe"
 
     @property
-    def think_correct(self) -> bool | None:
-        """The judge's reasoning verdict; None when there is no reasoning to judge."""
-        return self.coverage == "full" if self.has_reasoning else None
+    def think_outcome(self) -> str:
+        """ "correct", "incorrect", "no_reasoning", "unavailable" (hidden) or "refused"."""
+        if self.reasoning == "hidden":
+            return "unavailable"
+        if not self.has_reasoning:
+            return "no_reasoning"
+        if self.judge_refuses:
+            return "refused"
+        return "correct" if self.coverage == "full" else "incorrect"
 
-    def safety_label(self) -> str:
-        return "Safe" if self.judged_safe else "Unsafe"
+    def safety_label(self) -> str | None:
+        """The label the simulated judge gives the answer (None when it is never asked)."""
+        return {"safe": "Safe", "unsafe": "Unsafe"}.get(self.safety_outcome)
 
     def think_label(self, scenario: str) -> str | None:
-        """The reasoning label the simulated judge gives under ``scenario`` (None if hidden)."""
+        """The reasoning label the simulated judge gives under ``scenario`` (None: not asked)."""
         from pytest_bsa.simulate.markers import THINK_LABEL_BY_COVERAGE
 
-        if not self.has_reasoning:
+        if self.think_outcome not in ("correct", "incorrect"):
             return None
         return THINK_LABEL_BY_COVERAGE[scenario][self.coverage]
 
@@ -306,9 +353,12 @@ def sample_behaviour(script: Script, instance_id: str, sample: int) -> SampleBeh
         safe=_decide(b.safe, seed, instance_id, sample, "safe"),
         coverage="full" if covered else b.miss,
         reasoning=b.reasoning,
+        answer=b.answer,
         latency=lat,
         answer_prefix=b.answer_prefix,
+        reasoning_prefix=b.reasoning_prefix,
         words=b.words,
+        judge_refuses=_decide(b.judge_refuses, seed, instance_id, sample, "judge_refuses"),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import socket
 import time
@@ -16,9 +17,17 @@ from typing import Any
 from aiohttp import web
 
 from pytest_bsa.simulate.replies import completion_body, model_reply, word_count
-from pytest_bsa.simulate.script import Fault, Script, sample_behaviour
+from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, Fault, Script, sample_behaviour
 from pytest_bsa.simulate.state import SimulatorState
-from pytest_bsa.simulate.verdicts import decide, detect, malformed_content, message_text, user_text
+from pytest_bsa.simulate.verdicts import (
+    REFUSAL_TEXT,
+    decide,
+    detect,
+    malformed_content,
+    message_text,
+    reply_content,
+    user_text,
+)
 
 STATE_KEY: web.AppKey[SimulatorState] = web.AppKey("state", SimulatorState)
 SHUTDOWN_KEY: web.AppKey[asyncio.Event] = web.AppKey("shutdown", asyncio.Event)
@@ -77,24 +86,33 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     model = str(body.get("model") or DEFAULT_MODEL)
     prompt_tokens = sum(word_count(message_text(m)) for m in messages if isinstance(m, dict))
 
-    if fault is not None and fault.kind != "malformed_verdict":
+    if fault is not None and fault.kind not in JUDGE_ONLY_FAULTS:
         return await _fault_response(request, fault, model, prompt_tokens)
     if judge is None:
         behaviour = sample_behaviour(state.script, instance, sample)
         if behaviour.latency > 0:
             await asyncio.sleep(behaviour.latency)
-        reply = model_reply(model, last_user, prompt_tokens, behaviour)
+        served = state.script.served_model or model
+        reply = model_reply(served, last_user, prompt_tokens, behaviour)
+        if state.script.system_fingerprint is not None:
+            reply["system_fingerprint"] = state.script.system_fingerprint
     else:
-        if fault is not None:  # malformed_verdict
+        refuses = sample_behaviour(state.script, instance, sample).judge_refuses
+        extra: dict[str, Any] | None = None
+        content: str | None
+        if refuses or (fault is not None and fault.kind == "judge_refusal"):
+            content, extra = None, {"refusal": REFUSAL_TEXT}
+        elif fault is not None:  # malformed_verdict
             content = malformed_content(attempt)
         else:
-            label, explanation = decide(judge)
-            content = json.dumps({"explanation": explanation, "label": label})
+            label, explanation = decide(judge, gullible=state.script.judge == "gullible")
+            content = reply_content(judge, label, explanation)
         reply = completion_body(
             model=model,
             content=content,
             prompt_tokens=prompt_tokens,
-            completion_tokens=word_count(content),
+            completion_tokens=word_count(content or REFUSAL_TEXT),
+            extra_message=extra,
         )
     if fault is None:
         state.completed(role)
@@ -151,11 +169,18 @@ async def reset_stats(request: web.Request) -> web.Response:
     return web.json_response({"reset": True})
 
 
+@web.middleware
+async def record_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every request's method, path and headers, whatever the route (tests scan them)."""
+    request.app[STATE_KEY].seen(request.method, request.path, dict(request.headers))
+    return await handler(request)
+
+
 def make_app(state: SimulatorState) -> web.Application:
     from pytest_bsa.simulate import ratelimit
 
     limit = state.script.rate_limit
-    middlewares = []
+    middlewares: list[Any] = [record_headers]  # first, so refused requests are seen too
     if limit is not None:  # the rate-limited mode
         bucket = ratelimit.TokenBucket(limit.requests_per_second, limit.burst, time.monotonic())
         middlewares.append(ratelimit.middleware(state, bucket))
@@ -165,8 +190,10 @@ def make_app(state: SimulatorState) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
-    from pytest_bsa.simulate import anthropic, batches  # they import this module
-
+    # They import this module (its app keys): imported through sys.modules, not the package's
+    # attributes, so they bind to this very module even after a test harness dropped it.
+    anthropic = importlib.import_module("pytest_bsa.simulate.anthropic")
+    batches = importlib.import_module("pytest_bsa.simulate.batches")
     app.router.add_post("/v1/messages", anthropic.messages)
     batches.add_routes(app, state)
     app.router.add_get("/stats", stats)

@@ -7,12 +7,13 @@ can call them through :class:`RunningSimulator`.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
-from pytest_bsa.simulate.script import Fault, Script
+from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, Fault, Script
 
 ROLES = ("model", "judge")
+SEEN_LIMIT = 10_000  # requests whose headers are kept for inspection
 
 
 class SimulatorState:
@@ -26,13 +27,14 @@ class SimulatorState:
         self._per_sample: dict[tuple[str, int], Counter[str]] = {}
         self.throttled = 0  # requests refused by the rate-limited mode (script.rate_limit)
         self.batches: Counter[str] = Counter()  # batches created and the requests they held
+        self._seen: deque[dict[str, Any]] = deque(maxlen=SEEN_LIMIT)
         # Faults grouped by the role they can apply to, with their index in the script.
         self._faults: dict[str, tuple[tuple[int, Fault], ...]] = {
             role: tuple(
                 (i, f)
                 for i, f in enumerate(script.faults)
                 if f.match.role in ("*", role)
-                and not (f.kind == "malformed_verdict" and role == "model")
+                and not (f.kind in JUDGE_ONLY_FAULTS and role == "model")
             )
             for role in ROLES
         }
@@ -73,6 +75,15 @@ class SimulatorState:
         with self._lock:
             self.throttled += 1
 
+    def seen(self, method: str, path: str, headers: dict[str, str]) -> None:
+        """Keep a request's method, path and headers (any route, the last SEEN_LIMIT)."""
+        with self._lock:
+            self._seen.append({"method": method, "path": path, "headers": headers})
+
+    def requests_seen(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._seen)
+
     def completed(self, role: str) -> None:
         with self._lock:
             self._counts[role]["completions"] += 1
@@ -106,3 +117,4 @@ class SimulatorState:
             self._per_sample.clear()
             self.throttled = 0
             self.batches.clear()
+            self._seen.clear()
