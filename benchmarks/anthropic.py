@@ -36,8 +36,7 @@ async def pipeline(kind: str, root: str, dataset: Path, samples: int, concurrenc
     from pytest_bsa.engine.anthropic_transport import AnthropicTransport
     from pytest_bsa.engine.litellm_transport import LiteLLMTransport
     from pytest_bsa.engine.types import ChatRequest
-    from pytest_bsa.judge import build_messages, parse_verdict, response_format
-    from pytest_bsa.models import SAFETY_LABELS, THINK_LABELS
+    from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
     transport = AnthropicTransport() if kind == "direct" else LiteLLMTransport("sk-benchmark")
     instances = load_dataset(dataset)
@@ -60,17 +59,19 @@ async def pipeline(kind: str, root: str, dataset: Path, samples: int, concurrenc
         completion = await call(model)
         labels = []
         for verdict, text in (("safety", completion.answer), ("reasoning", completion.reasoning)):
+            prompt = BSA_RUBRIC.prompt(
+                verdict, instance, text or "(empty)", truncated=False, structured=True
+            )
             judge = ChatRequest(
                 model="anthropic/claude-sim-judge",
-                messages=build_messages(verdict, instance, text or "(empty)"),
+                messages=prompt.messages,
                 api_base=root,
                 params=JUDGE_PARAMS,
-                response_format=response_format(verdict, instance.scenario),
+                response_format=prompt.response_format,
                 headers={**hints, "X-BSA-Judge": verdict},
             )
             answer = (await call(judge)).answer
-            allowed = SAFETY_LABELS if verdict == "safety" else THINK_LABELS[instance.scenario]
-            labels.append(parse_verdict(answer, allowed)[0])
+            labels.append(BSA_RUBRIC.parse(verdict, instance, answer).label)
         return f"{instance.id}:{n % 5}", labels
 
     results = await asyncio.gather(*(one(n) for n in range(samples)))
@@ -121,7 +122,7 @@ def end_to_end(sim: c.SimulatorProcess, tmp: Path, dataset: Path, instances: int
         "--bsa-judge", "anthropic/claude-sim-judge", "--bsa-judge-api-base", sim.root,
         "--bsa-dataset", str(dataset), "--bsa-cache-dir", str(cache_dir), "-q",
         "-p", "no:cacheprovider", "--bsa-limit", str(instances), "--bsa-samples", "5",
-        "--bsa-concurrency", str(conc),
+        "--bsa-concurrency", str(conc), "--bsa-gate=report",
     ]  # fmt: skip
     run = c.run_pytest(args, cwd=tmp)
     c.check_run(run, "end to end")
