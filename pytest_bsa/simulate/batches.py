@@ -5,7 +5,9 @@ A batch runs each of its requests through the server's own ``/v1/chat/completion
 ``/v1/messages`` route (over loopback, past the rate limiter), so the script decides the answers,
 faults included, and ``/stats`` counts every request a batch ran. The script's ``batch:`` section
 sets how long a batch takes (``delay``: requests start spread over it, the batch ends when it is
-over), a share of requests answered with a 500 error without running (``fail``), and the outcome:
+over), a share of requests answered with a 500 error without running (``fail``; decided per
+request and attempt from the routing hints its custom id carries, so the same script fails the
+same requests whatever the run's ids), and the outcome:
 ``completed``, ``failed`` (OpenAI: validation fails, nothing runs; Anthropic: the create call is
 refused) or ``expired`` (only the first half of the requests run). Cancelling stops the requests
 not yet started.
@@ -17,6 +19,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -49,6 +52,20 @@ class BatchBook:
         self.results: dict[str, bytes] = {}  # message batch id -> results JSONL
         self.cancelled: set[str] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.attempts: Counter[str] = Counter()  # batch attempts per request (routing hints)
+
+    def fails(self, custom_id: str) -> bool:
+        """Whether this attempt at the request is one of the script's ``fail`` share."""
+        hints = _routing_hints(custom_id)
+        unit = (
+            "/".join(hints.get(h, "") for h in ("X-BSA-Instance", "X-BSA-Sample", "X-BSA-Judge"))
+            if hints
+            else custom_id
+        )
+        self.attempts[unit] += 1
+        seed = self.state.script.seed
+        draw = unit_hash(seed, "batch-fail", unit, str(self.attempts[unit]))
+        return draw < self.state.script.batch.fail
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -137,10 +154,7 @@ async def _spread(
 
         async def job(i: int = i, custom_id: str = custom_id, payload: Any = payload) -> None:
             async with gate:
-                if (
-                    unit_hash(book.state.script.seed, "batch-fail", batch_id, custom_id)
-                    < behaviour.fail
-                ):
+                if book.fails(custom_id):
                     counts["failed"] += 1
                     run_failed = {"error": {"message": "simulated batch failure", "code": 500}}
                     await run(i, custom_id, payload, forced=(500, run_failed))
