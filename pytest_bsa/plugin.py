@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-session_key = pytest.StashKey["BsaSession"]()
+from pytest_bsa.stash import session_key
 
 _CACHE_MODES = ("readwrite", "read", "write", "off")
 

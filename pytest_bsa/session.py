@@ -390,7 +390,9 @@ class BsaSession:
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        suite = BsaSuite.from_parent(session, name="bsa", nodeid="bsa", instances=self.instances)
+        suite = BsaSuite.from_parent(
+            session, name="bsa", nodeid="bsa", instances=self.instances, runner=self
+        )
         collected: list[pytest.Item] = []
         for group in suite.collect():
             collected.extend(group.collect())
