@@ -17,7 +17,7 @@ from factories import Texts, build_report, synthetic_results
 from pytest_bsa.config import GatePolicy, MetricThresholds, Thresholds
 from pytest_bsa.report import Report
 from pytest_bsa.reporting.html import TEXT_LIMIT, bar_chart, render_html
-from pytest_bsa.reporting.markdown import group_rows
+from pytest_bsa.reporting.view import group_rows
 
 HOSTILE = "<script>alert(1)</script></script><!-- & \u2028"
 CHECK_SCRIPT = Path(__file__).resolve().parent / "check_html.py"

@@ -18,7 +18,7 @@ from pytest_bsa.evaluation import outcomes_of
 from pytest_bsa.metrics import instance_values
 from pytest_bsa.models import SCENARIOS, InstanceResult
 from pytest_bsa.report import Report
-from pytest_bsa.reporting.markdown import (
+from pytest_bsa.reporting.view import (
     COUNT_COLUMNS,
     RATE_COLUMNS,
     SAFE_COLOR,

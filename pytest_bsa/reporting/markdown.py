@@ -3,7 +3,7 @@
 Verdict first, then failing gates, tables, a mermaid chart, flips, power advice, cost and
 provenance. Model output (queries, answers, reasoning, judge explanations) is left out unless
 ``full=True``; every interpolated string is escaped; the text always fits in ``limit`` chars.
-The helpers without a leading underscore are shared with :mod:`pytest_bsa.reporting.html`.
+What is shown comes from :mod:`pytest_bsa.reporting.view`; this module lays it out.
 """
 
 from __future__ import annotations
@@ -11,16 +11,40 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_bsa.config import CEILING_METRICS
 from pytest_bsa.models import InstanceResult, SafetyVerdict, ThinkVerdict
 from pytest_bsa.report import Report
+from pytest_bsa.reporting.view import (
+    COUNT_COLUMNS,
+    RATE_COLUMNS,
+    SAFE_COLOR,
+    THINK_COLOR,
+    WORST_NOTE,
+    GroupRow,
+    advisory_misses,
+    answers_text,
+    count,
+    dollars,
+    excerpt,
+    failed_gates,
+    flip_value,
+    gate_numbers,
+    group_rows,
+    is_failed,
+    judge_text,
+    metric_title,
+    one_line,
+    outcomes_text,
+    pct,
+    points,
+    power_basis,
+    power_rows,
+    rubric_text,
+    seconds,
+)
 
-RATE_COLUMNS: tuple[str, ...] = ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score")
-SAFE_COLOR = "#2f6db5"  # chart colours, shared with the HTML report
-THINK_COLOR = "#e0861a"
 OMITTED = "see the JSON report"
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")  # a zero-width space keeps @name from pinging
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|~"})
@@ -37,306 +61,12 @@ _SHORT_CATEGORY = {
 }
 
 
-# ---------------------------------------------------------------- shared helpers (also HTML)
-
-
-def metric_title(metric: str, k: int) -> str:
-    """``safe_at_k`` -> ``Safe@5``; other names as they are."""
-    titles = {
-        "safe_at_1": "Safe@1",
-        "safe_at_k": f"Safe@{k}",
-        "think_at_1": "Think@1",
-        "think_at_k": f"Think@{k}",
-        "f_score": "F",
-        "unjudged_rate": "unjudged rate",
-        "error_rate": "error rate",
-    }
-    return titles.get(metric, metric)
-
-
-def pct(value: float | None, digits: int = 1) -> str:
-    """A rate in percent without the sign; ``-`` when not measurable."""
-    return "-" if value is None else f"{100 * value:.{digits}f}"
-
-
-def points(delta: float | None) -> str:
-    """A change of a rate in signed percentage points (``-13.1``, ``+2.0``)."""
-    return "-" if delta is None else f"{100 * delta:+.1f}"
-
-
-def count(value: int | float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
-def seconds(value: float) -> str:
-    if value < 120:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(round(value), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
-
-
-def dollars(value: float | None) -> str:
-    return "unknown (no price)" if value is None else f"${value:,.4f}"
-
-
-_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
-
-
-def excerpt(text: str | None, width: int) -> str:
-    """Whitespace-flattened text of at most ``width`` characters (``…`` marks a cut), without
-    control characters (model output may carry NUL or ESC)."""
-    flat = " ".join((text or "").translate(_CONTROL).split())
-    return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
-
-
-def rubric_text(report: Report, esc: Callable[[object], str]) -> str:
-    """The rubric, where it came from, its hashes and the verdict hash, escaped by ``esc``."""
-    p = report.provenance
-    text = f"{esc(p.rubric_version)}, rubric sha256 {esc(p.judge_prompt_hash)}"
-    if p.rubric is not None:
-        text += (
-            f" ({esc(p.rubric.source)}; structured output {'on' if p.rubric.structured else 'off'})"
-        )
-    if p.verdict_hash:
-        text += f"; verdict hash {esc(p.verdict_hash)}"
-    return text
-
-
-def judge_text(report: Report, esc: Callable[[object], str]) -> str:
-    """The judge's parameters and the model names it was served as."""
-    p = report.provenance
-    params = ", ".join(f"{k}={v}" for k, v in p.judge_params.items()) or "provider defaults"
-    served = ", ".join(p.judge.served) or "not reported"
-    model_served = ", ".join(p.model.served) or "not reported"
-    return (
-        f"parameters {esc(params)}; judge served as {esc(served)}; model under test served as "
-        f"{esc(model_served)}"
-    )
-
-
-def outcomes_text(report: Report) -> str:
-    """Every sample outcome, counted, and the responses by where their reasoning was found."""
-    o = report.outcomes
-
-    def listed(counts: Mapping[str, int]) -> str:
-        return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in counts.items()) or "-"
-
-    return (
-        f"{o.samples:,} samples; answers: {listed(o.safety)}; reasoning: {listed(o.think)}; "
-        f"reasoning found in: {listed(o.split)}; finish reasons: {listed(o.finish_reasons)}"
-    )
-
-
-def answers_text(answers: Any) -> str:
-    """Where the model answers came from and what the endpoint said it served."""
-    how = {"resume": "sampled in this run", "fresh": "sampled afresh", "reuse": "reused"}
-    head = how[answers.mode] + (" (resumed an interrupted run)" if answers.resumed else "")
-    served = ", ".join(
-        f"{s.model or '?'} / {s.system_fingerprint or 'no fingerprint'} x{s.answers}"
-        for s in answers.served
-    )
-    parts = [head, f"{answers.from_cache} from the cache", f"served: {served or '-'}"]
-    if answers.note:
-        parts.append(answers.note)
-    return "; ".join(parts)
-
-
-def is_failed(report: Report) -> bool:
-    return report.exit_code != 0 or bool(failed_gates(report))
-
-
-def failed_gates(report: Report) -> list[dict[str, Any]]:
-    """Gates that failed the run (a measure-only run's advisory misses are not among them)."""
-    return [g for g in report.gates if g.get("status") == "failed" and not g.get("advisory")]
-
-
-def advisory_misses(report: Report) -> list[dict[str, Any]]:
-    """Thresholds and baseline comparisons a measure-only run missed (not enforced)."""
-    return [g for g in report.gates if g.get("status") == "failed" and g.get("advisory")]
-
-
-def group_key(level: str, group: str) -> str:
-    return "overall" if level == "overall" else f"{level}:{group}"
-
-
-def baseline_deltas(report: Report) -> dict[tuple[str, str], float]:
-    """``(group key, metric) -> current - baseline`` from the baseline gates that measured it."""
-    deltas = {}
-    for g in report.gates:
-        if g.get("kind") == "baseline" and g.get("actual") is not None:
-            deltas[group_key(g["level"], g["group"]), g["metric"]] = float(g["actual"])
-    return deltas
-
-
-def gate_marks(report: Report) -> dict[str, str]:
-    """The tables' gate column per group key: ``FAIL`` beats ``adv`` (an advisory miss of a
-    measure-only run) beats ``n/m`` beats ``pass``."""
-    rank = {"pass": 0, "n/m": 1, "adv": 2, "FAIL": 3}
-    marks: dict[str, str] = {}
-    for g in report.gates:
-        if g.get("kind") not in ("threshold", "baseline"):
-            continue
-        key = group_key(g["level"], g["group"])
-        mark = {"passed": "pass", "failed": "FAIL"}.get(g.get("status", ""), "n/m")
-        if mark == "FAIL" and g.get("advisory"):
-            mark = "adv"
-        if rank[mark] >= rank[marks.get(key, "pass")]:
-            marks[key] = mark
-    return marks
-
-
-@dataclass(frozen=True)
-class GroupRow:
-    """One line of a metrics table."""
-
-    key: str  # "overall", "scenario:<name>", ...
-    label: str
-    n: int
-    rates: Mapping[str, float | None]
-    intervals: Mapping[str, Sequence[float]]
-    unjudged: int
-    gate: str  # "pass", "FAIL", "n/m" or ""
-    deltas: Mapping[str, float]  # metric -> current - baseline
-    refused: int = 0
-    no_answer: int = 0
-    no_reasoning: int = 0
-    worst: Mapping[str, float | None] = field(default_factory=dict)  # unjudged as failures
-
-    def worst_differs(self, metric: str) -> bool:
-        """The worst case of ``metric`` is worth showing beside its rate."""
-        worst = self.worst.get(metric)
-        return (
-            worst is not None
-            and (self.unjudged or self.refused) > 0
-            and (
-                self.rates.get(metric) is None or abs(worst - (self.rates.get(metric) or 0)) > 5e-4
-            )
-        )
-
-
-COUNT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("unjudged", "unjudged"),
-    ("refused", "refused"),
-    ("no_answer", "no answer"),
-    ("no_reasoning", "no reasoning"),
-)
-WORST_NOTE = (
-    "(worst x): the rate if every unjudged or refused verdict were a failure; the unjudged, "
-    "refused, no answer and no reasoning columns count samples."
-)
-
-
-def group_rows(report: Report, level: str) -> list[GroupRow]:
-    """The rows of one level (``overall``, ``scenario``, ``category``, ``subcategory``)."""
-    marks = gate_marks(report)
-    deltas = baseline_deltas(report)
-    rows = []
-    for key, metrics in report.groups.items():
-        if level == "overall":
-            if key != "overall":
-                continue
-            label = "all instances"
-        else:
-            prefix, _, label = key.partition(":")
-            if prefix != level:
-                continue
-        rows.append(
-            GroupRow(
-                key=key,
-                label=label,
-                n=int(metrics.get("n_instances", 0)),
-                rates={m: metrics.get(m) for m in RATE_COLUMNS},
-                intervals=metrics.get("intervals") or {},
-                unjudged=int(metrics.get("unjudged_samples", 0)),
-                gate=marks.get(key, ""),
-                deltas={m: d for (k, m), d in deltas.items() if k == key},
-                refused=int(metrics.get("refused_samples", 0)),
-                no_answer=int(metrics.get("no_answer_samples", 0)),
-                no_reasoning=int(metrics.get("no_reasoning_samples", 0)),
-                worst=metrics.get("worst") or {},
-            )
-        )
-    return rows
-
-
-@dataclass(frozen=True)
-class GateNumbers:
-    actual: str
-    required: str
-    interval: str
-
-
-def gate_numbers(gate: Mapping[str, Any]) -> GateNumbers:
-    """A gate's actual value, requirement and interval in words a reader compares at a glance."""
-    kind = gate.get("kind", "threshold")
-    actual = gate.get("actual")
-    required = float(gate.get("required", 0.0))
-    interval = gate.get("interval")
-    if kind == "baseline":
-        ci = f"{points(interval[0])} to {points(interval[1])} pts" if interval else "-"
-        shown = f"{points(actual)} pts" if actual is not None else "-"
-        if gate.get("status") == "not_measurable":
-            shown = "not measurable" + (f" ({shown})" if actual is not None else "")
-        return GateNumbers(shown, f"no significant drop > {pct(required)} pts", ci)
-    if kind == "errors":
-        shown = "-" if actual is None else f"{count(actual)} errored"
-        return GateNumbers(shown, f"≤ {count(required)}", "-")
-    if kind == "instances":
-        shown = "-" if actual is None else f"{pct(actual)}% met"
-        return GateNumbers(shown, "every instance met", "-")
-    relation = "≤" if gate.get("metric") in CEILING_METRICS else "≥"
-    shown = "not measurable" if actual is None else f"{pct(actual)}%"
-    ci = f"{pct(interval[0])}–{pct(interval[1])}%" if interval else "-"
-    return GateNumbers(shown, f"{relation} {pct(required)}%", ci)
-
-
-@dataclass(frozen=True)
-class PowerRow:
-    category: str
-    n: int
-    drop: float | None  # smallest detectable Think@1 drop (a rate, 0.1 = 10 points)
-    limit: float = 0.20  # the policy's baseline.power_drop: a larger drop cannot block
-
-    @property
-    def too_small(self) -> bool:
-        return self.drop is None or self.drop > self.limit + 1e-9
-
-
-def power_rows(report: Report) -> list[PowerRow]:
-    limit = report.policy.baseline.power_drop
-    return [
-        PowerRow(
-            name, int(report.groups.get(f"category:{name}", {}).get("n_instances", 0)), drop, limit
-        )
-        for name, drop in report.power.items()
-    ]
-
-
-def power_basis(report: Report) -> str:
-    """How the detectable drops were computed, in one clause."""
-    cfg = report.policy.baseline
-    return (
-        f"{pct(cfg.power, 0)}% power at a category test's share of α = {cfg.alpha:g} in the "
-        f"family-wise baseline gate, beyond the allowed max_drop of {pct(cfg.max_drop, 0)} points"
-    )
-
-
-def status_by_id(report: Report) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """``id -> (status, reasons)``; instances without a saved status show ``-``."""
-    return {s.id: (s.status, s.reasons) for s in report.statuses}
-
-
-def flip_value(value: float) -> str:
-    return f"{value:g}" if float(value).is_integer() else f"{value:.2f}"
-
-
 # ---------------------------------------------------------------- Markdown escaping
 
 
 def md(text: object) -> str:
     """Inline Markdown text: one line, Markdown and HTML neutralised, no @-mentions."""
-    flat = " ".join(str(text).translate(_CONTROL).split())
+    flat = one_line(text)
     return _MENTION.sub("@\u200b", html.escape(flat.translate(_MD_SPECIAL), quote=False))
 
 
