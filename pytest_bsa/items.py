@@ -119,7 +119,7 @@ class BsaItem(pytest.Item):
         return super()._repr_failure_py(excinfo, style=style)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
-        from pytest_bsa.reporting.text import describe_failure
+        from pytest_bsa.reporting.view import describe_failure
 
         if isinstance(excinfo.value, (EndpointError, CriteriaNotMet)):
             return describe_failure(excinfo.value.result, str(excinfo.value))

@@ -14,9 +14,6 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
-from pytest_bsa.evaluation import outcomes_of
-from pytest_bsa.metrics import instance_values
-from pytest_bsa.models import SCENARIOS, InstanceResult
 from pytest_bsa.report import Report
 from pytest_bsa.reporting.view import (
     COUNT_COLUMNS,
@@ -25,6 +22,7 @@ from pytest_bsa.reporting.view import (
     THINK_COLOR,
     WORST_NOTE,
     GroupRow,
+    InstanceResult,
     advisory_misses,
     answers_text,
     count,
@@ -34,6 +32,7 @@ from pytest_bsa.reporting.view import (
     flip_value,
     gate_numbers,
     group_rows,
+    instance_rates,
     is_failed,
     judge_text,
     metric_title,
@@ -43,6 +42,7 @@ from pytest_bsa.reporting.view import (
     power_basis,
     power_rows,
     rubric_text,
+    scenarios_present,
     seconds,
     status_by_id,
 )
@@ -433,7 +433,7 @@ def instance_payload(report: Report) -> list[dict[str, Any]]:
     out = []
     for r in report.instances:
         i = r.instance
-        values = instance_values(outcomes_of(r, report.policy), report.k)
+        values = instance_rates(report, r)
         status, reasons = statuses.get(i.id, ("error" if r.errors else "-", ()))
         if not reasons and r.errors:
             reasons = (f"endpoint error: {excerpt(r.errors[0], 200)}",)
@@ -479,7 +479,7 @@ def _options(values: Iterable[str]) -> str:
 
 
 def _instances_html(report: Report) -> str:
-    scenarios = [s for s in SCENARIOS if any(r.instance.scenario == s for r in report.instances)]
+    scenarios = scenarios_present(report)
     categories = [r.label for r in group_rows(report, "category")]
     statuses = [
         s

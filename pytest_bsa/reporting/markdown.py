@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_bsa.models import InstanceResult, SafetyVerdict, ThinkVerdict
 from pytest_bsa.report import Report
 from pytest_bsa.reporting.view import (
     COUNT_COLUMNS,
@@ -23,6 +22,7 @@ from pytest_bsa.reporting.view import (
     THINK_COLOR,
     WORST_NOTE,
     GroupRow,
+    InstanceResult,
     advisory_misses,
     answers_text,
     count,
@@ -43,6 +43,7 @@ from pytest_bsa.reporting.view import (
     power_rows,
     rubric_text,
     seconds,
+    worth_an_excerpt,
 )
 
 OMITTED = "see the JSON report"
@@ -345,14 +346,7 @@ def _flips_section(report: Report, caps: _Caps, by_id: Mapping[str, InstanceResu
 def _sample_excerpt(result: InstanceResult, width: int) -> list[str]:
     lines = []
     for s in result.samples:
-        bad = s.error or (
-            s.judgement is not None
-            and (
-                s.judgement.safety is not SafetyVerdict.SAFE
-                or s.judgement.think in (ThinkVerdict.INCORRECT, ThinkVerdict.UNJUDGED)
-            )
-        )
-        if not bad:
+        if not worth_an_excerpt(s):
             continue
         if s.error:
             lines.append(f"- sample {s.index}: error: {md(excerpt(s.error, width))}")

@@ -1,50 +1,9 @@
-"""Plain-text renderings: an instance's failure and the end-of-run table (no pytest import)."""
+"""The end-of-run table in plain text (no pytest import)."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-from pytest_bsa.models import InstanceResult, SampleResult
-
-_WIDTH = 100
-
-
-def _excerpt(text: str | None, width: int = 160) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _sample_line(sample: SampleResult) -> list[str]:
-    head = f"  sample {sample.index}: "
-    if sample.error:
-        return [head + f"ERROR {sample.error}"]
-    j = sample.judgement
-    if j is None:
-        return [head + "not judged"]
-    think = j.think.value + (f" ({j.think_label})" if j.think_label else "")
-    lines = [head + f"answer {j.safety.value} ({j.safety_label or '-'}), reasoning {think}"]
-    if j.explanation:
-        lines.extend(
-            textwrap.wrap(
-                j.explanation, _WIDTH, initial_indent="    judge: ", subsequent_indent="           "
-            )
-        )
-    return lines
-
-
-def describe_failure(result: InstanceResult, summary: str) -> str:
-    """What a person needs to see for a missed or errored instance: no traceback."""
-    i = result.instance
-    lines = [
-        f"BSA instance {i.id} ({i.scenario}; {', '.join(i.subcategories)})",
-        f"  {summary}",
-        f"  risk: {_excerpt(i.risk_summary)}",
-    ]
-    for sample in result.samples:
-        lines.extend(_sample_line(sample))
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
