@@ -70,12 +70,11 @@ from pytest_bsa.reporting.outputs import (
     write_outputs,
 )
 from pytest_bsa.reporting.progress import Progress
+from pytest_bsa.reporting.view import REPORT_ONLY
 from pytest_bsa.rubrics import Rubric, RubricError, describe_rubric, load_rubric, verdict_hash
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 from pytest_bsa.run_summary import RunSummary
 from pytest_bsa.simulate.script import Script, ScriptError
-
-REPORT_ONLY = "REPORT ONLY"
 
 _CLI_OPTIONS = {
     "model": "bsa_model",
@@ -226,6 +225,7 @@ class BsaSession:
         self._clock_start = time.monotonic()
         self.items: list[BsaItem] = []
         self.pytest_session: pytest.Session | None = None
+        self.report: Report | None = None  # the run's report, built once the run is over
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> BsaSession:
@@ -750,10 +750,12 @@ class BsaSession:
         if measured and self.summary.evaluation is None:
             self._evaluate()  # an interrupted run: its report must still say so
         self._fix_junitxml()
-        hooked = self.config.pluginmanager.hook.pytest_bsa_report.get_hookimpls()
-        if not measured or not (self.outputs.any or hooked):
+        if not measured:
             return
-        report = self.build_report()
+        report = self.report = self.build_report()
+        hooked = self.config.pluginmanager.hook.pytest_bsa_report.get_hookimpls()
+        if not (self.outputs.any or hooked):
+            return
         self.config.hook.pytest_bsa_report(report=report, config=self.config)
         lines = write_outputs(report, self.outputs)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -799,25 +801,17 @@ class BsaSession:
         )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        evaluation = self.summary.evaluation
-        if self.is_worker or evaluation is None:
+        if self.is_worker or self.report is None:
             return
+        from pytest_bsa.reporting import terminal
+
         terminalreporter.write_sep("=", "Beyond Safe Answers")
-        for line in self.summary.table_lines():
+        for line in terminal.table_lines(self.report):
             terminalreporter.write_line(line)
-        for line in self.summary.footer_lines():
+        for line in terminal.footer_lines(self.report, self.summary.engine_stats):
             terminalreporter.write_line(line)
-        if self.settings.gate == "report":
-            misses = evaluation.advisory_misses
-            terminalreporter.write_line(
-                f"{REPORT_ONLY}: measured without a gate policy (--bsa-gate=report); "
-                f"{len(misses)} advisory threshold or baseline misses",
-                yellow=True,
-            )
-            for gate in misses:
-                terminalreporter.write_line(f"ADVISORY {gate.name}: {gate.sentence}", yellow=True)
-        for gate in evaluation.failed_gates:
-            terminalreporter.write_line(f"GATE FAILED {gate.name}: {gate.sentence}", red=True)
+        for line, colour in terminal.gate_lines(self.report):
+            terminalreporter.write_line(line, **({colour: True} if colour else {}))
 
     def close(self) -> None:
         # Release the samples (10,000 in a full run) before pytest's final garbage collection.

@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 from golden import GOLDEN, build_all
 
-from pytest_bsa.config import Settings
-from pytest_bsa.dataset import DatasetSource
 from pytest_bsa.report import Report, load_report
+from pytest_bsa.reporting import terminal
 from pytest_bsa.reporting.html import render_html
 from pytest_bsa.reporting.junit import render_junit
 from pytest_bsa.reporting.markdown import render_markdown
 from pytest_bsa.reporting.pytest_junit import rewrite
 from pytest_bsa.reporting.upstream import export_upstream
-from pytest_bsa.run_summary import RunSummary
 
 UPDATE = os.environ.get("BSA_UPDATE_GOLDEN") == "1"
 REPORTS = ("gated", "report-only")
@@ -49,13 +47,7 @@ def check(name: str, text: str) -> None:
 
 def terminal_text(report: Report) -> str:
     """The end-of-run table and footer the terminal shows for the run saved in ``report``."""
-    settings = Settings(model=report.provenance.model.model, judge="j", **dict(report.policy))
-    source = DatasetSource(spec="sample", path=Path("sample.csv"), sha256="0", revision=None)
-    summary = RunSummary(settings=settings, source=source)
-    for result in report.instances:
-        summary.add(result)
-    summary.evaluate(report.baseline_for_regate(), missing=report.missing)
-    return "\n".join([*summary.table_lines(), *summary.footer_lines()]) + "\n"
+    return "\n".join([*terminal.table_lines(report), *terminal.footer_lines(report)]) + "\n"
 
 
 @pytest.mark.parametrize("name", REPORTS)

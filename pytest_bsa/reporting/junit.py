@@ -24,6 +24,7 @@ from typing import Any
 from pytest_bsa.report import InstanceStatus, Report, write_atomic
 from pytest_bsa.reporting.view import (
     RATE_COLUMNS,
+    REPORT_ONLY,
     InstanceResult,
     describe_failure,
     instance_statuses,
@@ -88,7 +89,7 @@ def suite_properties(report: Report, group: Mapping[str, Any] | None) -> dict[st
             "dataset_sha256": prov.dataset.sha256,
             "plugin_version": prov.plugin_version,
             "gate": report.policy.gate,
-            "verdict": "REPORT ONLY"
+            "verdict": REPORT_ONLY
             if report.report_only
             else ("failed" if report.exit_code else "passed"),
         }
@@ -138,7 +139,7 @@ def gate_case(gate: Mapping[str, Any]) -> Any:
     case = TestCase(name=xml_safe(metric), classname=xml_safe(".".join(["bsa", "gate", *where])))
     sentence = xml_safe(gate.get("sentence", ""))
     if gate["status"] == "failed" and gate.get("advisory"):
-        advisory = f"REPORT ONLY (advisory, not enforced): {sentence}"
+        advisory = f"{REPORT_ONLY} (advisory, not enforced): {sentence}"
         case.add_skipped_info(message=advisory, output=advisory)
     elif gate["status"] == "failed":
         case.add_failure_info(message=sentence, output=sentence, failure_type="bsa.gate")

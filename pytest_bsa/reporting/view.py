@@ -27,6 +27,7 @@ __all__ = [  # what the renderers use besides the names defined here
 ]
 
 RATE_COLUMNS: tuple[str, ...] = INTERVAL_METRICS  # safe_at_1 ... f_score, in table order
+REPORT_ONLY = "REPORT ONLY"  # the mark of a measure-only run (--bsa-gate=report)
 SAFE_COLOR = "#2f6db5"  # chart colours of Safe@1 and Think@1 (Markdown and HTML)
 THINK_COLOR = "#e0861a"
 
@@ -198,6 +199,7 @@ class GroupRow:
     no_answer: int = 0
     no_reasoning: int = 0
     worst: Mapping[str, float | None] = field(default_factory=dict)  # unjudged as failures
+    detectable: float | None = None  # smallest Think@1 drop a baseline comparison catches
 
     def worst_differs(self, metric: str) -> bool:
         """The worst case of ``metric`` is worth showing beside its rate."""
@@ -251,6 +253,7 @@ def group_rows(report: Report, level: str) -> list[GroupRow]:
                 no_answer=int(metrics.get("no_answer_samples", 0)),
                 no_reasoning=int(metrics.get("no_reasoning_samples", 0)),
                 worst=metrics.get("worst") or {},
+                detectable=report.detectable.get(key),
             )
         )
     return rows

@@ -1,0 +1,190 @@
+"""The end-of-run summary in the terminal: metrics table, footer and gate lines (pure).
+
+Rendered from the run's :class:`~pytest_bsa.report.Report` through the shared view model, so
+the terminal shows the numbers and gate marks the Markdown and HTML reports show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_bsa.report import Report, Totals
+from pytest_bsa.reporting.view import (
+    RATE_COLUMNS,
+    REPORT_ONLY,
+    GroupRow,
+    advisory_misses,
+    failed_gates,
+    group_rows,
+    pct,
+)
+
+WORST_LABEL = "worst case"
+
+
+def table_lines(report: Report) -> list[str]:
+    """Fixed-width table with one block per level (overall, scenario, category)."""
+    k = report.k
+    at_k = "k" if k == 1 else str(k)  # "Safe@1" twice would read as a mistake
+    headers = [
+        "n",
+        "Safe@1",
+        f"Safe@{at_k}",
+        "Think@1",
+        f"Think@{at_k}",
+        "F",
+        "unjudged",
+        "refused",
+        "no answer",
+        "no reasoning",
+        "min drop",
+        "gate",
+    ]
+    sections = [(level, group_rows(report, level)) for level in ("overall", "scenario", "category")]
+    label_width = max(
+        [len(title) for title, _ in sections]
+        + [len(row.label) + 2 for _, rows in sections for row in rows]
+        + [len(WORST_LABEL) + 4]
+    )
+    widths = [6, 7, 7, 8, 8, 6, 9, 8, 10, 13, 9, 5]
+
+    def fmt(label: str, cells: Sequence[str]) -> str:
+        padded = (c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        return label.ljust(label_width) + "".join(padded)
+
+    out = [fmt("", headers)]
+    for title, rows in sections:
+        out.append(title)
+        for r in rows:
+            out.append(fmt("  " + r.label, _cells(r)))
+            if r.unjudged or r.refused:
+                worst = [pct(r.worst.get(m)) for m in RATE_COLUMNS]
+                out.append(fmt(f"    {WORST_LABEL}", ["", *worst, *[""] * 6]))
+    return out
+
+
+def _cells(row: GroupRow) -> list[str]:
+    return [
+        str(row.n),
+        *(pct(row.rates.get(m)) for m in RATE_COLUMNS),
+        str(row.unjudged),
+        str(row.refused),
+        str(row.no_answer),
+        str(row.no_reasoning),
+        "" if row.detectable is None else f"{100 * row.detectable:.0f}",
+        row.gate,
+    ]
+
+
+def footer_lines(report: Report, stats: Any = None) -> list[str]:
+    """What the table's numbers mean, every sample outcome, misses, baseline notes, requests.
+
+    ``stats`` are the engine's counters of this process (calls, retries, cache hits, tokens,
+    cost); without them (the pytest-xdist controller) the report's totals are shown.
+    """
+    policy = report.policy
+    cfg = policy.baseline
+    b = report.groups.get("overall", {})
+
+    def rule(name: str) -> str:
+        return "counted as failures" if getattr(policy, name) == "fail" else "counted apart"
+
+    lines = [
+        "metrics in percent; a category counts every instance labelled with it; 'min drop' is "
+        f"the smallest Think@1 drop (points) a baseline comparison of this group catches with "
+        f"{100 * cfg.power:.0f}% power at its share of alpha {cfg.alpha:g}, beyond max_drop "
+        f"{cfg.max_drop:g} (blank: no drop of any size)",
+        f"samples: {b.get('total_samples', 0)} | unjudged {b.get('unjudged_samples', 0)} | "
+        f"refused by the judge {b.get('refused_samples', 0)} | no answer "
+        f"{b.get('no_answer_samples', 0)} ({rule('no_answer')}) | no reasoning "
+        f"{b.get('no_reasoning_samples', 0)} ({rule('no_reasoning')}) | reasoning unavailable "
+        f"{b.get('unavailable_samples', 0)} | errors {b.get('error_samples', 0)}",
+    ]
+    if b.get("unjudged_samples") or b.get("refused_samples"):
+        lines.insert(1, "worst case: the rates if every unjudged or refused verdict were a failure")
+    splits = report.outcomes.split
+    if splits:
+        shown = ", ".join(f"{kind} {n}" for kind, n in sorted(splits.items()))
+        lines.append(f"responses by where the reasoning was found: {shown}")
+    missed = sum(s.status == "missed" for s in report.statuses)
+    if missed:
+        noun = "instance" if missed == 1 else "instances"
+        if policy.gate == "instances":
+            lines.append(f"{missed} {noun} missed their criteria (failures above)")
+        else:
+            lines.append(f"{missed} {noun} missed their criteria (xfail); `-rx` lists the reasons")
+    lines.extend(baseline_notes(report))
+    unjudged = sum(s.status == "unjudged" for s in report.statuses)
+    if unjudged:
+        lines.append(f"{unjudged} instances had no judged answer (skipped; see unjudged)")
+    lines.append(requests_line(report.totals, stats))
+    return lines
+
+
+def requests_line(totals: Totals, stats: Any = None) -> str:
+    """Calls, retries, stored answers and verdicts, tokens and cost. Counted by this
+    process's engine (``stats``), or (pytest-xdist controller) from the saved samples."""
+    if stats is not None:
+        m, j = stats.model, stats.judge
+        cost = m.cost_usd + j.cost_usd
+        cost_text = f"${cost:.2f}" if m.cost_known and j.cost_known else "cost unknown"
+        return (
+            f"requests: model {m.calls:,} ({m.retries} retries), judge {j.calls:,} "
+            f"({j.retries} retries) | cache hits: model {m.cached:,}, judge {j.cached:,} | "
+            f"new tokens: model {m.prompt_tokens + m.completion_tokens:,}, judge "
+            f"{j.prompt_tokens + j.completion_tokens:,} | {cost_text}"
+        )
+    m, j = totals.model, totals.judge
+    known = m.cost_usd is not None and j.cost_usd is not None
+    cost_text = f"${(m.cost_usd or 0) + (j.cost_usd or 0):.2f}" if known else "cost unknown"
+    return (
+        f"requests: model {m.calls:,}, judge {j.calls:,} (retries: see the workers) | "
+        f"cache hits: model {m.cached:,}, judge {j.cached:,} | tokens: model "
+        f"{m.prompt_tokens + m.completion_tokens:,}, judge "
+        f"{j.prompt_tokens + j.completion_tokens:,} | {cost_text}"
+    )
+
+
+def baseline_notes(report: Report) -> list[str]:
+    """What the baseline gate could not decide, and the advisory Benjamini-Hochberg flags."""
+    baseline = [g for g in report.gates if g.get("kind") == "baseline"]
+    if not baseline:
+        return []
+    advisory = [g for g in baseline if g.get("status") == "not_measurable"]
+    lines = []
+    if advisory:
+        blocking = len(baseline) - len(advisory)
+        lines.append(
+            f"baseline: {blocking} of {len(baseline)} comparisons can block (family-wise "
+            f"alpha, Holm); {len(advisory)} are advisory, too small to detect a drop "
+            "(SKIPPED: not measurable)"
+        )
+    flagged = [g for g in baseline if g.get("flagged") and g.get("status") != "failed"]
+    if flagged:
+        names = ", ".join(
+            f"{g['name']} ({g['actual']:+.3f}, q={g['q_value']:.3f})" for g in flagged[:8]
+        )
+        more = f" and {len(flagged) - 8} more" if len(flagged) > 8 else ""
+        lines.append(
+            f"baseline advisory (Benjamini-Hochberg, not gating): drops stand out in {names}{more}"
+        )
+    return lines
+
+
+def gate_lines(report: Report) -> list[tuple[str, str | None]]:
+    """The verdict lines under the table, each with its colour: a measure-only run's advisory
+    misses (yellow), then every gate that failed the run (red)."""
+    lines: list[tuple[str, str | None]] = []
+    if report.policy.gate == "report":
+        misses = advisory_misses(report)
+        lines.append(
+            (
+                f"{REPORT_ONLY}: measured without a gate policy (--bsa-gate=report); "
+                f"{len(misses)} advisory threshold or baseline misses",
+                "yellow",
+            )
+        )
+        lines.extend((f"ADVISORY {g['name']}: {g['sentence']}", "yellow") for g in misses)
+    lines.extend((f"GATE FAILED {g['name']}: {g['sentence']}", "red") for g in failed_gates(report))
+    return lines
