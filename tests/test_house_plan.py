@@ -130,3 +130,14 @@ def test_only_the_glue_imports_pytest() -> None:
         if module not in GLUE
     }
     assert {m: names for m, names in offenders.items() if names} == {}
+
+
+def test_renderers_import_only_the_view_model_and_the_report() -> None:
+    """Markdown, HTML, terminal and JUnit share one view model; none imports another."""
+    graph = import_graph()
+    renderers = ("markdown", "html", "terminal", "junit")
+    allowed = {"pytest_bsa.report", "pytest_bsa.reporting.view"}
+    imports = {name: graph[f"pytest_bsa.reporting.{name}"] for name in renderers}
+    assert {name: sorted(found - allowed) for name, found in imports.items()} == {
+        name: [] for name in renderers
+    }
