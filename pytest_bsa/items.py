@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import pytest
+from _pytest.reports import CollectReport
 
 from pytest_bsa.config import Settings
 from pytest_bsa.gate import InstanceVerdict
@@ -130,3 +131,19 @@ class BsaItem(pytest.Item):
     def reportinfo(self) -> tuple[str, int | None, str]:
         i = self.instance
         return "bsa", None, f"{i.scenario} / {' + '.join(i.categories)} / {i.id}"
+
+
+def collect_benchmark(
+    session: pytest.Session, instances: Iterable[Instance], *, runner: InstanceRunner
+) -> list[BsaItem]:
+    """The benchmark's items under ``bsa`` (scenario and category collectors in between),
+    reported to the terminal like file-collected tests ("collected 45 items")."""
+    suite = BsaSuite.from_parent(
+        session, name="bsa", nodeid="bsa", instances=instances, runner=runner
+    )
+    collected: list[BsaItem] = []
+    for group in suite.collect():
+        collected.extend(group.collect())
+    report = CollectReport(suite.nodeid, "passed", None, collected)
+    session.config.hook.pytest_collectreport(report=report)
+    return collected

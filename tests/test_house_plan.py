@@ -20,6 +20,9 @@ GLUE = {
     "pytest_bsa.items",
     "pytest_bsa.rootdir",
     "pytest_bsa.session",
+    "pytest_bsa.layers",
+    "pytest_bsa.run_plan",
+    "pytest_bsa.gate_reports",
 }
 
 
