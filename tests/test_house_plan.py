@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pytest_bsa"
 # The pytest glue: the only modules that may import pytest (or its internals).
 GLUE = {
     "pytest_bsa.plugin",
+    "pytest_bsa.options",
     "pytest_bsa.hookspecs",
     "pytest_bsa.stash",
     "pytest_bsa.items",
