@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
-from pytest_bsa.dataset import DatasetError, _parse_labels, _quote, _read_text, _suggest
+from pytest_bsa.dataset import DatasetError, parse_labels, quote, read_text, suggest
 from pytest_bsa.models import (
     SAFETY_LABELS,
     SCENARIOS,
@@ -155,7 +155,7 @@ class CalibrationCase(BaseModel):
     def instance(self) -> Instance:
         """The case as a benchmark instance, for building judge requests."""
         text = _label_text(self.scenario, self.labels)
-        labels = _parse_labels(text, self.scenario, "case", self.line)
+        labels = parse_labels(text, self.scenario, "case", self.line)
         return Instance(
             id=self.id,
             query=self.query,
@@ -182,7 +182,7 @@ def _label_text(scenario: str, labels: Sequence[str]) -> str:
 def _inconsistency(case: CalibrationCase) -> tuple[str, str] | None:
     """(field, message) for the first rule the case breaks, or None."""
     if not _ID.match(case.id) or not case.id.isprintable():
-        return "id", f"id {_quote(case.id)} contains whitespace or control characters"
+        return "id", f"id {quote(case.id)} contains whitespace or control characters"
     for name in ("query", "risk_summary"):
         if not getattr(case, name).strip():
             return name, "empty value"
@@ -190,13 +190,13 @@ def _inconsistency(case: CalibrationCase) -> tuple[str, str] | None:
     if len(case.labels) != wanted:
         return "labels", f"a {case.scenario} case needs {wanted} label(s), found {len(case.labels)}"
     try:
-        _parse_labels(_label_text(case.scenario, case.labels), case.scenario, "case", case.line)
+        parse_labels(_label_text(case.scenario, case.labels), case.scenario, "case", case.line)
     except DatasetError as exc:
         return "labels", exc.message
     allowed = THINK_LABELS[case.scenario]
     if case.reasoning_label is not None and case.reasoning_label not in allowed:
         return "reasoning_label", (
-            f"{_quote(case.reasoning_label)} is not a {case.scenario} label "
+            f"{quote(case.reasoning_label)} is not a {case.scenario} label "
             f"(expected one of: {', '.join(map(repr, allowed))})"
         )
     flags = (case.query_a, case.query_b)
@@ -256,7 +256,7 @@ def _sha256(data: bytes) -> str:
 def _text(path: Path) -> tuple[str, str]:
     """(text, sha256) of a UTF-8 file; errors as CalibrationError."""
     try:
-        text = _read_text(path)
+        text = read_text(path)
     except DatasetError as exc:
         raise CalibrationError(exc.message, path=exc.path, line=exc.line) from None
     return text, _sha256(path.read_bytes())
@@ -282,7 +282,7 @@ def _check_names(names: Sequence[str], known: Sequence[str], where: str, line: i
         if _ALIASES.get(name, name) not in known:
             raise CalibrationError(
                 f"unknown {'column' if where.lower().endswith('.csv') else 'key'} "
-                f"{_quote(name)}{_suggest(name, known)} (known: {', '.join(known)})",
+                f"{quote(name)}{suggest(name, known)} (known: {', '.join(known)})",
                 path=where,
                 line=line,
                 field=name,
@@ -348,7 +348,7 @@ def _string(value: Any, name: str, where: str, line: int) -> str:
         return ""
     if not isinstance(value, str):
         raise CalibrationError(
-            f"expected a string, got {type(value).__name__} {_quote(json.dumps(value))}",
+            f"expected a string, got {type(value).__name__} {quote(json.dumps(value))}",
             path=where,
             line=line,
             field=name,
@@ -365,7 +365,7 @@ def _flag(value: Any, name: str, where: str, line: int) -> bool | None:
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
     raise CalibrationError(
-        f"{_quote(text)} is not true or false (write true/false, yes/no or 1/0; blank for unknown)",
+        f"{quote(text)} is not true or false (write true/false, yes/no or 1/0; blank for unknown)",
         path=where,
         line=line,
         field=name,
@@ -384,7 +384,7 @@ def _label(
     if text.casefold() in by_fold:
         return by_fold[text.casefold()]
     raise CalibrationError(
-        f"{_quote(text)} is not a {what} label{_suggest(text, choices)} "
+        f"{quote(text)} is not a {what} label{suggest(text, choices)} "
         f"(expected one of: {', '.join(map(repr, choices))})",
         path=where,
         line=line,
@@ -404,7 +404,7 @@ def _scenario(value: Any, where: str, line: int) -> Scenario:
     text = _string(value, "scenario", where, line).strip()
     if text not in SCENARIOS:
         raise CalibrationError(
-            f"unknown scenario {_quote(text)}{_suggest(text, SCENARIOS)} "
+            f"unknown scenario {quote(text)}{suggest(text, SCENARIOS)} "
             f"(expected one of: {', '.join(map(repr, SCENARIOS))})",
             path=where,
             line=line,
@@ -420,7 +420,7 @@ def _case_labels(value: Any, scenario: str, where: str, line: int) -> tuple[str,
     if not text.strip():
         raise CalibrationError("empty value", path=where, line=line, field="labels")
     try:
-        parsed = _parse_labels(text, scenario, where, line)
+        parsed = parse_labels(text, scenario, where, line)
     except DatasetError as exc:
         raise CalibrationError(exc.message, path=where, line=line, field="labels") from None
     return tuple(str(label) for label in parsed)
@@ -503,7 +503,7 @@ def _unique(cases: list[CalibrationCase], where: str) -> None:
     for case in cases:
         if case.id in first:
             raise CalibrationError(
-                f"duplicate id {_quote(case.id)} (first seen on line {first[case.id]}; a "
+                f"duplicate id {quote(case.id)} (first seen on line {first[case.id]}; a "
                 "generated id repeats when two cases have the same text)",
                 path=where,
                 line=case.line,
@@ -637,7 +637,7 @@ def cases_from_report(report_path: Path | str, labels_path: Path | str) -> Calib
         result = results.get(instance_id)
         if result is None:
             raise CalibrationError(
-                f"instance {_quote(instance_id)} is not in the report {report_path}",
+                f"instance {quote(instance_id)} is not in the report {report_path}",
                 path=where,
                 line=line,
                 field="id",
@@ -645,7 +645,7 @@ def cases_from_report(report_path: Path | str, labels_path: Path | str) -> Calib
         index = _sample_index(record["sample"], len(result.samples), where, line)
         if (instance_id, index) in seen:
             raise CalibrationError(
-                f"sample {index} of {_quote(instance_id)} is labelled twice (first on line "
+                f"sample {index} of {quote(instance_id)} is labelled twice (first on line "
                 f"{seen[instance_id, index]})",
                 path=where,
                 line=line,
@@ -671,7 +671,7 @@ def _sample_index(value: Any, samples: int, where: str, line: int) -> int:
     text = str(value).strip() if isinstance(value, int) else _string(value, "sample", where, line)
     if not re.fullmatch(r"\d+", text.strip()) or int(text) >= samples:
         raise CalibrationError(
-            f"sample {_quote(text)} is not a sample index of this instance (0 to "
+            f"sample {quote(text)} is not a sample index of this instance (0 to "
             f"{samples - 1}, as in the report)",
             path=where,
             line=line,
@@ -686,7 +686,7 @@ def _report_case(result: Any, index: int, record: dict, where: str, line: int) -
     completion = sample.completion
     if completion is None:
         raise CalibrationError(
-            f"sample {index} of {_quote(instance.id)} has no model output (endpoint error)",
+            f"sample {index} of {quote(instance.id)} has no model output (endpoint error)",
             path=where,
             line=line,
             field="sample",
@@ -696,7 +696,7 @@ def _report_case(result: Any, index: int, record: dict, where: str, line: int) -
     hidden = completion.reasoning_state is ReasoningState.UNAVAILABLE
     if hidden and (reasoning_label is not None or query_a is not None):
         raise CalibrationError(
-            f"sample {index} of {_quote(instance.id)} has no reasoning to label (the provider "
+            f"sample {index} of {quote(instance.id)} has no reasoning to label (the provider "
             "hid it); leave human_reasoning_label blank",
             path=where,
             line=line,

@@ -28,6 +28,7 @@ from pytest_bsa.models import Instance
 from pytest_bsa.report import ReportError
 from pytest_bsa.reporting.outputs import OutputError, Outputs, check_targets
 from pytest_bsa.rubrics import Rubric, RubricError, load_rubric, verdict_hash
+from pytest_bsa.selection import select, shard
 from pytest_bsa.simulate.script import Script, ScriptError
 
 USAGE_ERRORS = (
@@ -91,7 +92,7 @@ def _plan(config: pytest.Config) -> RunPlan:
     source = ds.resolve_source(settings.dataset, cache_dir=cache_dir(settings))
     loaded = ds.load_dataset(source.path)
     check_subcategories(settings.thresholds, loaded, source.label)
-    instances = ds.select(
+    instances = select(
         loaded,
         scenarios=settings.scenarios,
         categories=settings.categories,
@@ -99,7 +100,7 @@ def _plan(config: pytest.Config) -> RunPlan:
         seed=settings.seed,
     )
     if settings.shard:
-        instances = ds.shard(instances, *settings.shard)
+        instances = shard(instances, *settings.shard)
     chosen = config.hook.pytest_bsa_select(instances=list(instances), config=config)
     if chosen is not None:
         instances = list(chosen)
