@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 import pytest_bsa
 from pytest_bsa import calibration
-from pytest_bsa.agreement import expected_kappa_with_flips, flip_labels
 from pytest_bsa.calibration import (
     SHIPPED_PATH,
     SHIPPED_SHA256,
@@ -52,6 +51,7 @@ from pytest_bsa.models import (
     SampleResult,
     ThinkVerdict,
 )
+from pytest_bsa.raters import expected_kappa_with_flips, flip_labels
 from pytest_bsa.report import write_report
 
 RO, CS, OS = SCENARIOS
