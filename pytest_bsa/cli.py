@@ -18,11 +18,10 @@ from pytest_bsa.report import (
     ReportError,
     evaluation_fields,
     load_report,
-    outcome_counts,
-    served_models,
     write_report,
 )
 from pytest_bsa.reporting.outputs import OutputError, Outputs, check_targets, write_outputs
+from pytest_bsa.tallies import outcome_counts, served_models
 
 _MARK = {"passed": "PASS", "failed": "FAIL", "not_measurable": "N/M "}
 

@@ -1,7 +1,8 @@
-"""The parts of a run's report that say how it was made: provenance, totals, answers (pure).
+"""Building a run's report: provenance, totals, answers and the Report itself (pure).
 
 The session hands in what it knows at the end of the run (settings, results, the engine's
-counters); :class:`pytest_bsa.report.Report` is then built from these and the evaluation.
+counters); :func:`build_report` makes the :class:`pytest_bsa.report.Report`, counting the
+samples with :mod:`pytest_bsa.tallies`.
 """
 
 from __future__ import annotations
@@ -32,12 +33,10 @@ from pytest_bsa.report import (
     evaluation_fields,
     git_commit,
     now_iso,
-    outcome_counts,
-    served_models,
-    totals_from_results,
 )
 from pytest_bsa.reporting.outputs import endpoint_host, scrub_params
 from pytest_bsa.rubrics import Rubric
+from pytest_bsa.tallies import outcome_counts, served_models, totals_from_results
 
 
 def run_totals(

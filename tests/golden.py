@@ -48,10 +48,8 @@ from pytest_bsa.report import (
     Selection,
     ServedModel,
     evaluation_fields,
-    outcome_counts,
-    served_models,
-    totals_from_results,
 )
+from pytest_bsa.tallies import outcome_counts, served_models, totals_from_results
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 K = 3
