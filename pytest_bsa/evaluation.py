@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_bsa.comparison import BaselineTest, detectable_drops, plan_tests
-from pytest_bsa.comparison import gate_result as baseline_gate_result
+from pytest_bsa.comparison_gates import gate_result as baseline_gate_result
 from pytest_bsa.config import MODEL_METRICS, GatePolicy
 from pytest_bsa.gate import (
     GateResult,
