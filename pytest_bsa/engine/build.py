@@ -15,8 +15,9 @@ from pytest_bsa.engine.cache import AnswerScope, Cache
 from pytest_bsa.engine.keys import KeyChoice, choose_key
 from pytest_bsa.engine.preflight import unreachable
 from pytest_bsa.engine.retry import RetryPolicy
-from pytest_bsa.engine.runner import Engine, RequestSpec
+from pytest_bsa.engine.runner import Engine
 from pytest_bsa.engine.transports import make_transport
+from pytest_bsa.engine.types import RequestSpec
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 

@@ -146,3 +146,11 @@ def auth_hint(api_key: str | None, api_key_env: str | None, provider: str = "") 
     if api_key is None:
         return "no API key was sent; set one (e.g. OPENAI_API_KEY)"
     return "the API key was rejected; check OPENAI_API_KEY or the configured key variable"
+
+
+_SECRETISH = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[=:]\s*)[^\s'\",}]+")
+
+
+def redact(message: str) -> str:
+    """An unexpected library error, one line, with anything key-like masked."""
+    return _SECRETISH.sub(r"\1***", " ".join(message.split()))[:300]
