@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 
 from pytest_bsa.config import Settings
 from pytest_bsa.dataset import DatasetSource
-from pytest_bsa.engine.cache import AnswerScope
 from pytest_bsa.engine.keys import KeyChoice
 from pytest_bsa.engine.pipeline import is_pipeline
+from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.reporting.outputs import endpoint_host
 from pytest_bsa.reporting.view import REPORT_ONLY
 

@@ -128,7 +128,7 @@ class Judge:
         """One verdict: from the cache, or asked for (re-asked on bad replies and refusals)."""
         key = ""
         if self._cache is not None:
-            from pytest_bsa.engine.cache import verdict_key
+            from pytest_bsa.engine.cache_keys import verdict_key
 
             inputs = {**verdict_inputs(kind, instance, text), "truncated": str(truncated)}
             key = verdict_key(self._identity, self.verdict_hash, kind, inputs)

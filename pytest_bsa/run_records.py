@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_bsa.config import Settings
-from pytest_bsa.engine.cache import AnswerScope, CacheError
+from pytest_bsa.engine.cache import CacheError
+from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.run_plan import cache_dir
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pytest_bsa.config import Settings
 from pytest_bsa.dataset import DatasetSource
-from pytest_bsa.engine.cache import AnswerScope
+from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.evaluation import BaselineRun, RunEvaluation
 from pytest_bsa.models import InstanceResult
 from pytest_bsa.report import (

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from _pytest.reports import TestReport
 
-from pytest_bsa.engine.cache import AnswerScope, CacheError
+from pytest_bsa.engine.cache import CacheError
+from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.evaluation import verdict_of
 from pytest_bsa.gate import InstanceVerdict
 from pytest_bsa.gate_reports import gate_count, report_gates

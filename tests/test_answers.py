@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bsa.engine.cache import Cache, CacheError, check_cache, completion_key
+from pytest_bsa.engine.cache import Cache, CacheError, check_cache
+from pytest_bsa.engine.cache_keys import completion_key
 from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.runner import Engine
 from pytest_bsa.engine.types import ChatRequest, RequestSpec, TransportError

@@ -148,3 +148,11 @@ def test_renderers_import_only_the_view_model_and_the_report() -> None:
         imports = set().union(*(graph[m] for m in members))
         found[name] = sorted(imports - allowed - set(members))
     assert found == {"markdown": [], "html": [], "terminal": [], "junit": []}
+
+
+def test_no_module_is_over_four_hundred_lines() -> None:
+    sizes = {
+        module: len(path.read_text(encoding="utf-8").splitlines())
+        for module, path in module_files().items()
+    }
+    assert {m: n for m, n in sizes.items() if n > 400} == {}

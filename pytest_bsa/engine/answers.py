@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pytest_bsa.engine.cache import AnswerScope
+from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion
 
@@ -51,7 +51,7 @@ class ModelAnswers:
     def key(self, request: ChatRequest, index: int, scoped: bool = True) -> str:
         """The answer's key in this run's scope (``scoped``), or in the scope every run shares
         (the latest answer to the request, read by ``--bsa-answers=reuse``)."""
-        from pytest_bsa.engine.cache import completion_key
+        from pytest_bsa.engine.cache_keys import completion_key
 
         identity = self.identity or request.api_base
         scope = self.scope.key_scope if self.scope is not None and scoped else None

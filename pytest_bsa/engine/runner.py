@@ -20,13 +20,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from pytest_bsa.engine.answers import ModelAnswers
-from pytest_bsa.engine.cache import AnswerScope
 from pytest_bsa.engine.counters import EngineStats, estimate_tokens, priced
 from pytest_bsa.engine.health import EndpointHealth
 from pytest_bsa.engine.http_errors import redact
 from pytest_bsa.engine.ratelimit import RateLimiter
 from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
 from pytest_bsa.engine.scheduler import PrioritySlots
+from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.engine.types import (
     BREAKER_KINDS,
     ChatRequest,

@@ -173,7 +173,7 @@ def _dataset_sha(spec: str) -> str:
 
 def verdict_cache_key(inputs: ActionInputs) -> str:
     """The actions/cache key prefix of the judge-verdict cache: judge, rubric and dataset."""
-    from pytest_bsa.engine.cache import normalise_api_base
+    from pytest_bsa.engine.cache_keys import normalise_api_base
     from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
     judge, base = _judge_of(inputs)
