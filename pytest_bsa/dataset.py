@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
+from pytest_bsa.csvrows import column_index, csv_rows, json_objects
 from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, Label
 from pytest_bsa.pinned import PinnedFileError, fetch_pinned, sha256_file
 from pytest_bsa.reasoning import clean_text
@@ -206,18 +206,15 @@ def read_text(path: Path) -> str:
     return text
 
 
+def _failure(where: str) -> Callable[[int, str], DatasetError]:
+    return lambda line, message: DatasetError(message, path=where, line=line)
+
+
 def _csv_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(start line, record)``; the start line counts physical lines, quoted newlines too."""
-    rows = csv_rows(text)
     header: list[str] | None = None
     index: dict[str, int] = {}
-    while True:
-        try:
-            start, row = next(rows)
-        except StopIteration:
-            return
-        except CsvRowError as exc:
-            raise DatasetError(str(exc), path=where, line=exc.line) from None
+    for start, row in csv_rows(text, _failure(where)):
         if header is None:
             header = [name.strip() for name in row]
             index = column_index(header)
@@ -237,25 +234,7 @@ def _csv_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
 
 def _jsonl_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(line, record)`` for each non-blank line holding one JSON object."""
-    # Split on "\n" only: str.splitlines() would also split on U+2028 inside JSON strings.
-    for line, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(
-                f"invalid JSON ({exc.msg} at column {exc.colno}): {quote(raw)} "
-                "(expected JSON lines: one object per line)",
-                path=where,
-                line=line,
-            ) from None
-        if not isinstance(value, dict):
-            raise DatasetError(
-                f"expected a JSON object per line, got {type(value).__name__}: {quote(raw)}",
-                path=where,
-                line=line,
-            )
+    for line, value in json_objects(text, _failure(where), shown=quote):
         missing = [name for name in COLUMNS if name not in value]
         if missing:
             names = ", ".join(repr(name) for name in missing)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_bsa.calibration.cases import ALIASES, CalibrationError, credit_label
-from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
+from pytest_bsa.csvrows import column_index, csv_rows, json_objects
 from pytest_bsa.dataset import DatasetError, parse_labels, quote, read_text, suggest
 from pytest_bsa.models import SCENARIOS, THINK_LABELS, Scenario
 from pytest_bsa.reasoning import clean_text
@@ -71,17 +71,14 @@ def _check_names(names: Sequence[str], known: Sequence[str], where: str, line: i
             )
 
 
+def _failure(where: str) -> Callable[[int, str], CalibrationError]:
+    return lambda line, message: CalibrationError(message, path=where, line=line)
+
+
 def _csv_records(text: str, where: str, known: Sequence[str]) -> Iterator[tuple[int, dict]]:
-    rows = csv_rows(text)
     header: list[str] | None = None
     index: dict[str, int] = {}
-    while True:
-        try:
-            start, row = next(rows)
-        except StopIteration:
-            return
-        except CsvRowError as exc:
-            raise CalibrationError(str(exc), path=where, line=exc.line) from None
+    for start, row in csv_rows(text, _failure(where)):
         if header is None:
             header = [name.strip() for name in row]
             _check_names(header, known, where, start)
@@ -94,24 +91,7 @@ def _csv_records(text: str, where: str, known: Sequence[str]) -> Iterator[tuple[
 
 
 def _jsonl_records(text: str, where: str, known: Sequence[str]) -> Iterator[tuple[int, dict]]:
-    for line, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise CalibrationError(
-                f"invalid JSON ({exc.msg} at column {exc.colno}) (expected JSON lines: one "
-                "object per line)",
-                path=where,
-                line=line,
-            ) from None
-        if not isinstance(value, dict):
-            raise CalibrationError(
-                f"expected a JSON object per line, got {type(value).__name__}",
-                path=where,
-                line=line,
-            )
+    for line, value in json_objects(text, _failure(where)):
         _check_names(list(value), known, where, line)
         yield line, {ALIASES.get(name, name): item for name, item in value.items()}
 
