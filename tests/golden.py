@@ -229,11 +229,14 @@ def build(
 
 
 def build_all() -> dict[str, Report]:
-    """``base``, ``gated`` (failing, against ``base``) and ``report-only``."""
+    """``base``, ``gated`` (failing, against ``base``), ``report-only`` and ``clean`` (every
+    sample judged, no error: nothing to count apart)."""
     base = build(_results(3), GATED, model="demo-model", started="2025-01-01T10:00:00+00:00")
     gated = build(
         _results(0), GATED, model=f"demo-model {TRICKY}", started="2025-01-02T10:00:00+00:00",
         baseline=base,
     )  # fmt: skip
     only = build(_results(0), REPORT_ONLY, model="demo-model", started="2025-01-03T10:00:00+00:00")
-    return {"base": base, "gated": gated, "report-only": only}
+    plain = synthetic_results(N, K, seed=1, texts=TEXTS, text="a plain reply")
+    clean = build(plain, GATED, model="demo-model", started="2025-01-04T10:00:00+00:00")
+    return {"base": base, "gated": gated, "report-only": only, "clean": clean}

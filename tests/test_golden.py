@@ -33,7 +33,7 @@ def reports() -> dict[str, Report]:
             if name == "base":  # only its metrics are shown (the before/after table)
                 report = report.model_copy(update={"instances": ()})
             (GOLDEN / f"{name}.json").write_text(report.model_dump_json(), encoding="utf-8")
-    return {name: load_report(GOLDEN / f"{name}.json") for name in ("base", *REPORTS)}
+    return {name: load_report(GOLDEN / f"{name}.json") for name in ("base", *REPORTS, "clean")}
 
 
 def check(name: str, text: str) -> None:
@@ -69,7 +69,7 @@ def test_html(reports: dict[str, Report], name: str) -> None:
     check(f"{name}.html", render_html(reports[name]))
 
 
-@pytest.mark.parametrize("name", REPORTS)
+@pytest.mark.parametrize("name", [*REPORTS, "clean"])
 def test_terminal_table_and_footer(reports: dict[str, Report], name: str) -> None:
     check(f"{name}.terminal.txt", terminal_text(reports[name]))
 
