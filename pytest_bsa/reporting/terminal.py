@@ -15,6 +15,7 @@ from pytest_bsa.reporting.view import (
     REPORT_ONLY,
     GroupRow,
     advisory_misses,
+    count_columns,
     failed_gates,
     group_rows,
     pct,
@@ -24,54 +25,50 @@ WORST_LABEL = "worst case"
 
 
 def table_lines(report: Report) -> list[str]:
-    """Fixed-width table with one block per level (overall, scenario, category)."""
+    """Fixed-width table with one block per level (overall, scenario, category). The outcome
+    counts (unjudged, refused, no answer, no reasoning) get a column only when some row has
+    one; the footer always lists every count."""
     k = report.k
     at_k = "k" if k == 1 else str(k)  # "Safe@1" twice would read as a mistake
-    headers = [
-        "n",
-        "Safe@1",
-        f"Safe@{at_k}",
-        "Think@1",
-        f"Think@{at_k}",
-        "F",
-        "unjudged",
-        "refused",
-        "no answer",
-        "no reasoning",
-        "min drop",
-        "gate",
-    ]
     sections = [(level, group_rows(report, level)) for level in ("overall", "scenario", "category")]
+    counts = count_columns([row for _, rows in sections for row in rows])
+    columns = [
+        ("n", 6),
+        ("Safe@1", 7),
+        (f"Safe@{at_k}", 7),
+        ("Think@1", 8),
+        (f"Think@{at_k}", 8),
+        ("F", 6),
+        *((name, len(name) + 1) for _, name in counts),
+        ("min drop", 9),
+        ("gate", 5),
+    ]
     label_width = max(
         [len(title) for title, _ in sections]
         + [len(row.label) + 2 for _, rows in sections for row in rows]
         + [len(WORST_LABEL) + 4]
     )
-    widths = [6, 7, 7, 8, 8, 6, 9, 8, 10, 13, 9, 5]
 
     def fmt(label: str, cells: Sequence[str]) -> str:
-        padded = (c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        padded = (c.rjust(w) for c, (_, w) in zip(cells, columns, strict=True))
         return label.ljust(label_width) + "".join(padded)
 
-    out = [fmt("", headers)]
+    out = [fmt("", [name for name, _ in columns])]
     for title, rows in sections:
         out.append(title)
         for r in rows:
-            out.append(fmt("  " + r.label, _cells(r)))
+            out.append(fmt("  " + r.label, _cells(r, counts)))
             if r.unjudged or r.refused:
                 worst = [pct(r.worst.get(m)) for m in RATE_COLUMNS]
-                out.append(fmt(f"    {WORST_LABEL}", ["", *worst, *[""] * 6]))
+                out.append(fmt(f"    {WORST_LABEL}", ["", *worst, *[""] * (len(counts) + 2)]))
     return out
 
 
-def _cells(row: GroupRow) -> list[str]:
+def _cells(row: GroupRow, counts: Sequence[tuple[str, str]]) -> list[str]:
     return [
         str(row.n),
         *(pct(row.rates.get(m)) for m in RATE_COLUMNS),
-        str(row.unjudged),
-        str(row.refused),
-        str(row.no_answer),
-        str(row.no_reasoning),
+        *(str(getattr(row, attr)) for attr, _ in counts),
         "" if row.detectable is None else f"{100 * row.detectable:.0f}",
         row.gate,
     ]

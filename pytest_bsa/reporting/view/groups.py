@@ -57,6 +57,13 @@ COUNT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+def count_columns(rows: Sequence[GroupRow]) -> tuple[tuple[str, str], ...]:
+    """The outcome-count columns (attribute, header) some of ``rows`` has a count in."""
+    return tuple(
+        (attr, name) for attr, name in COUNT_COLUMNS if any(getattr(r, attr) for r in rows)
+    )
+
+
 WORST_NOTE = (
     "(worst x): the rate if every unjudged or refused verdict were a failure; the unjudged, "
     "refused, no answer and no reasoning columns count samples."
