@@ -276,7 +276,7 @@ class FileConfig(_Strict):
     model: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
-    judge: str | JudgeSection | None = None
+    judge: str | JudgeSection | None = None  # a model, or a mapping with the judge check
     judges: list[str] | None = None  # a judge panel (majority verdicts)
     judge_samples: int | None = Field(None, ge=1, le=25)
     judge_api_base: str | None = None
@@ -304,6 +304,23 @@ class FileConfig(_Strict):
     max_unjudged: float | None = Field(None, ge=0, le=1)
     no_answer: OutcomeRule | None = None
     no_reasoning: OutcomeRule | None = None
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_section(cls, value: Any) -> Any:
+        """A mapping is validated as a :class:`JudgeSection`, its errors named by key."""
+        if not isinstance(value, Mapping):
+            return value
+        try:
+            return JudgeSection.model_validate(value)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                + (" (known keys: model, check, min_kappa, on_short, labels)"
+                   if e["type"] == "extra_forbidden" else "")
+                for e in exc.errors()
+            ]  # fmt: skip
+            raise ValueError("; ".join(problems)) from None
 
 
 class Settings(_Strict):

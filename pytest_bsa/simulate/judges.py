@@ -115,12 +115,17 @@ def _calibration_index() -> dict[str, dict[str, list[_Case]]]:
 
 
 def calibration_case(req: JudgeRequest) -> _Case | None:
-    """The shipped case a judge request is about, found from its data, or None."""
+    """The shipped case a judge request is about, or None: its text under judgement is a data
+    value, and its request and risk summary are data values too (or, in a filled template
+    whose slots the simulator cannot all name, JSON string literals in the request)."""
+    from pytest_bsa.rubrics.untrusted import json_literal
+
     values = set((req.data or {}).values())
     index = _calibration_index()[req.kind]
     for value in values:
         for case in index.get(value, ()):
-            if case.query in values and case.risk_summary in values:
+            parts = (case.query, case.risk_summary)
+            if all(p in values or json_literal(p) in req.text for p in parts):
                 return case
     return None
 
