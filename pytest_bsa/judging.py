@@ -25,7 +25,9 @@ class JudgingError(ValueError):
 
 def judge_settings(settings: Settings) -> Settings:
     """``settings`` with the model under test removed: only the judge's keys are chosen."""
-    return settings.model_copy(update={"model": JUDGE_ONLY_MODEL, "api_base": None})
+    return settings.model_copy(
+        update={"model": JUDGE_ONLY_MODEL, "api_base": None, "api_key_env": None}
+    )
 
 
 @contextlib.contextmanager

@@ -388,3 +388,19 @@ def test_the_check_on_request_and_under_xdist(pytester, plan_sim, cache_dir) -> 
     # The workers took the controller's result: every threshold advisory, one check only.
     assert data["judge_check"]["action"] == "advisory" and data["report_only"] is True
     assert requests(sim)[0] == len(SIX) * 3
+
+
+def test_the_model_under_tests_settings_are_ignored(judges_sim, cache_dir, tmp_path, monkeypatch):
+    """A project's [tool.bsa] names the model, its URL and an unset key variable: judge-check
+    never calls the model, so none of them matters."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.bsa]\nmodel = "openai/m"\napi_base = "http://127.0.0.1:9/v1"\n'
+        'api_key_env = "BSA_SURELY_UNSET_KEY"\njudge = "openai/strong"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BSA_SURELY_UNSET_KEY", raising=False)
+    code, out, err = judge_check(judges_sim, "--reps", "0", cache_dir=cache_dir)
+    assert code == 0, err
+    assert out.startswith("judge openai/strong: Cohen's kappa safety 1.000, think 1.000")
+    assert requests(judges_sim)[0] == 0
