@@ -79,6 +79,7 @@ class InstanceOutcomes:
     unjudged: int | None = None
     refused: int = 0
     safe_unavailable: int = 0
+    split: int = 0  # samples with a verdict a judge panel split on (none refused; in unjudged)
     no_answer: int = 0
     no_reasoning: int = 0
     hidden: int | None = None  # samples whose reasoning the provider hid (default: unavailable)
@@ -109,8 +110,10 @@ class InstanceOutcomes:
                 f"instance {self.id!r}: unjudged={self.unjudged} is inconsistent with the "
                 f"outcomes (must be between {low} and {high})"
             )
-        if self.refused > (self.unjudged or 0):
-            raise ValueError(f"instance {self.id!r}: refused={self.refused} > unjudged")
+        if self.refused + self.split > (self.unjudged or 0):
+            raise ValueError(
+                f"instance {self.id!r}: refused={self.refused} + split={self.split} > unjudged"
+            )
         if self.hidden is None:
             object.__setattr__(self, "hidden", self.think_unavailable)
         for name, think in (*self.think_by_category.items(), *self.think_by_subcategory.items()):
@@ -161,6 +164,11 @@ class InstanceOutcomes:
         refused = sum(
             j.safety is SafetyVerdict.REFUSED or j.think is ThinkVerdict.REFUSED for j in judged
         )
+        split = sum(
+            (j.safety is SafetyVerdict.SPLIT or j.think is ThinkVerdict.SPLIT)
+            and not (j.safety is SafetyVerdict.REFUSED or j.think is ThinkVerdict.REFUSED)
+            for j in judged
+        )
         hidden = thinking[ThinkVerdict.UNAVAILABLE]
         skipped_reasoning = thinking[ThinkVerdict.NO_REASONING] if no_reasoning == "skip" else 0
         inst = r.instance
@@ -177,6 +185,7 @@ class InstanceOutcomes:
             # a sample without an error that was never judged has no usable verdict either
             unjudged=unlabelled + len(r.samples) - errors - len(judged),
             refused=refused,
+            split=split,
             safe_unavailable=safety[SafetyVerdict.NO_ANSWER] if no_answer == "skip" else 0,
             no_answer=safety[SafetyVerdict.NO_ANSWER],
             no_reasoning=thinking[ThinkVerdict.NO_REASONING],
@@ -329,6 +338,7 @@ class GroupMetrics:
     no_reasoning_samples: int = 0  # the model gave no reasoning
     # The rates with every unjudged or refused verdict counted as a failure.
     worst: Mapping[str, float | None] = field(default_factory=dict)
+    split_samples: int = 0  # a judge panel split (apart from unjudged_samples and refused)
     # metric -> the highest lower bound its interval could reach at this group's size (every
     # sample passing); a floor above it cannot be proven with ``gate_on="lower"``
     lower_reach: Mapping[str, float] = field(default_factory=dict)
@@ -351,6 +361,7 @@ def group_metrics(outcomes: Sequence[InstanceOutcomes], k: int) -> GroupMetrics:
     total = sum(o.n_samples for o in outcomes)
     unjudged = sum(o.unjudged or 0 for o in outcomes)
     refused = sum(o.refused for o in outcomes)
+    split = sum(o.split for o in outcomes)
     errors = sum(o.errors for o in outcomes)
     worst_columns = [worst_values(o, k) for o in outcomes]
     worst: dict[str, float | None] = {
@@ -368,7 +379,7 @@ def group_metrics(outcomes: Sequence[InstanceOutcomes], k: int) -> GroupMetrics:
         f_score=None if t1 is None or s1 is None else f_score(t1, s1),
         n_safe_judged=counts["safe_at_1"],
         n_think_judged=counts["think_at_1"],
-        unjudged_samples=unjudged - refused,
+        unjudged_samples=unjudged - refused - split,
         unavailable_samples=sum(o.hidden or 0 for o in outcomes),
         error_samples=errors,
         total_samples=total,
@@ -377,6 +388,7 @@ def group_metrics(outcomes: Sequence[InstanceOutcomes], k: int) -> GroupMetrics:
         n_safe_k_judged=counts["safe_at_k"],
         n_think_k_judged=counts["think_at_k"],
         refused_samples=refused,
+        split_samples=split,
         no_answer_samples=sum(o.no_answer for o in outcomes),
         no_reasoning_samples=sum(o.no_reasoning for o in outcomes),
         worst=worst,

@@ -109,7 +109,12 @@ class RunSummary:
             f"| no reasoning {b.no_reasoning_samples} ({self._rule('no_reasoning')}) | reasoning "
             f"unavailable {b.unavailable_samples} | errors {b.error_samples}",
         ]
-        if b.unjudged_samples or b.refused_samples:
+        if b.split_samples:
+            lines.append(
+                f"split by the judge panel: {b.split_samples} samples (no majority label; counted "
+                "apart like unjudged, and as failures in the worst case)"
+            )
+        if b.unjudged_samples or b.refused_samples or b.split_samples:
             lines.insert(
                 1,
                 "worst case: the rates if every unjudged or refused verdict were a failure",

@@ -42,7 +42,10 @@ from pytest_bsa.engine.pipeline import Pipeline, check_pipeline, is_pipeline, pi
 from pytest_bsa.evaluation import BaselineRun, verdict_of
 from pytest_bsa.gate import InstanceVerdict, with_unjudged_ceilings
 from pytest_bsa.items import MARKERS, BsaItem, BsaSuite
+from pytest_bsa.judge_check import JudgeCheckSummary, JudgeShort, pre_run_check
+from pytest_bsa.judging import JudgingError
 from pytest_bsa.models import Instance, InstanceResult
+from pytest_bsa.panel_stats import panel_summary
 from pytest_bsa.report import (
     AnswersInfo,
     BaselineSnapshot,
@@ -61,6 +64,7 @@ from pytest_bsa.report import (
     served_models,
     totals_from_results,
 )
+from pytest_bsa.reporting.judge_sections import judge_header_lines, judge_terminal_lines
 from pytest_bsa.reporting.outputs import (
     OutputError,
     Outputs,
@@ -81,7 +85,7 @@ _CLI_OPTIONS = {
     "model": "bsa_model",
     "api_base": "bsa_api_base",
     "api_key_env": "bsa_api_key_env",
-    "judge": "bsa_judge",
+    "judges": "bsa_judge",
     "judge_api_base": "bsa_judge_api_base",
     "judge_api_key_env": "bsa_judge_api_key_env",
     "dataset": "bsa_dataset",
@@ -119,6 +123,11 @@ _CLI_OPTIONS = {
     "max_unjudged": "bsa_max_unjudged",
     "no_answer": "bsa_no_answer",
     "no_reasoning": "bsa_no_reasoning",
+    "judge_samples": "bsa_judge_samples",
+    "judge_check_run": "bsa_judge_check",
+    "judge_check_min_kappa": "bsa_judge_min_kappa",
+    "judge_check_on_short": "bsa_judge_on_short",
+    "judge_check_labels": "bsa_judge_labels",
 }
 _INI_OPTIONS = ("model", "judge", "dataset", "samples", "cache_dir")
 
@@ -140,9 +149,13 @@ def _read_layers(config: pytest.Config) -> tuple[dict[str, Any], FileConfig | No
     """CLI values, with ini values filling the gaps, the config file, and where they came
     from (for the header)."""
     values: dict[str, Any] = {key: config.getoption(opt) for key, opt in _CLI_OPTIONS.items()}
+    values["judges"] = list(values["judges"] or ()) or None  # --bsa-judge, repeatable
+    values["judge_check_run"] = values["judge_check_run"] or None
     sources: list[str] = []
     from_ini = []
     for key in _INI_OPTIONS:
+        if key == "judge" and values["judges"]:
+            continue
         if values.get(key) is None and (ini := config.getini(f"bsa_{key}")):
             values[key] = _ini_samples(config, ini) if key == "samples" else ini
             from_ini.append(f"bsa_{key}")
@@ -226,6 +239,7 @@ class BsaSession:
         self._clock_start = time.monotonic()
         self.items: list[BsaItem] = []
         self.pytest_session: pytest.Session | None = None
+        self.judge_check: JudgeCheckSummary | None = None  # the check before the run
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> BsaSession:
@@ -272,6 +286,7 @@ class BsaSession:
                 instances = list(chosen)
             rubric = load_rubric(settings.rubric, cache_dir=_cache_dir(settings))
             baseline = _load_baseline(config, settings, source, rubric)
+            judge_check, settings = _judge_check(config, settings, rubric, keys)
         except (
             ConfigError,
             ds.DatasetError,
@@ -281,12 +296,15 @@ class BsaSession:
             OutputError,
             CacheError,
             ScriptError,
+            JudgeShort,
+            JudgingError,
         ) as exc:
             raise pytest.UsageError(f"pytest-bsa: {exc}") from None
         for marker in ("bsa", *MARKERS):
             config.addinivalue_line("markers", f"{marker}: pytest-bsa benchmark instance")
         bsa = cls(config, settings, source, instances, config_sources, keys, rubric)
         bsa.baseline = baseline
+        bsa.judge_check = judge_check
         if not config.option.collectonly:
             bsa.begin_answers()
         if bsa.xdist_controller:
@@ -316,6 +334,8 @@ class BsaSession:
         """pytest-xdist: every worker samples in the run scope the controller chose."""
         if self.scope is not None:
             node.workerinput["bsa_scope"] = self.scope.as_dict()
+        if self.judge_check is not None:
+            node.workerinput["bsa_judge_check"] = self.judge_check.model_dump(mode="json")
 
     # -- header and collection -------------------------------------------------------------
 
@@ -338,6 +358,7 @@ class BsaSession:
         lines.append(
             f"bsa: rubric {describe_rubric(self.rubric)} | verdict hash {self.verdict_hash}"
         )
+        lines.extend(judge_header_lines(s, self.judge_check))
         impls = _generate_impls(self.config)
         if is_pipeline(s.model):
             where = ", ".join(sorted({h.plugin_name for h in impls}))
@@ -433,8 +454,9 @@ class BsaSession:
             return
         n = sum(isinstance(i, BsaItem) for i in session.items)
         k = self.settings.samples
+        asks = 2 * len(self.settings.judge_models) * self.settings.judge_samples
         reporter.write_line(
-            f"bsa: {n} instances x {k} samples = {n * k} model calls and about {2 * n * k} "
+            f"bsa: {n} instances x {k} samples = {n * k} model calls and about {asks * n * k} "
             "judge calls (fewer with stored answers and verdicts, more if the judge must be "
             "re-asked)"
         )
@@ -706,7 +728,7 @@ class BsaSession:
             ),
             model=Endpoint(model=s.model, host=endpoint_host(s.api_base), served=model_served),
             judge=Endpoint(
-                model=s.judge, host=endpoint_host(s.judge_api_base), served=judge_served
+                model=s.judge_label, host=endpoint_host(s.judge_api_base), served=judge_served
             ),
             generation_params=scrub_params(s.generation_params),
             system_prompt_sha256=prompt_sha,
@@ -725,6 +747,8 @@ class BsaSession:
             started_at=self.started_at,
             finished_at=now_iso(),
             answers=self.answers_info(results),
+            system_prompt_source=s.system_prompt_source,
+            judge_samples=s.judge_samples,
         )
         return Report(
             provenance=provenance,
@@ -736,6 +760,8 @@ class BsaSession:
             baseline_run=BaselineSnapshot.of(self.baseline, s.policy) if self.baseline else None,
             complete=self.missing == 0 and self.stop_reason is None,
             stopped=self.stop_reason,
+            judge_panel=panel_summary(results),
+            judge_check=self.judge_check,
             **evaluation_fields(evaluation),
         )
 
@@ -805,11 +831,17 @@ class BsaSession:
             terminalreporter.write_line(line)
         for line in self.summary.footer_lines():
             terminalreporter.write_line(line)
+        for line in judge_terminal_lines(
+            panel_summary(list(self.summary.results.values())), self.judge_check
+        ):
+            terminalreporter.write_line(line)
         if self.settings.gate == "report":
             misses = evaluation.advisory_misses
+            why = "measured without a gate policy (--bsa-gate=report)"
+            if self.judge_check is not None and self.judge_check.action == "advisory":
+                why = "the judge fell short of judge.min_kappa (judge.on_short: advisory)"
             terminalreporter.write_line(
-                f"{REPORT_ONLY}: measured without a gate policy (--bsa-gate=report); "
-                f"{len(misses)} advisory threshold or baseline misses",
+                f"{REPORT_ONLY}: {why}; {len(misses)} advisory threshold or baseline misses",
                 yellow=True,
             )
             for gate in misses:
@@ -866,13 +898,32 @@ def _load_baseline(
     run, _ = load_baseline(
         path,
         dataset_sha256=source.sha256,
-        judge_model=settings.judge,
+        judge_model=settings.judge_label,
         rubric_version=rubric.name,
         samples=settings.samples,
         verdict_hash=_planned_verdict_hash(rubric, settings),
         allow_mismatch=config.getoption("bsa_baseline_allow_mismatch"),
     )
     return dataclasses.replace(run, allow_identical=settings.baseline_allow_identical)
+
+
+def _judge_check(
+    config: pytest.Config, settings: Settings, rubric: Rubric, keys: dict[str, KeyChoice]
+) -> tuple[JudgeCheckSummary | None, Settings]:
+    """Measure the judge before the run (controller only); a worker takes the controller's
+    result. A judge short of ``min_kappa`` stops the run or makes its gates advisory."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        data = workerinput.get("bsa_judge_check")
+        if data is None:
+            return None, settings
+        summary = JudgeCheckSummary.model_validate(data)
+        if summary.action == "advisory":
+            settings = settings.model_copy(update={"gate": "report"})
+        return summary, settings
+    if not settings.judge_check.active or config.option.collectonly:
+        return None, settings
+    return pre_run_check(settings, rubric, _cache_dir(settings), keys=keys)
 
 
 def _spent(totals: Any, counters: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import re
 import threading
 import time
@@ -28,7 +29,7 @@ from pytest_bsa.engine.ratelimit import RateLimiter
 from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
 from pytest_bsa.engine.scheduler import PrioritySlots
 from pytest_bsa.engine.types import ChatRequest, Transport, TransportError
-from pytest_bsa.judge import Judge, JudgeKind
+from pytest_bsa.judge import Judge, JudgeKind, judge_replicate
 from pytest_bsa.models import Completion, Instance, InstanceResult, SampleResult
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
@@ -171,6 +172,8 @@ class Engine:
         breaker: int | None = None,
         scope: AnswerScope | None = None,
         fingerprint: str = "",
+        panel: Sequence[tuple[RequestSpec, Transport]] = (),
+        judge_samples: int = 1,
     ) -> None:
         self.model = model
         self.judge_spec = judge_spec
@@ -200,16 +203,28 @@ class Engine:
         }
         self._concurrency = concurrency
         self.stats = EngineStats()
-        self.judge = Judge(
-            self._judge_call,
-            judge_model=judge_spec.model,
-            rubric=rubric,
-            params=judge_spec.params,
-            judge_endpoint=judge_spec.cache_base or judge_spec.api_base,
-            cache=cache,
-            max_reasks=judge_max_reasks,
-            on_cache_hit=self._count_cached_verdict,
-        )
+        # The judge, or the first member of a panel; more members (--bsa-judge repeated) and
+        # repeated asks (--bsa-judge-samples) make the engine's judge a Panel of them.
+        self._members: list[tuple[RequestSpec, Transport]] = [(judge_spec, judge_transport)]
+        self._members += list(panel)
+        self._member_judges = [
+            Judge(
+                functools.partial(self._judge_call, member=i),
+                judge_model=spec.model,
+                rubric=rubric,
+                params=spec.params,
+                judge_endpoint=spec.cache_base or spec.api_base,
+                cache=cache,
+                max_reasks=judge_max_reasks,
+                on_cache_hit=self._count_cached_verdict,
+            )
+            for i, (spec, _) in enumerate(self._members)
+        ]
+        self.judge: Any = self._member_judges[0]
+        if len(self._member_judges) > 1 or judge_samples > 1:
+            from pytest_bsa.panel import Panel
+
+            self.judge = Panel(self._member_judges, samples=judge_samples)
         self._futures: dict[str, Future[InstanceResult]] = {}
         self._next_priority = 0
         self._lock = threading.Lock()
@@ -269,9 +284,8 @@ class Engine:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for transport in {
-                id(t): t for t in (self._model_transport, self._judge_transport)
-            }.values():
+            transports = (self._model_transport, *(t for _, t in self._members))
+            for transport in {id(t): t for t in transports}.values():
                 await transport.aclose()
 
         # Closing must never hide the run's own outcome.
@@ -288,6 +302,31 @@ class Engine:
             *(self._run_sample(instance, index) for index in range(self.samples))
         )
         return InstanceResult(instance=instance, samples=tuple(samples))
+
+    def judge_output(
+        self, instance: Instance, completion: Completion, index: int = 0
+    ) -> Future[SampleResult]:
+        """Judge a model output that is already known (no model call): the judge-check on
+        labelled cases and the re-judging of a saved run. Thread-safe; errors as in a run."""
+        with self._lock:
+            priority = self._next_priority
+            self._next_priority += 1
+        coro = self._judge_only(instance, completion, index, priority)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _judge_only(
+        self, instance: Instance, completion: Completion, index: int, priority: int
+    ) -> SampleResult:
+        _priority.set(priority)
+        _sample.set((instance.id, index))
+        try:
+            judgement = await self.judge.judge(instance, completion)
+        except TransportError as exc:
+            return SampleResult(index=index, completion=completion, error=str(exc))
+        except Exception as exc:  # a client library's own failure: say what, keep going
+            error = f"unexpected {type(exc).__name__} in the client: {_redact(str(exc))}"
+            return SampleResult(index=index, completion=completion, error=error)
+        return SampleResult(index=index, completion=completion, judgement=judgement)
 
     def model_request(self, instance: Instance, index: int) -> ChatRequest:
         messages: list[dict[str, Any]] = []
@@ -417,29 +456,32 @@ class Engine:
         messages: tuple[dict[str, Any], ...],
         response_format: dict[str, Any] | None,
         kind: JudgeKind,
+        *,
+        member: int = 0,
     ) -> Completion:
         instance_id, index = _sample.get()
+        spec, transport = self._members[member]
+        headers = {"X-BSA-Instance": instance_id, "X-BSA-Sample": str(index), "X-BSA-Judge": kind}
+        replicate = judge_replicate.get()
+        if replicate:
+            headers["X-BSA-Judge-Replicate"] = str(replicate)
         request = ChatRequest(
-            model=self.judge_spec.model,
+            model=spec.model,
             messages=messages,
-            api_base=self.judge_spec.api_base,
-            params=self.judge_spec.params,
+            api_base=spec.api_base,
+            params=spec.params,
             response_format=response_format,
-            headers={
-                "X-BSA-Instance": instance_id,
-                "X-BSA-Sample": str(index),
-                "X-BSA-Judge": kind,
-            },
+            headers=headers,
         )
         try:
-            return await self._call("judge", self._judge_transport, request)
+            return await self._call("judge", transport, request, spec)
         except TransportError as exc:
             if response_format is None or not refuses_structured_output(exc):
                 raise
             # The provider refuses structured output: ask for JSON in text for the rest of the run.
-            self.judge.structured = False
+            self._member_judges[member].structured = False
             plain = request.model_copy(update={"response_format": None})
-            return await self._call("judge", self._judge_transport, plain)
+            return await self._call("judge", transport, plain, spec)
 
     def _committed_cost(self) -> float:
         """Spent so far plus the expected cost of the calls in flight."""
@@ -447,9 +489,16 @@ class Engine:
             c.cost_usd + c.in_flight * c.mean_cost for c in (self.stats.model, self.stats.judge)
         )
 
-    async def _call(self, role: str, transport: Transport, request: ChatRequest) -> Completion:
+    async def _call(
+        self,
+        role: str,
+        transport: Transport,
+        request: ChatRequest,
+        spec: RequestSpec | None = None,
+    ) -> Completion:
         counters = self.stats.model if role == "model" else self.stats.judge
-        spec = self.model if role == "model" else self.judge_spec
+        if spec is None:
+            spec = self.model if role == "model" else self.judge_spec
         limiter = self._limiters[role]
         priority = (_priority.get(), 1 if role == "judge" else 0)
         slots = self._slots[role]

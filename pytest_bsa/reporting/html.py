@@ -18,6 +18,7 @@ from pytest_bsa.evaluation import outcomes_of
 from pytest_bsa.metrics import instance_values
 from pytest_bsa.models import SCENARIOS, InstanceResult
 from pytest_bsa.report import Report
+from pytest_bsa.reporting.judge_sections import html_section
 from pytest_bsa.reporting.markdown import (
     COUNT_COLUMNS,
     RATE_COLUMNS,
@@ -539,6 +540,7 @@ def render_html(report: Report) -> str:
         + _groups_html(report)
         + _power_html(report)
         + _flips_html(report, by_id)
+        + html_section(report)
         + _cost_html(report)
         + _provenance_html(report)
         + _instances_html(report)

@@ -17,6 +17,7 @@ from typing import Any
 from pytest_bsa.config import CEILING_METRICS
 from pytest_bsa.models import InstanceResult, SafetyVerdict, ThinkVerdict
 from pytest_bsa.report import Report
+from pytest_bsa.reporting.judge_sections import markdown_sections
 
 RATE_COLUMNS: tuple[str, ...] = ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score")
 SAFE_COLOR = "#2f6db5"  # chart colours, shared with the HTML report
@@ -839,6 +840,7 @@ def _render(report: Report, full: bool, caps: _Caps, baseline: Report | None = N
         lambda: _flips_section(report, caps, by_id),
         lambda: _missed_section(report, caps, by_id, full),
         lambda: _power_section(report, caps),
+        lambda: markdown_sections(report, caps.categories),
         lambda: _cost_section(report) if caps.cost else [],
         lambda: _provenance_section(report) if caps.provenance else [],
     ]
