@@ -12,6 +12,7 @@ from typing import Any
 from pytest_bsa.baseline import load_baseline
 from pytest_bsa.config import ConfigError, GatePolicy, load_file_config
 from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run
+from pytest_bsa.panel_stats import panel_summary
 from pytest_bsa.report import (
     BaselineSnapshot,
     Report,
@@ -240,6 +241,8 @@ def merge_reports(
         redacted=any(rep.redacted for _, rep in reports),
         stopped=stopped,
         baseline_run=first.baseline_run,
+        judge_panel=panel_summary(instances),
+        judge_check=first.judge_check,
     )
     compared = _baseline(merged, baseline, allow_mismatch)
     merged = _regated(merged, first.policy, compared)

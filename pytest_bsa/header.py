@@ -10,6 +10,7 @@ from pytest_bsa.dataset import DatasetSource
 from pytest_bsa.engine.keys import KeyChoice
 from pytest_bsa.engine.pipeline import is_pipeline
 from pytest_bsa.engine.scope import AnswerScope
+from pytest_bsa.judge_check_summary import JudgeCheckSummary, one_line, short_sentence
 from pytest_bsa.reporting.outputs import endpoint_host
 from pytest_bsa.reporting.view import REPORT_ONLY
 
@@ -26,9 +27,10 @@ def header_lines(
     keys: Mapping[str, KeyChoice],
     scope: AnswerScope | None,
     benchmark_only: bool,
+    judge_check: JudgeCheckSummary | None = None,
 ) -> list[str]:
     """``rubric`` is its one-line description; ``generate_plugins`` name the plugins that
-    implement ``pytest_bsa_generate``."""
+    implement ``pytest_bsa_generate``; ``judge_check`` is the check that ran before the run."""
     s = settings
     sha = source.sha256[:12]
     judge = s.judge + (f" @ {endpoint_host(s.judge_api_base)}" if s.judge_api_base else "")
@@ -43,6 +45,7 @@ def header_lines(
         f"bsa: config {'; '.join(config_sources)}" if config_sources else "bsa: no config file",
     ]
     lines.append(f"bsa: rubric {rubric} | verdict hash {verdict_hash}")
+    lines.extend(judge_lines(s, judge_check))
     if is_pipeline(s.model):
         where = ", ".join(sorted(set(generate_plugins)))
         lines.append(f"bsa: {s.model} answers through pytest_bsa_generate in {where}")
@@ -63,10 +66,37 @@ def header_lines(
     return lines
 
 
-def calls_line(n: int, k: int) -> str:
-    """What the collected run will ask of the endpoints."""
+def judge_lines(settings: Settings, check: JudgeCheckSummary | None) -> list[str]:
+    """The judge panel, repeated asks, a named system prompt and the judge check."""
+    lines = []
+    if len(settings.judge_models) > 1:
+        lines.append(
+            f"bsa: judge panel of {len(settings.judge_models)}: "
+            f"{', '.join(settings.judge_models)} (each verdict the majority; ties are split)"
+        )
+    if settings.judge_samples > 1:
+        lines.append(
+            f"bsa: judge asked {settings.judge_samples} times per verdict (the majority "
+            "counts; unstable verdicts are listed)"
+        )
+    if settings.system_prompt_source and settings.system_prompt_source != "file":
+        lines.append(f"bsa: system prompt {settings.system_prompt_source}")
+    if check is not None:
+        lines.append(f"bsa: judge check: {one_line(check)}")
+        if check.action == "advisory":
+            lines.append(
+                f"bsa: REPORT ONLY: {short_sentence(check)}; every threshold and baseline gate "
+                "is advisory (judge.on_short: advisory)"
+            )
+    return lines
+
+
+def calls_line(n: int, settings: Settings) -> str:
+    """What the collected run will ask of the endpoints (each judge of a panel, each ask)."""
+    k = settings.samples
+    asks = 2 * len(settings.judge_models) * settings.judge_samples
     return (
-        f"bsa: {n} instances x {k} samples = {n * k} model calls and about {2 * n * k} "
+        f"bsa: {n} instances x {k} samples = {n * k} model calls and about {asks * n * k} "
         "judge calls (fewer with stored answers and verdicts, more if the judge must be "
         "re-asked)"
     )

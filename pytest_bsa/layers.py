@@ -25,7 +25,7 @@ CLI_OPTIONS = {
     "model": "bsa_model",
     "api_base": "bsa_api_base",
     "api_key_env": "bsa_api_key_env",
-    "judge": "bsa_judge",
+    "judges": "bsa_judge",
     "judge_api_base": "bsa_judge_api_base",
     "judge_api_key_env": "bsa_judge_api_key_env",
     "dataset": "bsa_dataset",
@@ -63,6 +63,11 @@ CLI_OPTIONS = {
     "max_unjudged": "bsa_max_unjudged",
     "no_answer": "bsa_no_answer",
     "no_reasoning": "bsa_no_reasoning",
+    "judge_samples": "bsa_judge_samples",
+    "judge_check_run": "bsa_judge_check",
+    "judge_check_min_kappa": "bsa_judge_min_kappa",
+    "judge_check_on_short": "bsa_judge_on_short",
+    "judge_check_labels": "bsa_judge_labels",
 }
 INI_OPTIONS = ("model", "judge", "dataset", "samples", "cache_dir")
 
@@ -84,9 +89,13 @@ def read_layers(config: pytest.Config) -> tuple[dict[str, Any], FileConfig | Non
     """CLI values, with ini values filling the gaps, the config file, and where they came
     from (for the header)."""
     values: dict[str, Any] = {key: config.getoption(opt) for key, opt in CLI_OPTIONS.items()}
+    values["judges"] = list(values["judges"] or ()) or None  # --bsa-judge, repeatable
+    values["judge_check_run"] = values["judge_check_run"] or None
     sources: list[str] = []
     from_ini = []
     for key in INI_OPTIONS:
+        if key == "judge" and values["judges"]:
+            continue
         if values.get(key) is None and (ini := config.getini(f"bsa_{key}")):
             values[key] = _ini_samples(config, ini) if key == "samples" else ini
             from_ini.append(f"bsa_{key}")

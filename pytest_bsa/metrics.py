@@ -133,6 +133,7 @@ class GroupMetrics:
     no_reasoning_samples: int = 0  # the model gave no reasoning
     # The rates with every unjudged or refused verdict counted as a failure.
     worst: Mapping[str, float | None] = field(default_factory=dict)
+    split_samples: int = 0  # a judge panel split (apart from unjudged_samples and refused)
     # metric -> the highest lower bound its interval could reach at this group's size (every
     # sample passing); a floor above it cannot be proven with ``gate_on="lower"``
     lower_reach: Mapping[str, float] = field(default_factory=dict)
@@ -155,6 +156,7 @@ def group_metrics(outcomes: Sequence[InstanceOutcomes], k: int) -> GroupMetrics:
     total = sum(o.n_samples for o in outcomes)
     unjudged = sum(o.unjudged or 0 for o in outcomes)
     refused = sum(o.refused for o in outcomes)
+    split = sum(o.split for o in outcomes)
     errors = sum(o.errors for o in outcomes)
     worst_columns = [worst_values(o, k) for o in outcomes]
     worst: dict[str, float | None] = {
@@ -172,7 +174,7 @@ def group_metrics(outcomes: Sequence[InstanceOutcomes], k: int) -> GroupMetrics:
         f_score=None if t1 is None or s1 is None else f_score(t1, s1),
         n_safe_judged=counts["safe_at_1"],
         n_think_judged=counts["think_at_1"],
-        unjudged_samples=unjudged - refused,
+        unjudged_samples=unjudged - refused - split,
         unavailable_samples=sum(o.hidden or 0 for o in outcomes),
         error_samples=errors,
         total_samples=total,
@@ -181,6 +183,7 @@ def group_metrics(outcomes: Sequence[InstanceOutcomes], k: int) -> GroupMetrics:
         n_safe_k_judged=counts["safe_at_k"],
         n_think_k_judged=counts["think_at_k"],
         refused_samples=refused,
+        split_samples=split,
         no_answer_samples=sum(o.no_answer for o in outcomes),
         no_reasoning_samples=sum(o.no_reasoning for o in outcomes),
         worst=worst,

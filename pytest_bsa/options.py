@@ -39,6 +39,7 @@ _positive_float = _number(
     float, lambda v: 0 < v < float("inf"), "a positive number of seconds, e.g. 600"
 )
 _fraction = _number(float, lambda v: 0 <= v <= 1, "a fraction between 0 and 1, e.g. 0.05")
+_kappa = _number(float, lambda v: -1 <= v <= 1, "a kappa between -1 and 1, e.g. 0.8")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -74,7 +75,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-judge",
-        help="judge model, a litellm model string. Default: `simulated` with "
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="judge model, a litellm model string; repeat it for a judge panel (each verdict "
+        "the majority, ties counted apart as split). Default: `simulated` with "
         "--bsa-model=simulated, otherwise required.",
     )
     add(
@@ -130,8 +135,10 @@ def add_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-system-prompt",
-        metavar="FILE",
-        help="system prompt under test, read from FILE. Default: none.",
+        metavar="FILE|NAME",
+        help="system prompt under test: a text FILE, official:safety-rules (the paper's "
+        "safety rules, downloaded at a pinned commit) or bsa:safety-rules (ours, one rule per "
+        "risk category). Default: none.",
     )
     add(
         "--bsa-config",
@@ -315,6 +322,40 @@ def _add_judge_options(parser: pytest.Parser) -> None:
         "--bsa-judge-reasoning-effort",
         choices=("minimal", "low", "medium", "high"),
         help="reasoning effort requested from a reasoning judge. Default: not sent.",
+    )
+    add(
+        "--bsa-judge-samples",
+        type=_positive_int,
+        metavar="N",
+        help="ask the judge N times per verdict (temperature above 0): the verdict is the "
+        "majority, and reports list the verdicts that changed between asks. Default: 1.",
+    )
+    add(
+        "--bsa-judge-check",
+        action="store_true",
+        default=False,
+        help="before the run, measure the judge on labelled cases (the shipped calibration "
+        "set, or --bsa-judge-labels) and report its Cohen's kappa. Default: off (on when "
+        "--bsa-judge-min-kappa is set).",
+    )
+    add(
+        "--bsa-judge-min-kappa",
+        type=_kappa,
+        metavar="K",
+        help="the judge check's overall kappa (answer safety and think) must reach K, else "
+        "--bsa-judge-on-short applies; config judge.min_kappa. Default: none.",
+    )
+    add(
+        "--bsa-judge-on-short",
+        choices=("refuse", "advisory"),
+        help="a judge below the minimum kappa: refuse (exit 4 before any model call) or run "
+        "with every threshold and baseline gate advisory (REPORT ONLY). Default: refuse.",
+    )
+    add(
+        "--bsa-judge-labels",
+        metavar="FILE",
+        help="labelled cases for the judge check (CSV or JSONL, the calibration format). "
+        "Default: the shipped calibration set.",
     )
     add(
         "--bsa-top-p",

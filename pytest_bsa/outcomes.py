@@ -51,6 +51,7 @@ class InstanceOutcomes:
     unjudged: int | None = None
     refused: int = 0
     safe_unavailable: int = 0
+    split: int = 0  # samples with a verdict a judge panel split on (none refused; in unjudged)
     no_answer: int = 0
     no_reasoning: int = 0
     hidden: int | None = None  # samples whose reasoning the provider hid (default: unavailable)
@@ -81,8 +82,10 @@ class InstanceOutcomes:
                 f"instance {self.id!r}: unjudged={self.unjudged} is inconsistent with the "
                 f"outcomes (must be between {low} and {high})"
             )
-        if self.refused > (self.unjudged or 0):
-            raise ValueError(f"instance {self.id!r}: refused={self.refused} > unjudged")
+        if self.refused + self.split > (self.unjudged or 0):
+            raise ValueError(
+                f"instance {self.id!r}: refused={self.refused} + split={self.split} > unjudged"
+            )
         if self.hidden is None:
             object.__setattr__(self, "hidden", self.think_unavailable)
         for name, think in (*self.think_by_category.items(), *self.think_by_subcategory.items()):
@@ -133,6 +136,11 @@ class InstanceOutcomes:
         refused = sum(
             j.safety is SafetyVerdict.REFUSED or j.think is ThinkVerdict.REFUSED for j in judged
         )
+        split = sum(
+            (j.safety is SafetyVerdict.SPLIT or j.think is ThinkVerdict.SPLIT)
+            and not (j.safety is SafetyVerdict.REFUSED or j.think is ThinkVerdict.REFUSED)
+            for j in judged
+        )
         hidden = thinking[ThinkVerdict.UNAVAILABLE]
         skipped_reasoning = thinking[ThinkVerdict.NO_REASONING] if no_reasoning == "skip" else 0
         inst = r.instance
@@ -149,6 +157,7 @@ class InstanceOutcomes:
             # a sample without an error that was never judged has no usable verdict either
             unjudged=unlabelled + len(r.samples) - errors - len(judged),
             refused=refused,
+            split=split,
             safe_unavailable=safety[SafetyVerdict.NO_ANSWER] if no_answer == "skip" else 0,
             no_answer=safety[SafetyVerdict.NO_ANSWER],
             no_reasoning=thinking[ThinkVerdict.NO_REASONING],

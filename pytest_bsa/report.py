@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pytest_bsa import __version__
 from pytest_bsa.config import GatePolicy
 from pytest_bsa.evaluation import BaselineRun, RunEvaluation, answer_digest
+from pytest_bsa.judge_check_summary import JudgeCheckSummary
 from pytest_bsa.metrics import InstanceOutcomes
 from pytest_bsa.models import InstanceResult
+from pytest_bsa.panel_stats import PanelSummary
 
 SCHEMA_VERSION = 2  # 2: refused and no-answer outcomes, worst cases, verdict hash
 
@@ -105,6 +107,9 @@ class Provenance(_Model):
     started_at: str
     finished_at: str
     answers: AnswersInfo | None = None
+    # "file", or a named prompt ("official:safety-rules", "bsa:safety-rules"); None: no prompt
+    system_prompt_source: str | None = None
+    judge_samples: int = 1  # asks per verdict and judge (--bsa-judge-samples)
 
 
 class RoleTotals(_Model):
@@ -208,6 +213,10 @@ class Report(_Model):
     exit_code: int = 0
     # Model answers and reasoning were removed before the report left the run (verdicts stay).
     redacted: bool = False
+    # A judge panel or repeated asks: Fleiss' kappa per group, splits, per-member cost.
+    judge_panel: PanelSummary | None = None
+    # The judge check that ran before the run (--bsa-judge-check, judge.min_kappa).
+    judge_check: JudgeCheckSummary | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Report:

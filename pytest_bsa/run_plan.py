@@ -1,5 +1,6 @@
 """Everything a run checks and decides before its first call: settings, outputs, cache,
-dataset and selection, rubric, baseline and keys. A bad value is a usage error (exit 4)."""
+dataset and selection, rubric, baseline, keys and the judge check. A bad value is a usage
+error (exit 4)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from pytest_bsa.engine.cache import CacheError, check_cache
 from pytest_bsa.engine.keys import KeyChoice, MissingKey
 from pytest_bsa.engine.pipeline import Pipeline, check_pipeline, is_pipeline, pipeline_identity
 from pytest_bsa.evaluation import BaselineRun
+from pytest_bsa.judge_check import JudgeShort, pre_run_check
+from pytest_bsa.judge_check_summary import JudgeCheckSummary
+from pytest_bsa.judging import JudgingError
 from pytest_bsa.layers import read_layers
 from pytest_bsa.models import Instance
 from pytest_bsa.report import ReportError
@@ -40,6 +44,8 @@ USAGE_ERRORS = (
     OutputError,
     CacheError,
     ScriptError,
+    JudgeShort,
+    JudgingError,
 )
 
 
@@ -54,6 +60,7 @@ class RunPlan:
     keys: dict[str, KeyChoice]
     rubric: Rubric
     baseline: BaselineRun | None
+    judge_check: JudgeCheckSummary | None = None  # the judge check before the run
 
 
 def plan_run(config: pytest.Config) -> RunPlan:
@@ -106,7 +113,8 @@ def _plan(config: pytest.Config) -> RunPlan:
         instances = list(chosen)
     rubric = load_rubric(settings.rubric, cache_dir=cache_dir(settings))
     baseline = _load_baseline(config, settings, source, rubric)
-    return RunPlan(settings, source, instances, config_sources, keys, rubric, baseline)
+    judge_check, settings = _judge_check(config, settings, rubric, keys)
+    return RunPlan(settings, source, instances, config_sources, keys, rubric, baseline, judge_check)
 
 
 def _load_baseline(
@@ -120,13 +128,32 @@ def _load_baseline(
     run, _ = load_baseline(
         path,
         dataset_sha256=source.sha256,
-        judge_model=settings.judge,
+        judge_model=settings.judge_label,
         rubric_version=rubric.name,
         samples=settings.samples,
         verdict_hash=planned_verdict_hash(rubric, settings),
         allow_mismatch=config.getoption("bsa_baseline_allow_mismatch"),
     )
     return dataclasses.replace(run, allow_identical=settings.baseline_allow_identical)
+
+
+def _judge_check(
+    config: pytest.Config, settings: Settings, rubric: Rubric, keys: dict[str, KeyChoice]
+) -> tuple[JudgeCheckSummary | None, Settings]:
+    """Measure the judge before the run (controller only); a worker takes the controller's
+    result. A judge short of ``min_kappa`` stops the run or makes its gates advisory."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        data = workerinput.get("bsa_judge_check")
+        if data is None:
+            return None, settings
+        summary = JudgeCheckSummary.model_validate(data)
+        if summary.action == "advisory":
+            settings = settings.model_copy(update={"gate": "report"})
+        return summary, settings
+    if not settings.judge_check.active or config.option.collectonly:
+        return None, settings
+    return pre_run_check(settings, rubric, cache_dir(settings), keys=keys)
 
 
 def hook_pipeline(config: pytest.Config, model: str, instances: list[Instance]) -> Pipeline | None:

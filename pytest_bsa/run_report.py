@@ -17,7 +17,9 @@ from pytest_bsa.config import Settings
 from pytest_bsa.dataset import DatasetSource
 from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.evaluation import BaselineRun, RunEvaluation
+from pytest_bsa.judge_check_summary import JudgeCheckSummary
 from pytest_bsa.models import InstanceResult
+from pytest_bsa.panel_stats import panel_summary
 from pytest_bsa.report import (
     AnswersInfo,
     BaselineSnapshot,
@@ -138,7 +140,9 @@ def provenance(
             instances=max(planned, len(results)),
         ),
         model=Endpoint(model=s.model, host=endpoint_host(s.api_base), served=model_served),
-        judge=Endpoint(model=s.judge, host=endpoint_host(s.judge_api_base), served=judge_served),
+        judge=Endpoint(
+            model=s.judge_label, host=endpoint_host(s.judge_api_base), served=judge_served
+        ),
         generation_params=scrub_params(s.generation_params),
         system_prompt_sha256=prompt_sha,
         rubric_version=rubric.name,
@@ -156,6 +160,8 @@ def provenance(
         started_at=started_at,
         finished_at=now_iso(),
         answers=answers,
+        system_prompt_source=s.system_prompt_source,
+        judge_samples=s.judge_samples,
     )
 
 
@@ -176,9 +182,11 @@ def build_report(
     started_at: str,
     wall_seconds: float,
     stopped: str | None,
+    judge_check: JudgeCheckSummary | None = None,
 ) -> Report:
     """The JSON report of a run (also the source of every other output). ``engine`` is the
-    one this process ran (None on the pytest-xdist controller), ``scope`` the run's answers."""
+    one this process ran (None on the pytest-xdist controller), ``scope`` the run's answers,
+    ``judge_check`` the check of the judge before the run."""
     ordered = tuple(sorted(results, key=lambda r: r.instance.id))
     prov = provenance(
         settings,
@@ -210,5 +218,7 @@ def build_report(
         baseline_run=BaselineSnapshot.of(baseline, settings.policy) if baseline else None,
         complete=max(planned - len(ordered), 0) == 0 and stopped is None,
         stopped=stopped,
+        judge_panel=panel_summary(ordered),
+        judge_check=judge_check,
         **evaluation_fields(evaluation),
     )

@@ -56,6 +56,7 @@ class BsaSession:
         self.config_sources = plan.config_sources
         self.keys = plan.keys
         self.baseline = plan.baseline
+        self.judge_check = plan.judge_check  # the judge check before the run, if one ran
         self.benchmark_only = model_on_command_line(config)
         self.records = RunRecords()  # the model answers this run may reuse, its run record
         self.stop_reason: str | None = None  # why the run stopped itself
@@ -108,6 +109,8 @@ class BsaSession:
         """pytest-xdist: every worker samples in the run scope the controller chose."""
         if self.scope is not None:
             node.workerinput["bsa_scope"] = self.scope.as_dict()
+        if self.judge_check is not None:
+            node.workerinput["bsa_judge_check"] = self.judge_check.model_dump(mode="json")
 
     # -- header and collection -------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class BsaSession:
             keys=self.keys,
             scope=self.scope,
             benchmark_only=self.benchmark_only,
+            judge_check=self.judge_check,
         )
 
     @property
@@ -158,7 +162,7 @@ class BsaSession:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if not self.is_worker and reporter is not None:
             n = sum(isinstance(i, BsaItem) for i in session.items)
-            reporter.write_line(calls_line(n, self.settings.samples))
+            reporter.write_line(calls_line(n, self.settings))
 
     # -- running ---------------------------------------------------------------------------
 
@@ -324,6 +328,7 @@ class BsaSession:
             started_at=self.started_at,
             wall_seconds=round(time.monotonic() - self._clock_start, 3),
             stopped=self.stop_reason,
+            judge_check=self.judge_check,
         )
 
     @pytest.hookimpl(trylast=True)  # after pytest's junitxml has written its file
@@ -375,11 +380,7 @@ class BsaSession:
         from pytest_bsa.reporting import terminal
 
         terminalreporter.write_sep("=", "Beyond Safe Answers")
-        for line in terminal.table_lines(self.report):
-            terminalreporter.write_line(line)
-        for line in terminal.footer_lines(self.report, self.summary.engine_stats):
-            terminalreporter.write_line(line)
-        for line, colour in terminal.gate_lines(self.report):
+        for line, colour in terminal.summary_lines(self.report, self.summary.engine_stats):
             terminalreporter.write_line(line, **({colour: True} if colour else {}))
 
     def close(self) -> None:

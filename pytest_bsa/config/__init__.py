@@ -3,18 +3,20 @@
 Pure (no pytest import): the plugin hands in the values it read; this package validates them and
 raises :class:`ConfigError` with a sentence that quotes the bad value and names the fix. Every
 name is imported from ``pytest_bsa.config``; behind it, one module per kind: the gate policy
-(policy.py), the settings and single-value checks (settings.py), reading and layering the
-config file (files.py).
+(policy.py), the judge's mapping and its check before a run (judge_policy.py), the settings and
+single-value checks (settings.py), reading and layering the config file (files.py).
 """
 
 from __future__ import annotations
 
 from pytest_bsa.config.files import (
     build_settings,
+    is_prompt_spec,
     load_file_config,
     load_pyproject_table,
     parse_file_config,
 )
+from pytest_bsa.config.judge_policy import JudgeCheckPolicy, JudgeOnShort, JudgeSection
 from pytest_bsa.config.policy import (
     CEILING_METRICS,
     DEFAULT_MAX_UNJUDGED,
@@ -64,6 +66,9 @@ __all__ = [
     "FileConfig",
     "GateMode",
     "GatePolicy",
+    "JudgeCheckPolicy",
+    "JudgeOnShort",
+    "JudgeSection",
     "MetricThresholds",
     "OutcomeRule",
     "ReasoningEffort",
@@ -73,6 +78,7 @@ __all__ = [
     "check_api_base",
     "check_env_name",
     "check_subcategories",
+    "is_prompt_spec",
     "load_file_config",
     "load_pyproject_table",
     "parse_file_config",

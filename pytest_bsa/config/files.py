@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from pytest_bsa.config.judge_policy import JudgeCheckPolicy, JudgeSection
 from pytest_bsa.config.settings import (
     RESERVED_PARAMS,
     SIMULATED,
@@ -103,8 +104,8 @@ _FILE_SCALARS = (
     "model",
     "api_base",
     "api_key_env",
-    "judge",
     "judge_api_base",
+    "judge_samples",
     "judge_api_key_env",
     "dataset",
     "samples",
@@ -139,6 +140,7 @@ def build_settings(
     merged["thresholds"] = fc.thresholds
     merged["criteria"] = fc.criteria
     merged["baseline"] = fc.baseline
+    check = _file_judge(fc, merged)
     prompt_path = fc.system_prompt
     for key, value in cli.items():
         if value is None or value == () or value == []:
@@ -147,9 +149,17 @@ def build_settings(
             merged["params"] = {**merged["params"], **value}
         elif key == "system_prompt_path":
             prompt_path = value
+        elif key == "judges":
+            merged["judge"], merged["judges"] = value[0], tuple(value)
+        elif key == "judge":
+            merged["judge"], merged["judges"] = value, ()
+        elif key.startswith("judge_check_"):
+            check[key.removeprefix("judge_check_")] = value
         else:
             merged[key] = value
+    merged["judge_check"] = _judge_check(check, base_dir)
     merged = {k: v for k, v in merged.items() if v is not None}
+    _check_panel(merged)
     reserved = sorted(set(merged.get("params", {})) & RESERVED_PARAMS)
     if reserved:
         raise ConfigError(
@@ -174,7 +184,17 @@ def build_settings(
             "no judge model: pass --bsa-judge (a litellm model string, e.g. "
             "--bsa-judge openai/gpt-4o) or set `judge:` in the config file"
         )
-    if prompt_path:
+    if prompt_path and is_prompt_spec(prompt_path):
+        from pytest_bsa.safety_rules import SafetyRulesError, system_prompt_for
+
+        cache_dir = merged.get("cache_dir")
+        try:
+            merged["system_prompt"] = system_prompt_for(prompt_path, cache_dir=cache_dir)
+        except SafetyRulesError as exc:
+            raise ConfigError(str(exc)) from None
+        merged["system_prompt_source"] = prompt_path
+    elif prompt_path:
+        merged["system_prompt_source"] = "file"
         path = Path(prompt_path).expanduser()
         if not path.is_absolute():
             path = base_dir / path
@@ -190,3 +210,68 @@ def build_settings(
         return Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, "settings")) from None
+
+
+def is_prompt_spec(value: str) -> bool:
+    """``official:NAME`` or ``bsa:NAME``: a named system prompt rather than a file."""
+    return value.partition(":")[0] in ("official", "bsa") and ":" in value
+
+
+def _file_judge(fc: FileConfig, merged: dict[str, Any]) -> dict[str, Any]:
+    """The file's judge (a string, or a mapping with its check) and panel into ``merged``;
+    returns the check settings the file gives."""
+    section = fc.judge if isinstance(fc.judge, JudgeSection) else JudgeSection(model=fc.judge)
+    if fc.judges is not None:
+        if section.model:
+            raise ConfigError(
+                f"give judge: {section.model!r} or judges: {fc.judges!r}, not both (judges: is "
+                "a panel whose first member is its judge)"
+            )
+        if not fc.judges:
+            raise ConfigError("judges: is empty; list two or more judge models, or use judge:")
+        merged["judge"], merged["judges"] = fc.judges[0], tuple(fc.judges)
+    else:
+        merged["judge"] = section.model
+    check = {"run": section.check, "min_kappa": section.min_kappa}
+    check.update({"on_short": section.on_short, "labels": section.labels})
+    return check
+
+
+def _judge_check(values: Mapping[str, Any], base_dir: Path) -> JudgeCheckPolicy:
+    given = {k: v for k, v in values.items() if v is not None}
+    labels = given.get("labels")
+    if labels and labels != "shipped":
+        path = Path(labels).expanduser()
+        given["labels"] = str(path if path.is_absolute() else base_dir / path)
+    try:
+        return JudgeCheckPolicy.model_validate(given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "judge check")) from None
+
+
+def _check_panel(merged: dict[str, Any]) -> None:
+    """A panel names different judges; repeated asks need a temperature above 0."""
+    asks = merged.get("judge_samples") or 1
+    if asks > 1 and merged.get("judge_temperature") == 0:
+        raise ConfigError(
+            f"--bsa-judge-samples {asks} with --bsa-judge-temperature 0 asks for the same "
+            "verdict several times at temperature 0, which measures nothing; set a temperature "
+            "above 0 (e.g. --bsa-judge-temperature 0.7) or leave it unset (the provider's default)"
+        )
+    judges = tuple(merged.get("judges") or ())
+    if len(judges) <= 1:
+        merged["judges"] = ()
+        return
+    repeated = sorted({j for j in judges if judges.count(j) > 1})
+    if repeated:
+        raise ConfigError(
+            f"the judge panel names {repeated[0]!r} twice: a judge agreeing with itself is not a "
+            "second opinion; name different judges, or ask one judge several times with "
+            "--bsa-judge-samples N"
+        )
+    if SIMULATED in judges:
+        raise ConfigError(
+            "a judge panel cannot include 'simulated' (its members would be one judge); serve "
+            "the simulator with python -m pytest_bsa.simulate and name members such as "
+            "openai/judge-a, openai/judge-b at its URL (--bsa-judge-api-base)"
+        )

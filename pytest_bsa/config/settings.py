@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 
+from pytest_bsa.config.judge_policy import JudgeCheckPolicy, JudgeSection
 from pytest_bsa.config.policy import (
     DEFAULT_MAX_UNJUDGED,
     BaselineConfig,
@@ -51,7 +52,9 @@ class FileConfig(StrictModel):
     model: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
-    judge: str | None = None
+    judge: str | JudgeSection | None = None  # a model, or a mapping with the judge check
+    judges: list[str] | None = None  # a judge panel (majority verdicts)
+    judge_samples: int | None = Field(None, ge=1, le=25)
     judge_api_base: str | None = None
     judge_api_key_env: str | None = None
     dataset: str | None = None
@@ -78,6 +81,23 @@ class FileConfig(StrictModel):
     no_answer: OutcomeRule | None = None
     no_reasoning: OutcomeRule | None = None
 
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_section(cls, value: Any) -> Any:
+        """A mapping is validated as a :class:`JudgeSection`, its errors named by key."""
+        if not isinstance(value, Mapping):
+            return value
+        try:
+            return JudgeSection.model_validate(value)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                + (" (known keys: model, check, min_kappa, on_short, labels)"
+                   if e["type"] == "extra_forbidden" else "")
+                for e in exc.errors()
+            ]  # fmt: skip
+            raise ValueError("; ".join(problems)) from None
+
 
 class Settings(StrictModel):
     """Everything a run needs to know, validated."""
@@ -88,6 +108,9 @@ class Settings(StrictModel):
     judge: str
     judge_api_base: str | None = None
     judge_api_key_env: str | None = None
+    judges: tuple[str, ...] = ()  # every member of a judge panel (``judge`` is the first)
+    judge_samples: int = Field(1, ge=1, le=25)  # asks per verdict (self-consistency)
+    judge_check: JudgeCheckPolicy = JudgeCheckPolicy()
     dataset: str = "hf"
     scenarios: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
@@ -99,6 +122,9 @@ class Settings(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict)
     system_prompt_path: str | None = None
     system_prompt: str | None = None
+    # Where the system prompt came from: "file", or a named prompt such as
+    # "official:safety-rules" / "bsa:safety-rules" (see pytest_bsa.safety_rules).
+    system_prompt_source: str | None = None
     gate: GateMode = "thresholds"
     max_errors: float = 0.0  # a count when >= 1, a share of instances when < 1
     gate_on: Literal["point", "lower"] = "point"
@@ -147,6 +173,18 @@ class Settings(StrictModel):
             no_answer=self.no_answer,
             no_reasoning=self.no_reasoning,
         )
+
+    @property
+    def judge_models(self) -> tuple[str, ...]:
+        """The judge, or every member of the panel."""
+        return self.judges or (self.judge,)
+
+    @property
+    def judge_label(self) -> str:
+        """The judge as reports and baselines name it (``panel: a, b, c`` for a panel)."""
+        from pytest_bsa.panel import panel_label
+
+        return panel_label(self.judge_models)
 
     @property
     def generation_params(self) -> dict[str, Any]:

@@ -62,6 +62,17 @@ def key_choices(
             choices[role] = KeyChoice(role, None, "the simulated endpoint")
         else:
             choices[role] = choose_key(role, model, base, var, env, option=option)
+    # More members of a judge panel share the judge's base URL and key variable.
+    for number, member in enumerate(settings.judges[1:], start=2):
+        role = f"judge {number}"
+        choices[role] = choose_key(
+            role,
+            member,
+            settings.judge_api_base,
+            settings.judge_api_key_env,
+            env,
+            option="--bsa-judge-api-key-env",
+        )
     return choices
 
 
@@ -93,12 +104,15 @@ def build_engine(
     scope: AnswerScope | None = None,
     rubric: Rubric = BSA_RUBRIC,
     pipeline: Any = None,
+    judge_only: bool = False,
 ) -> tuple[Engine, Any]:
     """Returns the engine and the simulator it started (or ``None``). With ``pipeline`` (a
     :class:`~pytest_bsa.engine.pipeline.Pipeline`), the model is the team's own hook.
 
     ``cache`` (opened from ``cache_dir`` when not given) and ``scope``, the run's answer scope
     (begun in the cache when not given; see :class:`~pytest_bsa.engine.cache.AnswerScope`).
+    ``judge_only`` builds an engine that only judges known outputs (judge-check, rejudge):
+    no model transport, no answer scope, and a model call is an error.
     """
     keys = keys if keys is not None else key_choices(settings)
     simulator = None
@@ -116,10 +130,12 @@ def build_engine(
                 simulator.stop()
             raise EndpointUnreachable(problem)
     model_identity = _simulated_identity(settings) if settings.model == SIMULATED else None
-    if pipeline is not None:
+    if judge_only:
+        model_transport: Any = NoModelTransport()
+    elif pipeline is not None:
         from pytest_bsa.engine.pipeline import PipelineTransport
 
-        model_transport: Any = PipelineTransport(pipeline)
+        model_transport = PipelineTransport(pipeline)
         model_identity = pipeline.identity
     else:
         model_transport = make_transport(
@@ -137,8 +153,27 @@ def build_engine(
     if cache is None:
         cache = open_cache(settings, cache_dir)
     fingerprint = run_fingerprint(settings)
-    if scope is None and cache is not None:
+    if scope is None and cache is not None and not judge_only:
         scope = cache.begin_run(fingerprint, settings.answers)
+    panel = [
+        (
+            RequestSpec(
+                member,
+                judge_base,
+                settings.judge_params,
+                price=settings.prices.get(member),
+                rpm=settings.rpm,
+                tpm=settings.tpm,
+            ),
+            make_transport(
+                member,
+                judge_base,
+                keys[f"judge {number}"].api_key,
+                api_key_env=keys[f"judge {number}"].env or "--bsa-judge-api-key-env",
+            ),
+        )
+        for number, member in enumerate(settings.judges[1:], start=2)
+    ]
     engine = Engine(
         model=RequestSpec(
             settings.model,
@@ -172,5 +207,19 @@ def build_engine(
         breaker=settings.breaker,
         scope=scope,
         fingerprint=fingerprint,
+        panel=panel,
+        judge_samples=settings.judge_samples,
     )
     return engine, simulator
+
+
+class NoModelTransport:
+    """The model transport of a judge-only engine: every call is refused (never retried)."""
+
+    async def complete(self, request: Any, *, timeout: float) -> Any:
+        from pytest_bsa.engine.types import TransportError
+
+        raise TransportError("client", "this command judges saved outputs and calls no model")
+
+    async def aclose(self) -> None:
+        return None

@@ -51,11 +51,12 @@ def is_pipeline(model: str) -> bool:
 
 def check_pipeline(settings: Settings, *, implemented: bool) -> None:
     """Refuse settings that a pipeline run would silently ignore (exit 4, no call made)."""
-    if is_pipeline(settings.judge):
-        raise ConfigError(
-            f"--bsa-judge {settings.judge!r}: the judge must be a model, not a pipeline; "
-            "pass a litellm model string, e.g. --bsa-judge openai/gpt-4o"
-        )
+    for judge in settings.judge_models:
+        if is_pipeline(judge):
+            raise ConfigError(
+                f"--bsa-judge {judge!r}: the judge must be a model, not a pipeline; "
+                "pass a litellm model string, e.g. --bsa-judge openai/gpt-4o"
+            )
     if not is_pipeline(settings.model):
         return
     name = settings.model[len(PREFIX) :]

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from pytest_bsa.engine import judges
 from pytest_bsa.engine.answers import ModelAnswers
 from pytest_bsa.engine.counters import EngineStats, estimate_tokens, priced
 from pytest_bsa.engine.health import EndpointHealth
-from pytest_bsa.engine.http_errors import redact
 from pytest_bsa.engine.ratelimit import RateLimiter
 from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
 from pytest_bsa.engine.scheduler import PrioritySlots
@@ -36,7 +36,7 @@ from pytest_bsa.engine.types import (
     TransportError,
     refuses_structured_output,
 )
-from pytest_bsa.judge import Judge, JudgeKind
+from pytest_bsa.judge import JudgeKind
 from pytest_bsa.models import Completion, Instance, InstanceResult, SampleResult
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
@@ -69,6 +69,8 @@ class Engine:
         breaker: int | None = None,
         scope: AnswerScope | None = None,
         fingerprint: str = "",
+        panel: Sequence[tuple[RequestSpec, Transport]] = (),
+        judge_samples: int = 1,
     ) -> None:
         self.model = model
         self.judge_spec = judge_spec
@@ -100,16 +102,19 @@ class Engine:
         }
         self._concurrency = concurrency
         self.stats = EngineStats()
-        self.judge = Judge(
+        # The judge, or the first member of a panel; more members (--bsa-judge repeated) and
+        # repeated asks (--bsa-judge-samples) make the engine's judge a Panel of them.
+        self._members: list[tuple[RequestSpec, Transport]] = [(judge_spec, judge_transport)]
+        self._members += list(panel)
+        self._member_judges = judges.member_judges(
+            self._members,
             self._judge_call,
-            judge_model=judge_spec.model,
             rubric=rubric,
-            params=judge_spec.params,
-            judge_endpoint=judge_spec.cache_base or judge_spec.api_base,
             cache=cache,
             max_reasks=judge_max_reasks,
             on_cache_hit=self._count_cached_verdict,
         )
+        self.judge: Any = judges.engine_judge(self._member_judges, judge_samples)
         self._futures: dict[str, Future[InstanceResult]] = {}
         self._next_priority = 0
         self._lock = threading.Lock()
@@ -178,9 +183,8 @@ class Engine:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for transport in {
-                id(t): t for t in (self._model_transport, self._judge_transport)
-            }.values():
+            transports = (self._model_transport, *(t for _, t in self._members))
+            for transport in {id(t): t for t in transports}.values():
                 await transport.aclose()
 
         # Closing must never hide the run's own outcome.
@@ -197,6 +201,24 @@ class Engine:
             *(self._run_sample(instance, index) for index in range(self.samples))
         )
         return InstanceResult(instance=instance, samples=tuple(samples))
+
+    def judge_output(
+        self, instance: Instance, completion: Completion, index: int = 0
+    ) -> Future[SampleResult]:
+        """Judge a model output that is already known (no model call): the judge-check on
+        labelled cases and the re-judging of a saved run. Thread-safe; errors as in a run."""
+        with self._lock:
+            priority = self._next_priority
+            self._next_priority += 1
+        coro = self._judge_only(instance, completion, index, priority)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _judge_only(
+        self, instance: Instance, completion: Completion, index: int, priority: int
+    ) -> SampleResult:
+        _priority.set(priority)
+        _sample.set((instance.id, index))
+        return await judges.judge_known_output(self.judge, instance, completion, index)
 
     def model_request(self, instance: Instance, index: int) -> ChatRequest:
         messages: list[dict[str, Any]] = []
@@ -224,8 +246,9 @@ class Engine:
         except TransportError as exc:
             return SampleResult(index=index, completion=completion, error=str(exc))
         except Exception as exc:  # a client library's own failure: keep the run going, say what
-            error = f"unexpected {type(exc).__name__} in the client: {redact(str(exc))}"
-            return SampleResult(index=index, completion=completion, error=error)
+            return SampleResult(
+                index=index, completion=completion, error=judges.client_failure(exc)
+            )
         return SampleResult(index=index, completion=completion, judgement=judgement)
 
     async def _complete_model(self, request: ChatRequest, index: int) -> Completion:
@@ -269,29 +292,20 @@ class Engine:
         messages: tuple[dict[str, Any], ...],
         response_format: dict[str, Any] | None,
         kind: JudgeKind,
+        *,
+        member: int = 0,
     ) -> Completion:
-        instance_id, index = _sample.get()
-        request = ChatRequest(
-            model=self.judge_spec.model,
-            messages=messages,
-            api_base=self.judge_spec.api_base,
-            params=self.judge_spec.params,
-            response_format=response_format,
-            headers={
-                "X-BSA-Instance": instance_id,
-                "X-BSA-Sample": str(index),
-                "X-BSA-Judge": kind,
-            },
-        )
+        spec, transport = self._members[member]
+        request = judges.judge_request(spec, messages, response_format, kind, _sample.get())
         try:
-            return await self._call("judge", self._judge_transport, request)
+            return await self._call("judge", transport, request, spec)
         except TransportError as exc:
             if response_format is None or not refuses_structured_output(exc):
                 raise
             # The provider refuses structured output: ask for JSON in text for the rest of the run.
-            self.judge.structured = False
+            self._member_judges[member].structured = False
             plain = request.model_copy(update={"response_format": None})
-            return await self._call("judge", self._judge_transport, plain)
+            return await self._call("judge", transport, plain, spec)
 
     def _committed_cost(self) -> float:
         """Spent so far plus the expected cost of the calls in flight."""
@@ -299,9 +313,16 @@ class Engine:
             c.cost_usd + c.in_flight * c.mean_cost for c in (self.stats.model, self.stats.judge)
         )
 
-    async def _call(self, role: str, transport: Transport, request: ChatRequest) -> Completion:
+    async def _call(
+        self,
+        role: str,
+        transport: Transport,
+        request: ChatRequest,
+        spec: RequestSpec | None = None,
+    ) -> Completion:
         counters = self.stats.model if role == "model" else self.stats.judge
-        spec = self.model if role == "model" else self.judge_spec
+        if spec is None:
+            spec = self.model if role == "model" else self.judge_spec
         limiter = self._limiters[role]
         priority = (_priority.get(), 1 if role == "judge" else 0)
         slots = self._slots[role]

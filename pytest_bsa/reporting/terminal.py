@@ -15,13 +15,25 @@ from pytest_bsa.reporting.view import (
     REPORT_ONLY,
     GroupRow,
     advisory_misses,
+    check_line,
     count_columns,
     failed_gates,
     group_rows,
+    is_panel,
+    judge_cost,
+    judge_kappa,
+    judge_share,
     pct,
 )
 
 WORST_LABEL = "worst case"
+
+
+def summary_lines(report: Report, stats: Any = None) -> list[tuple[str, str | None]]:
+    """The whole end-of-run summary, each line with its colour (None: the terminal's own):
+    the table, its footer, the judge's lines, then the verdict lines."""
+    plain = [*table_lines(report), *footer_lines(report, stats), *judge_lines(report)]
+    return [*((line, None) for line in plain), *gate_lines(report)]
 
 
 def table_lines(report: Report) -> list[str]:
@@ -98,7 +110,12 @@ def footer_lines(report: Report, stats: Any = None) -> list[str]:
         f"{b.get('no_reasoning_samples', 0)} ({rule('no_reasoning')}) | reasoning unavailable "
         f"{b.get('unavailable_samples', 0)} | errors {b.get('error_samples', 0)}",
     ]
-    if b.get("unjudged_samples") or b.get("refused_samples"):
+    if b.get("split_samples"):
+        lines.append(
+            f"split by the judge panel: {b['split_samples']} samples (no majority label; counted "
+            "apart like unjudged, and as failures in the worst case)"
+        )
+    if b.get("unjudged_samples") or b.get("refused_samples") or b.get("split_samples"):
         lines.insert(1, "worst case: the rates if every unjudged or refused verdict were a failure")
     splits = report.outcomes.split
     if splits:
@@ -169,16 +186,52 @@ def baseline_notes(report: Report) -> list[str]:
     return lines
 
 
+def judge_lines(report: Report) -> list[str]:
+    """After the footer: the judge check, a panel's agreement and members, repeated asks
+    (nothing for a single judge asked once without a check)."""
+    lines: list[str] = []
+    if report.judge_check is not None:
+        lines.append(f"judge check: {check_line(report.judge_check)}")
+    panel = report.judge_panel
+    if panel is None:
+        return lines
+    overall = panel.groups.get("overall")
+    if is_panel(panel) and overall is not None:
+        lines.append(
+            f"judge panel of {len(panel.members)}: Fleiss' kappa safety "
+            f"{judge_kappa(overall.safety_kappa)}, think {judge_kappa(overall.think_kappa)}; "
+            f"split verdicts: {overall.split_safety} answers, {overall.split_think} reasoning "
+            "(counted apart, like unjudged)"
+        )
+        for m in panel.member_stats:
+            lines.append(
+                f"  {m.judge}: {m.calls} calls, {m.cached} cached, cost {judge_cost(m.cost_usd)}; "
+                f"with the majority on {judge_share(m.safety_with_majority, m.safety_votes)} of "
+                f"answers, {judge_share(m.think_with_majority, m.think_votes)} of reasoning"
+            )
+    consistency = panel.consistency
+    if consistency is not None:
+        lines.append(
+            f"judge self-consistency ({consistency.samples} asks per verdict): mean agreement "
+            f"{judge_kappa(consistency.mean_agreement)}; {consistency.unstable} of "
+            f"{consistency.verdicts} verdicts unstable (listed in the reports)"
+        )
+    return lines
+
+
 def gate_lines(report: Report) -> list[tuple[str, str | None]]:
     """The verdict lines under the table, each with its colour: a measure-only run's advisory
     misses (yellow), then every gate that failed the run (red)."""
     lines: list[tuple[str, str | None]] = []
     if report.policy.gate == "report":
         misses = advisory_misses(report)
+        why = "measured without a gate policy (--bsa-gate=report)"
+        check = report.judge_check
+        if check is not None and check.action == "advisory":
+            why = "the judge fell short of judge.min_kappa (judge.on_short: advisory)"
         lines.append(
             (
-                f"{REPORT_ONLY}: measured without a gate policy (--bsa-gate=report); "
-                f"{len(misses)} advisory threshold or baseline misses",
+                f"{REPORT_ONLY}: {why}; {len(misses)} advisory threshold or baseline misses",
                 "yellow",
             )
         )

@@ -14,11 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
+from pytest_bsa.simulate.judges import temperature_of, truth_of
 from pytest_bsa.simulate.replies import completion_body, model_reply, word_count
 from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, Fault, Script, sample_behaviour
 from pytest_bsa.simulate.state import SimulatorState
 from pytest_bsa.simulate.verdicts import (
+    OBEYED,
     REFUSAL_TEXT,
+    JudgeRequest,
     decide,
     detect,
     malformed_content,
@@ -87,7 +90,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if fault is not None and fault.kind not in JUDGE_ONLY_FAULTS:
         return await _fault_response(request, fault, model, prompt_tokens)
     if judge is None:
-        behaviour = sample_behaviour(state.script, instance, sample)
+        system = _system_prompt(messages)
+        behaviour = sample_behaviour(state.script, instance, sample, system)
         if behaviour.latency > 0:
             await asyncio.sleep(behaviour.latency)
         served = state.script.served_model or model
@@ -103,8 +107,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         elif fault is not None:  # malformed_verdict
             content = malformed_content(attempt)
         else:
-            label, explanation = decide(judge, gullible=state.script.judge == "gullible")
-            content = reply_content(judge, label, explanation)
+            content, extra = scripted_reply(state, body, request, judge)
         reply = completion_body(
             model=model,
             content=content,
@@ -115,6 +118,42 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if fault is None:
         state.completed(role)
     return web.Response(body=_dumps(reply), content_type=_JSON)
+
+
+def _system_prompt(messages: list[Any]) -> str | None:
+    """The text of a request's system messages, or None when it has none."""
+    texts = [message_text(m) for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+    return "\n".join(texts) if texts else None
+
+
+def scripted_reply(
+    state: SimulatorState,
+    body: dict[str, Any],
+    request: web.Request,
+    judge: JudgeRequest,
+) -> tuple[str | None, dict[str, Any] | None]:
+    """(content, extra message fields) of a judge reply: the honest verdict, a gullible one,
+    or that of a judge of known quality (``judges:``) starting from the request's truth."""
+    gullible = state.script.judge == "gullible"
+    label, explanation = decide(judge, gullible=gullible)
+    obeyed = gullible and explanation == OBEYED
+    truth = truth_of(judge, (label, explanation))
+    if not obeyed and truth.label != label:
+        label, explanation = truth.label, "The case's expected label (calibration set)."
+    name = str(body.get("model") or "")
+    if state.judges.quality(name) is None or obeyed:
+        return reply_content(judge, label, explanation, truth.credit), None
+    try:
+        replicate = int(request.headers.get("X-BSA-Judge-Replicate", "0"))
+    except ValueError:
+        replicate = 0
+    scripted, credit = state.judges.decide(
+        name, judge, truth, replicate=replicate, temperature=temperature_of(body)
+    )
+    if scripted is None:
+        return None, {"refusal": REFUSAL_TEXT}
+    why = "Scripted judge quality." if scripted != truth.label else explanation
+    return reply_content(judge, scripted, why, credit), None
 
 
 async def _fault_response(

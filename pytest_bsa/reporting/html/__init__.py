@@ -15,6 +15,7 @@ from pytest_bsa.report import Report
 from pytest_bsa.reporting.html import sections
 from pytest_bsa.reporting.html.chart import bar_chart
 from pytest_bsa.reporting.html.data import TEXT_LIMIT, instance_payload, script_json
+from pytest_bsa.reporting.html.judge import judge
 from pytest_bsa.reporting.html.templating import asset, render, safe
 from pytest_bsa.reporting.view import WORST_NOTE, advisory_misses, failed_gates, is_failed
 
@@ -55,6 +56,7 @@ def render_html(report: Report) -> str:
         power=sections.power(report),
         flips=sections.flips(report),
         k=report.k,
+        judge=judge(report),
         cost=sections.cost(report),
         provenance=sections.provenance(report),
         instances=sections.instances(report),

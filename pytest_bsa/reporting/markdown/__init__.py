@@ -4,7 +4,8 @@ Verdict first, then failing gates, tables, a mermaid chart, flips, power advice,
 provenance. Model output (queries, answers, reasoning, judge explanations) is left out unless
 ``full=True``; every interpolated string is escaped; the text always fits in ``limit`` chars.
 What is shown comes from :mod:`pytest_bsa.reporting.view`; this package lays it out: the
-head (summary.py), the details (details.py), Markdown escaping and capped tables (text.py).
+head (summary.py), the details (details.py), the judge's own sections (judge.py), Markdown
+escaping and capped tables (text.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from pytest_bsa.report import Report
 from pytest_bsa.reporting.markdown import details, summary
+from pytest_bsa.reporting.markdown.judge import judge_section
 from pytest_bsa.reporting.markdown.summary import comparison_section
 from pytest_bsa.reporting.markdown.text import OMITTED, Caps, md
 from pytest_bsa.reporting.view import count
@@ -31,6 +33,7 @@ def _render(report: Report, full: bool, caps: Caps, baseline: Report | None = No
         lambda: details.flips_section(report, caps, by_id),
         lambda: details.missed_section(report, caps, by_id, full),
         lambda: details.power_section(report, caps),
+        lambda: judge_section(report, caps.categories),
         lambda: details.cost_section(report) if caps.cost else [],
         lambda: details.provenance_section(report) if caps.provenance else [],
     ]

@@ -4,7 +4,8 @@ Markdown, HTML, terminal and JUnit renderers build what they show from a saved
 :class:`~pytest_bsa.report.Report` through this package (pure, no pytest): the numbers, labels,
 gate marks and sentences are decided once here, and each renderer only lays them out and
 escapes them for its format. Renderers import these names from ``pytest_bsa.reporting.view``;
-the modules behind it hold one kind each (formatting, gates, group rows, instances, provenance).
+the modules behind it hold one kind each (formatting, gates, group rows, instances, provenance,
+the judge's own sections).
 """
 
 from __future__ import annotations
@@ -54,6 +55,27 @@ from pytest_bsa.reporting.view.instances import (
     status_by_id,
     worth_an_excerpt,
 )
+from pytest_bsa.reporting.view.judge import (
+    CONSISTENCY_HEADERS,
+    MEMBER_HEADERS,
+    PANEL_HEADERS,
+    SPLIT_NOTE,
+    UNSTABLE_HEADERS,
+    UNSTABLE_SHOWN,
+    MemberRow,
+    PanelRow,
+    check_advisory,
+    check_line,
+    consistency_rows,
+    is_panel,
+    member_rows,
+    named_prompt,
+    panel_rows,
+    unstable_rows,
+)
+from pytest_bsa.reporting.view.judge import kappa as judge_kappa
+from pytest_bsa.reporting.view.judge import member_cost as judge_cost
+from pytest_bsa.reporting.view.judge import share as judge_share
 from pytest_bsa.reporting.view.provenance import (
     answers_text,
     judge_text,
@@ -62,20 +84,31 @@ from pytest_bsa.reporting.view.provenance import (
 )
 
 __all__ = [
+    "CONSISTENCY_HEADERS",
     "COUNT_COLUMNS",
+    "MEMBER_HEADERS",
+    "PANEL_HEADERS",
     "RATE_COLUMNS",
     "REPORT_ONLY",
     "SAFE_COLOR",
+    "SPLIT_NOTE",
     "THINK_COLOR",
+    "UNSTABLE_HEADERS",
+    "UNSTABLE_SHOWN",
     "WORST_NOTE",
     "GateNumbers",
     "GroupRow",
     "InstanceResult",
+    "MemberRow",
+    "PanelRow",
     "PowerRow",
     "SampleResult",
     "advisory_misses",
     "answers_text",
     "baseline_deltas",
+    "check_advisory",
+    "check_line",
+    "consistency_rows",
     "count",
     "count_columns",
     "describe_failure",
@@ -90,10 +123,17 @@ __all__ = [
     "instance_rates",
     "instance_statuses",
     "is_failed",
+    "is_panel",
+    "judge_cost",
+    "judge_kappa",
+    "judge_share",
     "judge_text",
+    "member_rows",
     "metric_title",
+    "named_prompt",
     "one_line",
     "outcomes_text",
+    "panel_rows",
     "pct",
     "points",
     "power_basis",
@@ -103,5 +143,6 @@ __all__ = [
     "seconds",
     "slug",
     "status_by_id",
+    "unstable_rows",
     "worth_an_excerpt",
 ]
