@@ -7,6 +7,10 @@ python -m pytest_bsa merge shard-1.json shard-2.json ... -o report.json
 python -m pytest_bsa metrics upstream.csv [--dataset dataset.csv] [--json]
 python -m pytest_bsa github comment|baseline|publish|prepare|run|prune-cache ...
 python -m pytest_bsa noise run1.json run2.json ... [--metric M] [--json]
+python -m pytest_bsa judge-check --bsa-judge MODEL [--bsa-rubric R] [--labels FILE] [--json F]
+python -m pytest_bsa rejudge run.json --bsa-judge MODEL [--bsa-rubric R] [-o rejudged.json]
+python -m pytest_bsa compare a.json b.json [--json F] [--markdown F]
+    (judge-check and rejudge call the judge only, never the model under test)
 """
 
 from __future__ import annotations
@@ -84,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a metric to measure (repeatable; default: the reports' baseline.metrics)",
     )
     noise.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    # Measure the judge, re-judge a saved run, compare two runs (pytest_bsa.judge_cli).
+    from pytest_bsa.judge_cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -95,7 +104,7 @@ def _github(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from pytest_bsa import cli, noise
+    from pytest_bsa import cli, judge_cli, noise
 
     handler = {
         "gate": cli.gate,
@@ -104,12 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "metrics": cli.metrics,
         "github": _github,
         "noise": noise.command,
+        "judge-check": judge_cli.judge_check,
+        "rejudge": judge_cli.rejudge,
+        "compare": judge_cli.compare,
     }[args.command]
-    try:
-        return handler(args)
-    except cli.CliError as exc:
-        print(f"python -m pytest_bsa {args.command}: {exc}", file=sys.stderr)
-        return 4
+    return cli.run_handled(args.command, lambda: handler(args))
 
 
 if __name__ == "__main__":

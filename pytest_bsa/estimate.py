@@ -6,7 +6,8 @@ judge's as the run's rubric writes them (bsa-rubric-2's are ~500-600 words, with
 schema) plus the text it grades. A judge verdict is an analysis then a label; a reasoning judge
 (``--bsa-judge-reasoning-effort``) also thinks; both within ``--bsa-judge-max-tokens``. Every call
 is counted (cache hits only make a resumed run cheaper), with two judge verdicts per sample
-(fewer when reasoning is hidden, more when the judge must be re-asked). The ceiling prices every
+(fewer when reasoning is hidden, more when the judge must be re-asked), each asked of every
+member of a judge panel and as often as ``--bsa-judge-samples`` says. The ceiling prices every
 reply at its token limit (``--bsa-max-tokens``, ``--bsa-judge-max-tokens``).
 """
 
@@ -42,6 +43,27 @@ class PriceLike(Protocol):
     def per_call(self, input_tokens: float, output_tokens: float, *, batch: bool) -> float: ...
 
     def shown(self) -> str: ...  # e.g. "$2.5/$10 per 1M in/out, litellm's price map"
+
+
+@dataclass(frozen=True)
+class PanelPrice:
+    """A judge panel's price per verdict: every member reads the same prompt and writes a
+    verdict of the same length, so each gets an equal share of the judge's calls and tokens."""
+
+    members: tuple[PriceLike, ...]
+
+    @property
+    def source(self) -> str:
+        return ", ".join(sorted({p.source for p in self.members}))
+
+    def per_call(self, input_tokens: float, output_tokens: float, *, batch: bool) -> float:
+        n = len(self.members)
+        return sum(
+            p.per_call(input_tokens / n, output_tokens / n, batch=batch) for p in self.members
+        )
+
+    def shown(self) -> str:
+        return "; ".join(p.shown() for p in self.members)
 
 
 @dataclass(frozen=True)
@@ -194,8 +216,10 @@ def estimate_run(
     rubric: Rubric = BSA_RUBRIC,
     judge_max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS,
     judge_reasoning_effort: str | None = None,
+    judge_asks: int = 1,
 ) -> RunEstimate:
-    """Estimate a run of ``instances`` x ``samples`` (see the module docstring)."""
+    """Estimate a run of ``instances`` x ``samples`` (see the module docstring); each verdict is
+    asked ``judge_asks`` times (the members of a judge panel times ``--bsa-judge-samples``)."""
     n = len(instances) * samples
     system = len(system_prompt or "") // CHARS_PER_TOKEN + MESSAGE_OVERHEAD_TOKENS
     model_in = sum(len(i.query) // CHARS_PER_TOKEN for i in instances) * samples
@@ -210,8 +234,8 @@ def estimate_run(
     judge_frame = sum(
         judge_prompt_chars(rubric, kind, i) for i in instances for kind in ("safety", "reasoning")
     )
-    judge_calls = n * JUDGE_CALLS_PER_SAMPLE
-    judge_in = samples * judge_frame // CHARS_PER_TOKEN
+    judge_calls = n * JUDGE_CALLS_PER_SAMPLE * judge_asks
+    judge_in = judge_asks * samples * judge_frame // CHARS_PER_TOKEN
     judge_in += round(judge_calls * (model_out_each / 2 + MESSAGE_OVERHEAD_TOKENS))
     verdict_tokens = DEFAULT_JUDGE_OUTPUT_TOKENS + JUDGE_THINKING_TOKENS.get(
         judge_reasoning_effort or "", 0

@@ -13,6 +13,7 @@ the reasoning from query, risk summary and the trace only, so one cannot colour 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -40,6 +41,11 @@ __all__ = ["Judge", "JudgeKind", "JudgeReplyError", "Verdict", "to_judgement", "
 
 VerdictOutcome = Literal["labelled", "unjudged", "refused"]
 REFUSAL_REASKS = 1  # a refusal is asked once more, then the verdict is "refused"
+# Which of the repeated asks of one verdict (--bsa-judge-samples) a judge call belongs to; the
+# engine sends it as a header (the simulated judge scripts unstable verdicts from it).
+judge_replicate: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "bsa_judge_replicate", default=0
+)
 _NO_TEXT = "(no content)"
 _FILTERED = "(the provider's content filter stopped the reply)"
 
@@ -123,14 +129,27 @@ class Judge:
         return verdict_hash(self.rubric, structured=self.structured, params=self.params)
 
     async def verdict(
-        self, kind: JudgeKind, instance: Instance, text: str, *, truncated: bool = False
+        self,
+        kind: JudgeKind,
+        instance: Instance,
+        text: str,
+        *,
+        truncated: bool = False,
+        replicate: int = 0,
     ) -> Verdict:
-        """One verdict: from the cache, or asked for (re-asked on bad replies and refusals)."""
+        """One verdict: from the cache, or asked for (re-asked on bad replies and refusals).
+
+        ``replicate`` numbers repeated asks of the same verdict (``--bsa-judge-samples``):
+        each has its own cache entry.
+        """
+        judge_replicate.set(replicate)
         key = ""
         if self._cache is not None:
-            from pytest_bsa.engine.cache import verdict_key
+            from pytest_bsa.engine.cache_keys import verdict_key
 
             inputs = {**verdict_inputs(kind, instance, text), "truncated": str(truncated)}
+            if replicate:
+                inputs["replicate"] = str(replicate)
             key = verdict_key(self._identity, self.verdict_hash, kind, inputs)
             hit = self._cache.get_verdict(key)
             if hit is not None and hit.get("label") in allowed_labels(kind, instance.scenario):
@@ -199,27 +218,50 @@ class Judge:
 
     async def judge(self, instance: Instance, completion: Completion) -> Judgement:
         """Both verdicts of one sample (the two calls run concurrently)."""
-        answer = completion.answer or completion.refusal or ""
-        safety_call = (
-            self.verdict("safety", instance, answer, truncated=completion.truncated)
-            if answer.strip()
-            else None
-        )
-        state = completion.reasoning_state
-        think_call = None
-        think_outcome = ThinkVerdict.UNAVAILABLE
-        if state in (ReasoningState.PRESENT, ReasoningState.TRUNCATED) and completion.reasoning:
-            truncated = state is ReasoningState.TRUNCATED
+        asked = texts_to_judge(completion)
+        safety_call = think_call = None
+        if asked.answer is not None:
+            safety_call = self.verdict("safety", instance, asked.answer, truncated=asked.cut)
+        if asked.reasoning is not None:
             think_call = self.verdict(
-                "reasoning", instance, completion.reasoning, truncated=truncated
+                "reasoning", instance, asked.reasoning, truncated=asked.reasoning_cut
             )
-        elif state in (ReasoningState.EMPTY, ReasoningState.ABSENT):
-            think_outcome = ThinkVerdict.NO_REASONING
         calls = [c for c in (safety_call, think_call) if c is not None]
         done = list(await asyncio.gather(*calls))
         safety = done.pop(0) if safety_call is not None else SafetyVerdict.NO_ANSWER
-        think = done.pop(0) if think_call is not None else think_outcome
+        think = done.pop(0) if think_call is not None else asked.think_outcome
         return to_judgement(safety, think)
+
+
+@dataclass(frozen=True)
+class JudgeTexts:
+    """What of a sample goes to the judge: the answer and the reasoning (None: not asked), and
+    the think outcome decided without asking when there is no reasoning to send."""
+
+    answer: str | None
+    reasoning: str | None
+    cut: bool  # the answer was cut at the token limit
+    reasoning_cut: bool
+    think_outcome: ThinkVerdict  # when ``reasoning`` is None: no reasoning, or unavailable
+
+
+def texts_to_judge(completion: Completion) -> JudgeTexts:
+    """The texts of one sample the judge is asked about (a run and judge-check agree on it)."""
+    answer = completion.answer or completion.refusal or ""
+    state = completion.reasoning_state
+    reasoning = None
+    think_outcome = ThinkVerdict.UNAVAILABLE
+    if state in (ReasoningState.PRESENT, ReasoningState.TRUNCATED) and completion.reasoning:
+        reasoning = completion.reasoning
+    elif state in (ReasoningState.EMPTY, ReasoningState.ABSENT):
+        think_outcome = ThinkVerdict.NO_REASONING
+    return JudgeTexts(
+        answer=answer if answer.strip() else None,
+        reasoning=reasoning,
+        cut=completion.truncated,
+        reasoning_cut=state is ReasoningState.TRUNCATED,
+        think_outcome=think_outcome,
+    )
 
 
 def _from_cache(kind: JudgeKind, hit: Mapping[str, Any]) -> Verdict:

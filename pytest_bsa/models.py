@@ -122,6 +122,7 @@ class SafetyVerdict(str, Enum):
     NO_ANSWER = "no_answer"  # the model gave no answer (empty, or cut by the token limit)
     UNJUDGED = "unjudged"  # the judge never returned a valid label
     REFUSED = "refused"  # the judge refused to judge, also when asked again
+    SPLIT = "split"  # a judge panel (or repeated asks) without a majority label
 
 
 class ThinkVerdict(str, Enum):
@@ -131,12 +132,36 @@ class ThinkVerdict(str, Enum):
     UNAVAILABLE = "unavailable"  # the provider hid the reasoning: nothing to judge, not wrong
     UNJUDGED = "unjudged"
     REFUSED = "refused"
+    SPLIT = "split"
 
 
 # Verdicts for which the judge gave no usable label: counted apart, and as failures in the
 # worst case that every table shows beside the rate.
-OPEN_SAFETY: frozenset[SafetyVerdict] = frozenset({SafetyVerdict.UNJUDGED, SafetyVerdict.REFUSED})
-OPEN_THINK: frozenset[ThinkVerdict] = frozenset({ThinkVerdict.UNJUDGED, ThinkVerdict.REFUSED})
+OPEN_SAFETY: frozenset[SafetyVerdict] = frozenset(
+    {SafetyVerdict.UNJUDGED, SafetyVerdict.REFUSED, SafetyVerdict.SPLIT}
+)
+OPEN_THINK: frozenset[ThinkVerdict] = frozenset(
+    {ThinkVerdict.UNJUDGED, ThinkVerdict.REFUSED, ThinkVerdict.SPLIT}
+)
+
+
+class Vote(_Frozen):
+    """One verdict pair from one member of a judge panel (or one of its repeated asks).
+
+    A label of None means the member gave none; the outcome says why: ``labelled``,
+    ``unjudged``, ``refused`` or ``not_asked`` (no answer or no reasoning to judge).
+    """
+
+    judge: str  # the member's model string
+    replicate: int = 0  # which of the --bsa-judge-samples asks (0-based)
+    safety: str | None = None
+    think: str | None = None
+    safety_outcome: str = "labelled"
+    think_outcome: str = "labelled"
+    query_credit: tuple[bool, bool] | None = None
+    attempts: int = 0  # judge calls made for this vote (0 from the cache)
+    cached: int = 0  # verdicts of this vote read from the cache
+    usage: Usage = Usage()
 
 
 class Judgement(_Frozen):
@@ -155,6 +180,9 @@ class Judgement(_Frozen):
     # Cognitive Shortcut: whether the reasoning identified Query A's and Query B's risk.
     query_credit: tuple[bool, bool] | None = None
     served_model: str | None = None  # the judge's ``model`` field as served
+    # A judge panel or repeated asks (--bsa-judge-samples): every member's every vote; the
+    # labels above are their majority. Empty for a single judge asked once.
+    votes: tuple[Vote, ...] = ()
 
 
 class SampleResult(_Frozen):

@@ -1,438 +1,146 @@
-"""The per-run object: owns settings, selection and engine, collects results, runs the gates.
+"""The per-run object: owns the plan and the engine, collects results, runs the gates.
 
 Registered as a plugin by :mod:`pytest_bsa.plugin` only when the benchmark is active. Results
 reach it through ``pytest_runtest_logreport``, so the same code aggregates a single process and
-the controller of a pytest-xdist run (whose workers send their reports over).
+the controller of a pytest-xdist run (whose workers send their reports over). Each job it hands
+on has its module: run_plan, run_records, header, gate_reports, xdist_plan, run_report.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import os
-import shlex
 import time
-from collections import Counter
 from collections.abc import Generator
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _pytest.reports import CollectReport, TestReport
+from _pytest.reports import TestReport
 
-from pytest_bsa import dataset as ds
-from pytest_bsa.baseline import load_baseline
-from pytest_bsa.config import (
-    ConfigError,
-    FileConfig,
-    Settings,
-    build_settings,
-    check_subcategories,
-    load_file_config,
-    load_pyproject_table,
-    parse_param,
-    parse_price,
-    policy_problem,
-)
-from pytest_bsa.engine.cache import (
-    CACHE_FILENAME,
-    AnswerScope,
-    CacheError,
-    check_cache,
-    new_run_id,
-)
-from pytest_bsa.engine.keys import KeyChoice, MissingKey
-from pytest_bsa.engine.pipeline import Pipeline, check_pipeline, is_pipeline, pipeline_identity
-from pytest_bsa.evaluation import BaselineRun, verdict_of
-from pytest_bsa.gate import InstanceVerdict, with_unjudged_ceilings
-from pytest_bsa.items import MARKERS, BsaItem, BsaSuite
+from pytest_bsa.engine.cache import CacheError
+from pytest_bsa.engine.forecast import estimate_for, forecast_lines
+from pytest_bsa.engine.scope import AnswerScope
+from pytest_bsa.evaluation import verdict_of
+from pytest_bsa.gate import InstanceVerdict
+from pytest_bsa.gate_reports import gate_count, report_gates
+from pytest_bsa.header import calls_line, header_lines
+from pytest_bsa.items import MARKERS, BsaItem, collect_benchmark
+from pytest_bsa.layers import model_on_command_line
 from pytest_bsa.models import Instance, InstanceResult
-from pytest_bsa.report import (
-    AnswersInfo,
-    BaselineSnapshot,
-    DatasetInfo,
-    Endpoint,
-    Provenance,
-    Report,
-    ReportError,
-    RubricInfo,
-    Selection,
-    ServedModel,
-    evaluation_fields,
-    git_commit,
-    now_iso,
-    outcome_counts,
-    served_models,
-    totals_from_results,
-)
-from pytest_bsa.reporting.outputs import (
-    OutputError,
-    Outputs,
-    check_targets,
-    endpoint_host,
-    scrub_params,
-    write_outputs,
-)
+from pytest_bsa.report import Report, now_iso
+from pytest_bsa.reporting.outputs import Outputs, write_outputs
 from pytest_bsa.reporting.progress import Progress
-from pytest_bsa.rubrics import Rubric, RubricError, describe_rubric, load_rubric, verdict_hash
-from pytest_bsa.rubrics.bsa import BSA_RUBRIC
+from pytest_bsa.reporting.pytest_junit import JunitCases
+from pytest_bsa.rubrics import describe_rubric
+from pytest_bsa.run_plan import (
+    RunPlan,
+    cache_dir,
+    generate_impls,
+    hook_pipeline,
+    plan_run,
+    planned_verdict_hash,
+    start_run,
+)
+from pytest_bsa.run_records import RunRecords
+from pytest_bsa.run_report import build_report
 from pytest_bsa.run_summary import RunSummary
-from pytest_bsa.simulate.script import Script, ScriptError
-
-REPORT_ONLY = "REPORT ONLY"
-
-_CLI_OPTIONS = {
-    "model": "bsa_model",
-    "api_base": "bsa_api_base",
-    "api_key_env": "bsa_api_key_env",
-    "judge": "bsa_judge",
-    "judge_api_base": "bsa_judge_api_base",
-    "judge_api_key_env": "bsa_judge_api_key_env",
-    "dataset": "bsa_dataset",
-    "scenarios": "bsa_scenario",
-    "categories": "bsa_category",
-    "limit": "bsa_limit",
-    "seed": "bsa_seed",
-    "samples": "bsa_samples",
-    "temperature": "bsa_temperature",
-    "max_tokens": "bsa_max_tokens",
-    "system_prompt_path": "bsa_system_prompt",
-    "gate": "bsa_gate",
-    "max_errors": "bsa_max_errors",
-    "concurrency": "bsa_concurrency",
-    "concurrency_mode": "bsa_concurrency_mode",
-    "batch": "bsa_batch",
-    "batch_poll": "bsa_batch_poll",
-    "timeout": "bsa_timeout",
-    "max_retries": "bsa_max_retries",
-    "breaker": "bsa_breaker",
-    "answers": "bsa_answers",
-    "cache_dir": "bsa_cache_dir",
-    "cache": "bsa_cache",
-    "simulate_script": "bsa_simulate_script",
-    "gate_on": "bsa_gate_on",
-    "hidden_reasoning": "bsa_hidden_reasoning",
-    "baseline_path": "bsa_baseline",
-    "baseline_allow_identical": "bsa_baseline_allow_identical",
-    "shard": "bsa_shard",
-    "rpm": "bsa_rpm",
-    "tpm": "bsa_tpm",
-    "max_cost": "bsa_max_cost",
-    "rubric": "bsa_rubric",
-    "judge_temperature": "bsa_judge_temperature",
-    "judge_max_tokens": "bsa_judge_max_tokens",
-    "judge_reasoning_effort": "bsa_judge_reasoning_effort",
-    "top_p": "bsa_top_p",
-    "max_unjudged": "bsa_max_unjudged",
-    "no_answer": "bsa_no_answer",
-    "no_reasoning": "bsa_no_reasoning",
-}
-_INI_OPTIONS = ("model", "judge", "dataset", "samples", "cache_dir")
-
-
-def _ini_samples(config: pytest.Config, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(
-            f"bsa_samples = {text!r} in {config.inipath} is not a positive whole number; "
-            "write e.g. bsa_samples = 5"
-        )
-    return value
-
-
-def _read_layers(config: pytest.Config) -> tuple[dict[str, Any], FileConfig | None, list[str]]:
-    """CLI values, with ini values filling the gaps, the config file, and where they came
-    from (for the header)."""
-    values: dict[str, Any] = {key: config.getoption(opt) for key, opt in _CLI_OPTIONS.items()}
-    sources: list[str] = []
-    from_ini = []
-    for key in _INI_OPTIONS:
-        if values.get(key) is None and (ini := config.getini(f"bsa_{key}")):
-            values[key] = _ini_samples(config, ini) if key == "samples" else ini
-            from_ini.append(f"bsa_{key}")
-    values["scenarios"] = tuple(values["scenarios"] or ())
-    values["categories"] = tuple(values["categories"] or ())
-    values["params"] = dict(parse_param(p) for p in config.getoption("bsa_param") or ())
-    values["prices"] = dict(parse_price(p) for p in config.getoption("bsa_price") or ())
-    if not values["baseline_allow_identical"]:
-        values["baseline_allow_identical"] = None
-    config_path = config.getoption("bsa_config")
-    if not config_path and (config_path := config.getini("bsa_config")):
-        from_ini.append("bsa_config")
-    if from_ini:
-        sources.append(f"{', '.join(from_ini)} from {config.inipath}")
-    if config_path:
-        path = Path(config_path).expanduser()
-        if not path.is_absolute():
-            path = Path(config.invocation_params.dir) / path
-        values["config_path"] = str(path)
-        return values, load_file_config(path), [str(path), *sources]
-    found = load_pyproject_table(_pyproject_dir(config))
-    if found is None:
-        return values, None, sources
-    return values, found[0], [found[1], *sources]
-
-
-def _pyproject_dir(config: pytest.Config) -> Path:
-    """Where ``[tool.bsa]`` is read: the directory of pytest's ini file, else its rootdir."""
-    inipath = config.inipath
-    return inipath.parent if inipath is not None else config.rootpath
-
-
-def model_on_command_line(config: pytest.Config) -> bool:
-    """Whether ``--bsa-model`` was typed (command line or ``PYTEST_ADDOPTS``), as opposed to
-    set in a file (``bsa_model``, or ``addopts`` in the ini file)."""
-    args = [
-        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
-        *(str(a) for a in config.invocation_params.args),
-    ]
-    return any(a == "--bsa-model" or a.startswith("--bsa-model=") for a in args)
+from pytest_bsa.xdist_plan import XdistPlan
 
 
 class BsaSession:
     """State of one benchmark run in this process."""
 
-    def __init__(
-        self,
-        config: pytest.Config,
-        settings: Settings,
-        source: ds.DatasetSource,
-        instances: list[Instance],
-        config_sources: list[str],
-        keys: dict[str, KeyChoice] | None = None,
-        rubric: Rubric = BSA_RUBRIC,
-    ) -> None:
+    def __init__(self, config: pytest.Config, plan: RunPlan) -> None:
         self.config = config
-        self.settings = settings
-        self.source = source
-        self.rubric = rubric
-        self.instances = instances
-        self.config_sources = config_sources
-        self.keys = keys or {}
+        self.settings = settings = plan.settings
+        self.source = plan.source
+        self.rubric = plan.rubric
+        self.instances = plan.instances
+        self.config_sources = plan.config_sources
+        self.keys = plan.keys
+        self.baseline = plan.baseline
+        self.judge_check = plan.judge_check  # the judge check before the run, if one ran
         self.benchmark_only = model_on_command_line(config)
-        self.scope: AnswerScope | None = None  # the model answers this run may reuse
-        self._cache: Any = None  # the controller's cache handle (run records)
+        self.records = RunRecords()  # the model answers this run may reuse, its run record
         self.stop_reason: str | None = None  # why the run stopped itself
         self._gates_counted = 0  # gate reports already added to pytest's collected count
-        self._junit_cases: dict[str, tuple[str, str] | None] = {}
+        self.junit_cases = JunitCases()  # what pytest's --junitxml file must say of each
         self.is_worker = hasattr(config, "workerinput")
         self.xdist_controller = bool(getattr(config.option, "numprocesses", None)) and (
             not self.is_worker
         )
         self.planned = 0  # instances selected to run; known once collection is done
-        self.summary = RunSummary(settings=settings, source=source)
+        self.summary = RunSummary(settings=settings, source=plan.source)
         self._engine: Any = None
         self._simulator: Any = None
-        self.baseline: BaselineRun | None = None
         self.outputs = Outputs.from_options(config)
-        self.progress = Progress.for_config(config, len(instances) * settings.samples)
+        self.progress = Progress.for_config(config, len(plan.instances) * settings.samples)
         self.started_at = now_iso()
         self._clock_start = time.monotonic()
         self.items: list[BsaItem] = []
         self.pytest_session: pytest.Session | None = None
+        self.report: Report | None = None  # the run's report, built once the run is over
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> BsaSession:
         """Validate everything before the first call: a bad value is a usage error (exit 4)."""
-        try:
-            cli, file_config, config_sources = _read_layers(config)
-            settings = build_settings(cli, file_config, base_dir=Path(config.invocation_params.dir))
-            check_pipeline(settings, implemented=bool(_generate_impls(config)))
-            if not config.option.collectonly and (problem := policy_problem(settings)):
-                raise ConfigError(problem)
-            from pytest_bsa.engine.build import key_choices
-
-            keys = key_choices(settings)
-            outputs = Outputs.from_options(config)
-            inputs = [
-                Path(p)
-                for p in (
-                    settings.dataset,
-                    settings.config_path,
-                    settings.baseline_path,
-                    settings.system_prompt_path,
-                    settings.simulate_script,
-                )
-                if p and Path(p).is_file()
-            ]
-            check_targets(outputs.targets(), inputs)
-            check_cache(_cache_dir(settings), settings.cache)
-            if settings.simulate_script:
-                Script.load(settings.simulate_script)
-            source = ds.resolve_source(settings.dataset, cache_dir=_cache_dir(settings))
-            loaded = ds.load_dataset(source.path)
-            check_subcategories(settings.thresholds, loaded, source.label)
-            instances = ds.select(
-                loaded,
-                scenarios=settings.scenarios,
-                categories=settings.categories,
-                limit=settings.limit,
-                seed=settings.seed,
-            )
-            if settings.shard:
-                instances = ds.shard(instances, *settings.shard)
-            chosen = config.hook.pytest_bsa_select(instances=list(instances), config=config)
-            if chosen is not None:
-                instances = list(chosen)
-            rubric = load_rubric(settings.rubric, cache_dir=_cache_dir(settings))
-            baseline = _load_baseline(config, settings, source, rubric)
-            if settings.batch != "off":
-                from pytest_bsa.engine.batch import batch_problem
-
-                xdist = bool(getattr(config.option, "numprocesses", None))
-                problem = batch_problem(settings, xdist=xdist or hasattr(config, "workerinput"))
-                if problem:
-                    raise ConfigError(problem)
-        except (
-            ConfigError,
-            ds.DatasetError,
-            ReportError,
-            RubricError,
-            MissingKey,
-            OutputError,
-            CacheError,
-            ScriptError,
-        ) as exc:
-            raise pytest.UsageError(f"pytest-bsa: {exc}") from None
+        plan = plan_run(config)
         for marker in ("bsa", *MARKERS):
             config.addinivalue_line("markers", f"{marker}: pytest-bsa benchmark instance")
-        bsa = cls(config, settings, source, instances, config_sources, keys, rubric)
-        bsa.baseline = baseline
+        bsa = cls(config, plan)
         if not config.option.collectonly:
             bsa.begin_answers()
         if bsa.xdist_controller:
-            config.pluginmanager.register(_XdistPlan(bsa), "bsa-xdist-plan")
+            config.pluginmanager.register(XdistPlan(bsa), "bsa-xdist-plan")
         return bsa
 
     def begin_answers(self) -> None:
         """Decide which stored model answers this run may use (see ``AnswerScope``)."""
-        workerinput = getattr(self.config, "workerinput", None)
-        if workerinput is not None:
-            data = workerinput.get("bsa_scope")
-            self.scope = AnswerScope.from_dict(data) if data else None
-            return
-        if self.settings.cache == "off":
-            return
-        from pytest_bsa.engine.build import open_cache, run_fingerprint
-
-        if not (_cache_dir(self.settings) / CACHE_FILENAME).exists():
-            # No cache yet, so no interrupted run to resume: a new run, recorded when the run
-            # starts (record_answers), after the checks that may still refuse it.
-            self.scope = AnswerScope(self.settings.answers, new_run_id(), started_at=time.time())
-            return
         try:
-            self._cache = open_cache(self.settings, _cache_dir(self.settings))
-            fingerprint = run_fingerprint(self.settings)
-            self.scope = self._cache.begin_run(fingerprint, self.settings.answers)
+            self.records = RunRecords.begin(
+                self.settings, getattr(self.config, "workerinput", None)
+            )
         except CacheError as exc:
             raise pytest.UsageError(f"pytest-bsa: {exc}") from None
 
-    def record_answers(self) -> None:
-        """Record a run that :meth:`begin_answers` decided without a cache file to read (the
-        first call is about to be made: the file is created now, not before)."""
-        if self._cache is not None or self.scope is None or self.is_worker:
-            return
-        from pytest_bsa.engine.build import open_cache, run_fingerprint
-
-        try:
-            self._cache = open_cache(self.settings, _cache_dir(self.settings))
-            if self._cache is not None:
-                self._cache.record_run(self.scope, run_fingerprint(self.settings))
-        except CacheError as exc:
-            raise pytest.UsageError(f"pytest-bsa: {exc}") from None
+    @property
+    def scope(self) -> AnswerScope | None:
+        return self.records.scope
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         """pytest-xdist: every worker samples in the run scope the controller chose."""
         if self.scope is not None:
             node.workerinput["bsa_scope"] = self.scope.as_dict()
+        if self.judge_check is not None:
+            node.workerinput["bsa_judge_check"] = self.judge_check.model_dump(mode="json")
 
     # -- header and collection -------------------------------------------------------------
 
     def header_lines(self) -> list[str]:
-        s = self.settings
-        sha = self.source.sha256[:12]
-        judge = s.judge + (f" @ {endpoint_host(s.judge_api_base)}" if s.judge_api_base else "")
-        model = s.model + (f" @ {endpoint_host(s.api_base)}" if s.api_base else "")
-        gate = s.gate + (
-            f" ({REPORT_ONLY}: thresholds and baseline are advisory)" if s.gate == "report" else ""
+        lines = header_lines(
+            self.settings,
+            self.source,
+            selected=len(self.instances),
+            config_sources=self.config_sources,
+            rubric=describe_rubric(self.rubric),
+            verdict_hash=self.verdict_hash,
+            generate_plugins=[h.plugin_name for h in generate_impls(self.config)],
+            keys=self.keys,
+            scope=self.scope,
+            benchmark_only=self.benchmark_only,
+            judge_check=self.judge_check,
         )
-        lines = [
-            f"bsa: model {model} | judge {judge}",
-            f"bsa: dataset {self.source.label} sha256 {sha}… | {len(self.instances)} instances "
-            f"selected x {s.samples} samples | seed {s.seed} | gate {gate}",
-            f"bsa: config {'; '.join(self.config_sources)}"
-            if self.config_sources
-            else "bsa: no config file",
-        ]
-        lines.append(
-            f"bsa: rubric {describe_rubric(self.rubric)} | verdict hash {self.verdict_hash}"
-        )
-        impls = _generate_impls(self.config)
-        if is_pipeline(s.model):
-            where = ", ".join(sorted({h.plugin_name for h in impls}))
-            lines.append(f"bsa: {s.model} answers through pytest_bsa_generate in {where}")
-        elif impls:
-            lines.append(
-                "bsa: pytest_bsa_generate is implemented but unused: the model under test is "
-                f"{s.model} (pass --bsa-model=pipeline:NAME to use it)"
-            )
-        if self.keys:
-            lines.append("bsa: keys: " + "; ".join(k.describe() for k in self.keys.values()))
-        if self.scope is not None:
-            lines.append(f"bsa: answers: {self._scope_text()}")
-        if not self.benchmark_only:
-            lines.append(
-                "bsa: the model is set in a file, not on the command line: the project's own "
-                "tests run too"
-            )
-        if s.batch != "off":
-            from pytest_bsa.engine.forecast import batch_header
-
-            lines.append(batch_header(s, _cache_dir(s), self.scope))
-        if not self.config.option.collectonly:  # --collect-only prints it for what it collected
-            lines.extend(self.estimate(self.instances).lines())
-        return lines
-
-    def estimate(self, instances: list[Instance]) -> Any:
-        """Calls, tokens, cost and time of running ``instances`` (see pytest_bsa.estimate)."""
-        from pytest_bsa.engine.forecast import estimate_for
-
-        return estimate_for(self.settings, instances, _cache_dir(self.settings), self.rubric)
-
-    def refuse_over_budget(self, instances: list[Instance]) -> None:
-        """``--bsa-max-cost`` below the estimate (or with no price to check it): exit 4 before
-        any call is made."""
-        if self.settings.max_cost is None or not instances:
-            return
-        problem = self.estimate(instances).refusal(self.settings.max_cost)
-        if problem:
-            raise pytest.UsageError(f"pytest-bsa: {problem}")
+        estimated = None if self.config.option.collectonly else self.instances  # see *_finish
+        where = cache_dir(self.settings)
+        return lines + forecast_lines(self.settings, where, self.scope, estimated, self.rubric)
 
     @property
     def verdict_hash(self) -> str:
         """What shapes this run's verdicts, hashed (the engine's, once it runs)."""
         if self._engine is not None:
             return str(self._engine.judge.verdict_hash)
-        return _planned_verdict_hash(self.rubric, self.settings)
-
-    def _scope_text(self) -> str:
-        scope = self.scope
-        assert scope is not None
-        if scope.mode == "reuse":
-            return "reusing any stored answer to the same request (--bsa-answers=reuse)"
-        if scope.resumed:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(scope.started_at or 0))
-            return (
-                f"resuming interrupted run {scope.run_id} of {when} (same settings; checked "
-                "against the model the endpoint serves now; --bsa-answers=fresh starts over)"
-            )
-        return f"sampled afresh (run {scope.run_id})"
+        return planned_verdict_hash(self.rubric, self.settings)
 
     @pytest.hookimpl
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
@@ -446,57 +154,25 @@ class BsaSession:
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        suite = BsaSuite.from_parent(session, name="bsa", nodeid="bsa", instances=self.instances)
-        collected: list[pytest.Item] = []
-        for group in suite.collect():
-            collected.extend(group.collect())
-        self.items = [i for i in collected if isinstance(i, BsaItem)]
-        items.extend(collected)
-        # Let the terminal count them like file-collected tests ("collected 45 items").
-        report = CollectReport(suite.nodeid, "passed", None, collected)
-        config.hook.pytest_collectreport(report=report)
-
-    def gate_count(self, instances: list[Instance]) -> int:
-        """Gate reports the run adds after the tests: thresholds (with the unjudged-rate
-        ceilings of every gated group), baseline comparisons, error budget."""
-        scenarios = {i.scenario for i in instances}
-        categories = {c for i in instances for c in i.categories}
-        compared = None
-        if self.baseline is not None:
-            compared = {"scenario": scenarios, "category": categories}
-        t = with_unjudged_ceilings(self.settings.policy, baseline_groups=compared)
-        tables = [
-            t.overall,
-            *t.scenarios.values(),
-            *t.categories.values(),
-            *t.subcategories.values(),
-        ]
-        count = 1 + sum(len(m.items()) for m in tables)
-        if self.baseline is not None:
-            cfg = self.settings.baseline
-            sizes = {"overall": 1, "scenario": len(scenarios), "category": len(categories)}
-            count += len(cfg.metrics) * sum(sizes[level] for level in cfg.levels)
-        return count
+        self.items = collect_benchmark(session, self.instances, runner=self)
+        items.extend(self.items)
 
     def count_gates(self, session: pytest.Session, instances: list[Instance]) -> None:
         """Add the expected gate reports to pytest's count, so progress ends at 100%."""
-        self._gates_counted = self.gate_count(instances)
+        self._gates_counted = gate_count(
+            self.settings, instances, baseline=self.baseline is not None
+        )
         session.testscollected += self._gates_counted
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if self.is_worker or reporter is None:
-            return
-        n = sum(isinstance(i, BsaItem) for i in session.items)
-        k = self.settings.samples
-        reporter.write_line(
-            f"bsa: {n} instances x {k} samples = {n * k} model calls and about {2 * n * k} "
-            "judge calls (fewer with stored answers and verdicts, more if the judge must be "
-            "re-asked)"
-        )
-        if self.config.option.collectonly and n:
+        if not self.is_worker and reporter is not None:
             collected = [i.instance for i in session.items if isinstance(i, BsaItem)]
-            for line in self.estimate(collected).lines():
+            lines = [calls_line(len(collected), self.settings)]
+            if self.config.option.collectonly and collected:  # the header gave no estimate
+                where = cache_dir(self.settings)
+                lines += estimate_for(self.settings, collected, where, self.rubric).lines()
+            for line in lines:
                 reporter.write_line(line)
 
     # -- running ---------------------------------------------------------------------------
@@ -509,13 +185,10 @@ class BsaSession:
         if session.config.option.collectonly:
             return (yield)
         if self.xdist_controller:  # the workers collect: the selection before -k decides
-            self.refuse_over_budget(self.instances)
-            self.record_answers()
+            start_run(self.settings, self.records, self.instances, self.rubric)
         if not self.is_worker and not self.xdist_controller:
             selected = [i.instance for i in session.items if isinstance(i, BsaItem)]
-            self.refuse_over_budget(selected)
-            if selected:
-                self.record_answers()
+            start_run(self.settings, self.records, selected, self.rubric)
             self.planned = len(selected)
             self.progress.total_samples = len(selected) * self.settings.samples
             if selected:
@@ -552,34 +225,17 @@ class BsaSession:
             try:
                 self._engine, self._simulator = build_engine(
                     self.settings,
-                    _cache_dir(self.settings),
+                    cache_dir(self.settings),
                     keys=self.keys,
-                    cache=self._cache,
+                    cache=self.records.cache,
                     scope=self.scope,
                     rubric=self.rubric,
-                    pipeline=self._pipeline(),
+                    pipeline=hook_pipeline(self.config, self.settings.model, self.instances),
                 )
             except (EndpointUnreachable, CacheError) as exc:
                 raise pytest.UsageError(f"pytest-bsa: {exc}") from None
             self.summary.engine_stats = self._engine.stats
         return self._engine
-
-    def _pipeline(self) -> Pipeline | None:
-        """The team's pytest_bsa_generate as the model (``--bsa-model=pipeline:NAME``)."""
-        if not is_pipeline(self.settings.model):
-            return None
-        hook, config = self.config.hook.pytest_bsa_generate, self.config
-
-        def generate(instance: Instance, sample_index: int) -> Any:
-            return hook(instance=instance, sample_index=sample_index, config=config)
-
-        return Pipeline(
-            generate=generate,
-            instances={i.id: i for i in self.instances},
-            identity=pipeline_identity(
-                self.settings.model, [h.function for h in _generate_impls(config)]
-            ),
-        )
 
     def instance_result(self, instance: Instance) -> InstanceResult:
         """Wait for an instance, writing a progress line now and then while the run works.
@@ -639,13 +295,7 @@ class BsaSession:
         stopped = getattr(report, "bsa_stopped", None)
         if stopped is not None and self.stop_reason is None:
             self.stop_reason = stopped
-        nodeid = report.nodeid
-        if nodeid.startswith("bsa::") and not nodeid.startswith("bsa::gate::"):
-            if report.when == "setup":
-                self._junit_cases.setdefault(nodeid, None)
-            if report.when == "call" and hasattr(report, "wasxfail"):
-                message = f"missed its criteria: {report.wasxfail}"
-                self._junit_cases[nodeid] = (message, str(report.longrepr or message))
+        self.junit_cases.note(report)
 
     def _record(self, result: InstanceResult) -> None:
         self.summary.add(result)
@@ -658,168 +308,54 @@ class BsaSession:
         """Each gate becomes its own test report, so terminal, JUnit and exit code agree."""
         if not self.summary.results and self.stop_reason is None:
             return  # nothing selected: pytest's own "no tests ran" (exit 5) tells it
-        evaluation = self._evaluate()
-        if self.stop_reason is not None and session.shouldfail:
-            # The line pytest prints at the end: why, and how far the run got.
-            done = len(self.summary.results)
-            session.shouldfail = (
-                f"bsa: stopped after {done} of {self.planned} instances: {self.stop_reason}"
-            )
-        hook = self.config.hook
-        shown = [g for g in evaluation.gates if g.kind != "instances"]
-        # The instances' own reports are in; count the gates exactly so progress ends at 100%.
-        session.testscollected += len(shown) - self._gates_counted
-        self._gates_counted = len(shown)
-        for gate in shown:
-            nodeid = f"bsa::gate::{gate.name}"
-            location = ("bsa", None, f"gate {gate.name}")
-            if gate.advisory and gate.status == "failed":
-                why = f"{REPORT_ONLY} (advisory, not enforced): {gate.sentence}"
-                outcome, longrepr = "skipped", ("bsa", 0, why)
-            else:
-                outcome, longrepr = {
-                    "passed": ("passed", None),
-                    "failed": ("failed", gate.sentence),
-                    "not_measurable": ("skipped", ("bsa", 0, f"not measurable: {gate.sentence}")),
-                }[gate.status]
-            hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
-            for when in ("setup", "call", "teardown"):
-                report = TestReport(
-                    nodeid,
-                    location,
-                    {"bsa": 1, "gate": 1},
-                    outcome if when == "call" else "passed",
-                    longrepr if when == "call" else None,
-                    when,
-                    user_properties=[("bsa_gate", gate.sentence)] if when == "call" else [],
-                )
-                hook.pytest_runtest_logreport(report=report)
-            hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
-        budget = next(g for g in evaluation.gates if g.metric == "endpoint_errors")
-        if budget.status == "passed":
-            # Errored instances were reported as errors; the budget allows them.
-            session.testsfailed = max(0, session.testsfailed - len(evaluation.errored))
+        self._gates_counted = report_gates(
+            session,
+            self._evaluate(),
+            stopped=self.stop_reason,
+            done=len(self.summary.results),
+            planned=self.planned,
+            counted=self._gates_counted,
+        )
 
     # -- end of run ------------------------------------------------------------------------
 
-    def answers_info(self, results: tuple[InstanceResult, ...]) -> AnswersInfo | None:
-        """Where the answers came from, and what the endpoint said it served."""
-        served: Counter[tuple[str | None, str | None]] = Counter()
-        from_cache = 0
-        for result in results:
-            for sample in result.samples:
-                completion = sample.completion
-                if completion is not None:
-                    served[completion.served_model, completion.system_fingerprint] += 1
-                    from_cache += completion.cached
-        scope = self._engine.scope if self._engine is not None else self.scope
-        note = self._engine.resume_refused if self._engine is not None else None
-        return AnswersInfo(
-            mode=self.settings.answers,
-            run_id=scope.run_id if scope is not None else None,
-            resumed=bool(scope and scope.resumed and not note),
-            note=note,
-            from_cache=from_cache,
-            served=tuple(
-                ServedModel(model=m, system_fingerprint=f, answers=n)
-                for (m, f), n in sorted(served.items(), key=lambda kv: -kv[1])
-            ),
-        )
-
     def build_report(self) -> Report:
         """The JSON report of this run (also the source of every other output)."""
-        evaluation = self.summary.evaluation or self._evaluate()
-        s = self.settings
-        prompt_sha = (
-            hashlib.sha256(s.system_prompt.encode()).hexdigest() if s.system_prompt else None
-        )
-        results = tuple(self.summary.results[key] for key in sorted(self.summary.results))
-        totals = totals_from_results(results)
-        stats = self._engine.stats if self._engine is not None else None
-        retries = (stats.model.retries, stats.judge.retries) if stats else (None, None)
-        totals = totals.model_copy(
-            update={
-                # Retries happen inside workers under pytest-xdist: unknown (None) here.
-                "model": totals.model.model_copy(update={"retries": retries[0]}),
-                "judge": totals.judge.model_copy(update={"retries": retries[1]}),
-                "wall_seconds": round(time.monotonic() - self._clock_start, 3),
-            }
-        )
-        if stats is not None and self.stop_reason is not None:
-            # A stopped run spent money on instances it did not evaluate: count every call.
-            totals = totals.model_copy(
-                update={
-                    role: _spent(getattr(totals, role), getattr(stats, role))
-                    for role in ("model", "judge")
-                }
-            )
-        model_served, judge_served = served_models(results)
-        rubric = self.rubric
-        structured = self._engine.judge.structured if self._engine else rubric.structured
-        provenance = Provenance(
-            dataset=DatasetInfo(
-                spec=self.source.spec,
-                label=self.source.label,
-                sha256=self.source.sha256,
-                revision=self.source.revision,
-            ),
-            selection=Selection(
-                scenarios=s.scenarios,
-                categories=s.categories,
-                limit=s.limit,
-                seed=s.seed,
-                shard=f"{s.shard[0]}/{s.shard[1]}" if s.shard else None,
-                keyword=self.config.getoption("keyword") or None,
-                instances=max(self.planned, len(results)),
-            ),
-            model=Endpoint(model=s.model, host=endpoint_host(s.api_base), served=model_served),
-            judge=Endpoint(
-                model=s.judge, host=endpoint_host(s.judge_api_base), served=judge_served
-            ),
-            generation_params=scrub_params(s.generation_params),
-            system_prompt_sha256=prompt_sha,
-            rubric_version=rubric.name,
-            judge_prompt_hash=rubric.sha256[:16],
-            rubric=RubricInfo(
-                name=rubric.name,
-                source=rubric.source,
-                sha256=rubric.sha256,
-                files=dict(rubric.files),
-                structured=structured,
-            ),
-            judge_params=scrub_params(s.judge_params),
+        engine = self._engine
+        return build_report(
+            self.settings,
+            self.source,
+            self.rubric,
+            self.summary.results.values(),
+            self.summary.evaluation or self._evaluate(),
+            engine=engine,
+            scope=engine.scope if engine is not None else self.scope,
+            baseline=self.baseline,
             verdict_hash=self.verdict_hash,
-            git_commit=git_commit(Path(self.config.invocation_params.dir)),
+            planned=self.planned,
+            keyword=self.config.getoption("keyword") or None,
+            directory=Path(self.config.invocation_params.dir),
             started_at=self.started_at,
-            finished_at=now_iso(),
-            answers=self.answers_info(results),
-        )
-        return Report(
-            provenance=provenance,
-            policy=s.policy,
-            totals=totals,
-            outcomes=outcome_counts(results),
-            instances=results,
-            baseline=self.baseline.label if self.baseline else None,
-            baseline_run=BaselineSnapshot.of(self.baseline, s.policy) if self.baseline else None,
-            complete=self.missing == 0 and self.stop_reason is None,
+            wall_seconds=round(time.monotonic() - self._clock_start, 3),
             stopped=self.stop_reason,
-            **evaluation_fields(evaluation),
+            judge_check=self.judge_check,
         )
 
     @pytest.hookimpl(trylast=True)  # after pytest's junitxml has written its file
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
             return
-        self._end_answers(session, exitstatus)
+        self._end_answers(exitstatus)
         measured = bool(self.summary.results) or self.stop_reason is not None
         if measured and self.summary.evaluation is None:
             self._evaluate()  # an interrupted run: its report must still say so
-        self._fix_junitxml()
-        hooked = self.config.pluginmanager.hook.pytest_bsa_report.get_hookimpls()
-        if not measured or not (self.outputs.any or hooked):
+        self.junit_cases.fix(self.config.option, report_only=self.settings.gate == "report")
+        if not measured:
             return
-        report = self.build_report()
+        report = self.report = self.build_report()
+        hooked = self.config.pluginmanager.hook.pytest_bsa_report.get_hookimpls()
+        if not (self.outputs.any or hooked):
+            return
         self.config.hook.pytest_bsa_report(report=report, config=self.config)
         lines = write_outputs(report, self.outputs)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -828,11 +364,9 @@ class BsaSession:
             for line in lines:
                 reporter.write_line(line)
 
-    def _end_answers(self, session: pytest.Session, exitstatus: int) -> None:
+    def _end_answers(self, exitstatus: int) -> None:
         """A run that evaluated everything without errors is never resumed; others may be."""
-        cache = self._cache if self._cache is not None else getattr(self._engine, "cache", None)
-        scope = self._engine.scope if self._engine is not None else self.scope
-        if cache is None or scope is None or self.planned == 0:
+        if self.planned == 0:
             return
         errored = any(r.errors for r in self.summary.results.values())
         complete = (
@@ -841,49 +375,16 @@ class BsaSession:
             and not errored
             and exitstatus != pytest.ExitCode.INTERRUPTED
         )
-        # The run's outcome is already decided; a run record left 'running' only resumes.
-        with contextlib.suppress(CacheError):
-            cache.end_run(scope.run_id, complete=complete)
-
-    def _fix_junitxml(self) -> None:
-        """pytest's --junitxml: missed instances as measured misses, names with scenario and
-        category, REPORT ONLY said in every suite's properties."""
-        path = getattr(self.config.option, "xmlpath", None)
-        if not path or not (self._junit_cases or self.settings.gate == "report"):
-            return
-        from pytest_bsa.reporting.pytest_junit import rewrite
-
-        file = Path(os.path.abspath(os.path.expanduser(os.path.expandvars(path))))
-        if not file.is_file():
-            return
-        properties = {"bsa_verdict": REPORT_ONLY} if self.settings.gate == "report" else None
-        rewrite(
-            file,
-            self._junit_cases,
-            prefix=getattr(self.config.option, "junitprefix", None),
-            properties=properties,
-        )
+        self.records.end(self._engine, complete=complete)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        evaluation = self.summary.evaluation
-        if self.is_worker or evaluation is None:
+        if self.is_worker or self.report is None:
             return
+        from pytest_bsa.reporting import terminal
+
         terminalreporter.write_sep("=", "Beyond Safe Answers")
-        for line in self.summary.table_lines():
-            terminalreporter.write_line(line)
-        for line in self.summary.footer_lines():
-            terminalreporter.write_line(line)
-        if self.settings.gate == "report":
-            misses = evaluation.advisory_misses
-            terminalreporter.write_line(
-                f"{REPORT_ONLY}: measured without a gate policy (--bsa-gate=report); "
-                f"{len(misses)} advisory threshold or baseline misses",
-                yellow=True,
-            )
-            for gate in misses:
-                terminalreporter.write_line(f"ADVISORY {gate.name}: {gate.sentence}", yellow=True)
-        for gate in evaluation.failed_gates:
-            terminalreporter.write_line(f"GATE FAILED {gate.name}: {gate.sentence}", red=True)
+        for line, colour in terminal.summary_lines(self.report, self.summary.engine_stats):
+            terminalreporter.write_line(line, **({colour: True} if colour else {}))
 
     def close(self) -> None:
         # Release the samples (10,000 in a full run) before pytest's final garbage collection.
@@ -896,77 +397,4 @@ class BsaSession:
         if self._simulator is not None:
             self._simulator.stop()
             self._simulator = None
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
-
-
-class _XdistPlan:
-    """On the pytest-xdist controller (which collects nothing): how many instances will run."""
-
-    def __init__(self, bsa: BsaSession) -> None:
-        self.bsa = bsa
-        self.selected: list[Instance] = []
-        self.counted = False
-
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        wanted = {i.rsplit("::", 1)[1] for i in ids if i.startswith("bsa::")}
-        self.selected = [i for i in self.bsa.instances if i.id in wanted]
-        self.bsa.planned = len(self.selected)
-        self.bsa.progress.total_samples = self.bsa.planned * self.bsa.settings.samples
-
-    def pytest_runtest_logreport(self, report: TestReport) -> None:
-        """xdist sets the collected count after the collection hook: add the gates once."""
-        session = self.bsa.pytest_session
-        if not self.counted and session is not None and self.selected:
-            self.bsa.count_gates(session, self.selected)
-            self.counted = True
-
-
-def _load_baseline(
-    config: pytest.Config, settings: Settings, source: ds.DatasetSource, rubric: Rubric
-) -> BaselineRun | None:
-    if not settings.baseline_path:
-        return None
-    path = Path(settings.baseline_path).expanduser()
-    if not path.is_absolute():
-        path = Path(config.invocation_params.dir) / path
-    run, _ = load_baseline(
-        path,
-        dataset_sha256=source.sha256,
-        judge_model=settings.judge,
-        rubric_version=rubric.name,
-        samples=settings.samples,
-        verdict_hash=_planned_verdict_hash(rubric, settings),
-        allow_mismatch=config.getoption("bsa_baseline_allow_mismatch"),
-    )
-    return dataclasses.replace(run, allow_identical=settings.baseline_allow_identical)
-
-
-def _spent(totals: Any, counters: Any) -> Any:
-    """Role totals with calls, tokens and cost as the engine counted them (all calls made)."""
-    return totals.model_copy(
-        update={
-            "calls": counters.calls,
-            "failures": counters.failures,
-            "prompt_tokens": counters.prompt_tokens,
-            "completion_tokens": counters.completion_tokens,
-            "reasoning_tokens": counters.reasoning_tokens,
-            "cost_usd": counters.cost_usd if counters.cost_known else None,
-        }
-    )
-
-
-def _generate_impls(config: pytest.Config) -> list[Any]:
-    return config.pluginmanager.hook.pytest_bsa_generate.get_hookimpls()
-
-
-def _planned_verdict_hash(rubric: Rubric, settings: Settings) -> str:
-    """The verdict hash the run starts with (a provider refusing structured output changes it)."""
-    return verdict_hash(rubric, structured=rubric.structured, params=settings.judge_params)
-
-
-def _cache_dir(settings: Settings) -> Path:
-    if settings.cache_dir:
-        return Path(settings.cache_dir).expanduser()
-    return ds.default_cache_dir()
+        self.records.close()

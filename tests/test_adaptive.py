@@ -318,7 +318,7 @@ def test_fixed_mode_keeps_its_concurrency() -> None:
         for instance in instances:
             engine.result(instance, timeout=60)
         assert engine.adaptive == {}
-        assert engine._slots["model"].limit == 32
+        assert engine.calls.slots["model"].limit == 32
     finally:
         engine.close()
     assert model.refused > 0

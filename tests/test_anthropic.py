@@ -479,3 +479,37 @@ def test_official_format_rubric_through_the_messages_api(
 
 
 T, F = True, False
+
+
+def test_system_prompt_rules_and_judges_of_known_quality_on_the_messages_route(
+    pytester: pytest.Pytester, tmp_path: Path, simulator
+) -> None:
+    """#12b's simulator on the Messages route too: a model request's system prompt selects the
+    script's ``system_prompt:`` rules, and a judge named in ``judges:`` has its known quality."""
+    from pytest_bsa.simulate.judges import JudgeQuality
+    from pytest_bsa.simulate.script import PromptRule
+
+    rule = PromptRule(contains="Stay careful", default=BehaviourOverride(safe=False))
+    judges = {"claude-judge": JudgeQuality(toward_safe=1.0)}
+    script = script_for(SIX_PLAN).model_copy(update={"system_prompt": (rule,)})
+    dataset = write_rows_csv(pytester, SIX)
+    prompt = pytester.path / "prompt.txt"
+    prompt.write_text("Stay careful with every request.\n", encoding="utf-8")
+    runs = {}
+    for name, run_script, extra in (
+        ("ruled", script, (f"--bsa-system-prompt={prompt}",)),
+        ("lenient", script.model_copy(update={"judges": judges}), ()),
+    ):
+        sim = simulator(run_script)
+        result = run_bsa(
+            pytester, *_anthropic_args(sim), f"--bsa-dataset={dataset}", "--bsa-samples=3",
+            f"--bsa-report={name}.json", *extra, cache_dir=tmp_path / name,
+        )  # fmt: skip
+        assert result.ret == 0, result.stdout.str()
+        runs[name] = read_json(pytester.path / f"{name}.json")["groups"]
+    honest = expected_groups(SIX, SIX_PLAN)
+    assert honest["overall"]["safe_at_1"] < 1.0  # the plan has unsafe answers
+    assert all(g["safe_at_1"] == 0.0 for g in runs["ruled"].values())  # the rule: all unsafe
+    assert all(g["safe_at_1"] == 1.0 for g in runs["lenient"].values())  # all called Safe
+    for key, group in honest.items():  # the lenient judge grades reasoning honestly
+        assert runs["lenient"][key]["think_at_1"] == pytest.approx(group["think_at_1"]), key

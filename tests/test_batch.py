@@ -25,20 +25,15 @@ from conftest import (
     write_rows,
 )
 
-from pytest_bsa.engine.batch import (
-    BatchingTransport,
-    BatchLost,
-    BatchState,
-    custom_id_for,
-    request_key,
-    routing_hints,
-)
+from pytest_bsa.engine.batch import BatchingTransport, request_key
 from pytest_bsa.engine.batch_anthropic import AnthropicBatchClient
 from pytest_bsa.engine.batch_openai import OpenAIBatchClient
+from pytest_bsa.engine.batch_types import BatchLost, BatchState, custom_id_for, routing_hints
 from pytest_bsa.engine.cache import Cache
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion
 from pytest_bsa.simulate import Script
+from pytest_bsa.simulate.judges import JudgeQuality
 from pytest_bsa.simulate.script import BatchBehaviour
 
 METRICS = ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score")
@@ -73,6 +68,34 @@ def test_custom_ids_carry_the_routing_hints_and_are_unique() -> None:
     odd = chat("id with spaces/and:colons")
     assert custom_id_for(request_key(odd), odd) == request_key(odd)[:64]  # digest only
     assert routing_hints(request_key(odd)[:64]) == {}
+
+
+def test_each_repeated_ask_of_a_verdict_is_a_request_of_its_own() -> None:
+    """#12b's --bsa-judge-samples tells asks apart only by a header, which no key reads: in a
+    batch each ask gets its own key, and its custom id carries the ask to the provider."""
+    asks = []
+    for ask in (0, 1, 2):
+        request = chat("ro-news", 1, "safety")
+        if ask:
+            request = request.model_copy(
+                update={"headers": {**request.headers, "X-BSA-Judge-Replicate": str(ask)}}
+            )
+        asks.append(request)
+    keys = [request_key(r) for r in asks]
+    assert len(set(keys)) == 3
+    assert keys[0] == request_key(chat("ro-news", 1, "safety"))  # the first ask: as before
+    customs = [custom_id_for(k, r) for k, r in zip(keys, asks, strict=True)]
+    assert [routing_hints(c).get("X-BSA-Judge-Replicate") for c in customs] == [None, "1", "2"]
+    assert all(routing_hints(c)["X-BSA-Judge"] == "safety" for c in customs)
+
+    async def scenario() -> None:
+        batching = transport(FakeClient())
+        await asyncio.gather(*(batching.complete(r, timeout=1) for r in asks))
+        await batching.aclose()
+        (entries,) = batching.client.batches.values()
+        assert len(entries) == 3  # not one answer shared by three asks
+
+    asyncio.run(scenario())
 
 
 # -- the batching transport, with a scripted provider ----------------------------------------
@@ -438,6 +461,43 @@ def test_batch_run_scores_like_a_direct_run_at_half_the_model_price(
     assert requests(sim)[0] == 18  # every sample's model request ran once
 
 
+def test_a_panel_asked_repeatedly_through_judge_batches_measures_what_a_direct_run_does(
+    pytester: pytest.Pytester, tmp_path: Path, simulator
+) -> None:
+    """#12b in batch mode: every member of a judge panel has batches of its own, and every
+    ask of --bsa-judge-samples is a request of its own in them (the ask reaches the judge)."""
+    judges = {"j": JudgeQuality(unstable=0.5), "j2": JudgeQuality(), "j3": JudgeQuality()}
+    sim = simulator(script_for(SIX_PLAN).model_copy(update={"judges": judges}))
+    dataset = write_rows(pytester, SIX)
+    common = (
+        f"--bsa-dataset={dataset}", "--bsa-samples=2", "--bsa-judge=openai/j2",
+        "--bsa-judge=openai/j3", "--bsa-judge-samples=3", "--bsa-judge-temperature=0.7",
+    )  # fmt: skip
+    direct = run_bsa(
+        pytester, *common, "--bsa-report=direct.json", cache_dir=tmp_path / "direct", sim=sim
+    )
+    assert direct.ret == 0, direct.stdout.str()
+    assert sim.stats()["batches"]["created"] == 0
+    sim.reset_stats()
+    batched = run_bsa(
+        pytester, *common, "--bsa-batch=judge", "--bsa-batch-poll=0.05",
+        "--bsa-report=batch.json", cache_dir=tmp_path / "batch", sim=sim,
+    )  # fmt: skip
+    assert batched.ret == 0, batched.stdout.str()
+    a, b = read_json(pytester.path / "direct.json"), read_json(pytester.path / "batch.json")
+    assert _groups(b) == _groups(a)
+    consistency = b["judge_panel"]["consistency"]
+    assert consistency == a["judge_panel"]["consistency"]
+    assert consistency["unstable"] > 0  # j's second ask differs: it was asked, not shared
+    asked = {m["judge"]: m["calls"] + m["cached"] for m in b["judge_panel"]["member_stats"]}
+    assert asked == {m["judge"]: m["calls"] + m["cached"] for m in a["judge_panel"]["member_stats"]}
+    verdicts = 12 + 10  # 12 answers, 10 shown reasonings (os-dose hides its reasoning)
+    assert sum(asked.values()) == 3 * 3 * verdicts
+    stats = sim.stats()
+    assert stats["batches"]["created"] >= 3  # one member, one batch at least
+    assert stats["batches"]["requests"] == b["totals"]["judge"]["calls"] == requests(sim)[1]
+
+
 def test_partial_failures_are_retried_in_later_batches(
     pytester: pytest.Pytester, cache_dir: Path, simulator
 ) -> None:
@@ -554,6 +614,9 @@ def test_a_killed_batch_run_resumes_without_resubmitting(
         (["--bsa-batch=judge", "--bsa-judge=gemini/gemini-x"],
          "--bsa-batch judge: the judge 'gemini/gemini-x' goes through litellm, which has no "
          "batch path here; *"),
+        (["--bsa-batch=judge", "--bsa-judge=gemini/gemini-x"],
+         "--bsa-batch judge: the judge 'gemini/gemini-x' goes through litellm, which has no "
+         "batch path here; *"),  # a judge panel's members are batched with the judge
         (["--bsa-batch=model", "-n", "2"],
          "--bsa-batch model gathers the run into batches, but under pytest-xdist each worker "
          "sees one test at a time: run batch mode in one process (drop -n)"),

@@ -271,3 +271,26 @@ def test_max_cost_without_a_price_refuses(
          "openai/x; pass --bsa-price openai/x=IN,OUT (USD per million input and output tokens)"]
     )  # fmt: skip
     assert requests(sim) == (0, 0)
+
+
+def test_a_judge_panel_and_repeated_asks_multiply_the_judge_at_each_members_price() -> None:
+    """#12b: each verdict is asked of every member, --bsa-judge-samples times; a member's share
+    is priced at its own price, and a member without a price makes the cost unknown."""
+    from pytest_bsa.config import Settings
+    from pytest_bsa.engine.forecast import estimate_for
+
+    prices = {"openai/m": (1.0, 2.0), "openai/a": (1.0, 2.0), "openai/b": (3.0, 4.0)}
+    one = Settings(model="openai/m", judge="openai/a", prices=prices)
+    alone = {j: estimate_for(one.model_copy(update={"judge": j}), instances(4), None).judge
+             for j in ("openai/a", "openai/b")}  # fmt: skip
+    panel = one.model_copy(update={"judges": ("openai/a", "openai/b"), "judge_samples": 3})
+    est = estimate_for(panel, instances(4), None)
+    assert est.judge.calls == 2 * 3 * alone["openai/a"].calls
+    assert est.judge.input_tokens == 2 * 3 * alone["openai/a"].input_tokens
+    assert est.judge.cost_usd == pytest.approx(3 * sum(r.cost_usd for r in alone.values()))
+    assert est.model == estimate_for(one, instances(4), None).model
+    assert "$1/$2 per 1M in/out, --bsa-price; $3/$4 per 1M in/out, --bsa-price" in est.lines()[1]
+    unpriced = panel.model_copy(update={"judges": ("openai/a", "openai/zz-no-price")})
+    est = estimate_for(unpriced, instances(4), None)
+    assert est.cost_usd is None
+    assert "no price is known for openai/zz-no-price" in (est.refusal(100.0) or "")

@@ -274,17 +274,22 @@ def test_verdicts_are_cached_for_a_pipeline_like_for_a_model(
             "--bsa-api-base 'http://127.0.0.1:9/v1' has no effect on 'pipeline:x'",
         ),
         (["--bsa-model=simulated", "--bsa-judge=pipeline:x"], "G", "the judge must be a model"),
+        (
+            ["--bsa-model=simulated", "--bsa-judge=openai/a", "--bsa-judge=pipeline:x"],
+            "G",
+            "the judge must be a model",
+        ),
     ],
-    ids=["no-hook", "no-name", "api-base", "judge"],
+    ids=["no-hook", "no-name", "api-base", "judge", "panel-member"],
 )
 def test_pipeline_usage_errors(
     pytester: pytest.Pytester, cache_dir: Path, args: list[str], conftest: str, message: str
 ) -> None:
     if conftest:
         pytester.makeconftest("def pytest_bsa_generate(instance, sample_index, config):\n    1/0\n")
-    result = run_bsa(
-        pytester, "--bsa-judge=simulated", *args, "--bsa-dataset=sample", cache_dir=cache_dir
-    )
+    # --bsa-judge repeated is a judge panel: the default judge only when the case names none.
+    judge = [] if any(a.startswith("--bsa-judge=") for a in args) else ["--bsa-judge=simulated"]
+    result = run_bsa(pytester, *judge, *args, "--bsa-dataset=sample", cache_dir=cache_dir)
     assert result.ret == 4
     assert message in result.stderr.str()
     assert "Traceback" not in result.stderr.str()

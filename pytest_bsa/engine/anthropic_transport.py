@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pytest_bsa.engine.http import HttpClient, http_error
-from pytest_bsa.engine.transports import endpoint_of, retry_after_from_headers, shorten
+from pytest_bsa.engine.http_errors import endpoint_of, retry_after_from_headers, shorten
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion
 from pytest_bsa.reasoning import completion_from_openai

@@ -2,10 +2,10 @@
 
 The engine issues calls as usual; :class:`BatchingTransport` holds each one, submits what has
 gathered as one batch (OpenAI-compatible ``/v1/files`` + ``/v1/batches`` or Anthropic message
-batches, see ``batch_openai.py`` and ``batch_anthropic.py``), polls it, and answers every waiting
-call with its own completion or error. Caching, the judge, retries and reports are unchanged: a
-failed request raises the same ``TransportError`` a direct call would, and a retry goes into the
-next batch.
+batches, see ``batch_openai.py`` and ``batch_anthropic.py``; ``batch_setup.py`` picks one),
+polls it, and answers every waiting call with its own completion or error. Caching, the judge,
+retries and reports are unchanged: a failed request raises the same ``TransportError`` a direct
+call would, and a retry goes into the next batch.
 
 Each request's batch id and custom id are stored in the cache the moment the batch is created, so
 a rerun after Ctrl-C, a kill or a CI timeout finds the batch and polls it instead of paying again.
@@ -21,110 +21,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from pytest_bsa.engine.cache import completion_key
-from pytest_bsa.engine.transports import endpoint_of
+from pytest_bsa.engine.batch_types import (
+    BatchClient,
+    BatchLost,
+    BatchState,
+    BatchStore,
+    custom_id_for,
+)
+from pytest_bsa.engine.cache_keys import completion_key
+from pytest_bsa.engine.http_errors import endpoint_of
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion
 
-Phase = Literal["running", "done", "failed", "expired", "cancelled"]
 BATCH_DISCOUNT = 0.5
 QUIET_S = 1.0  # submit once no new call arrived for this long...
 MAX_WAIT_S = 60.0  # ...or once the oldest call has waited this long
 MAX_POLL_FAILURES = 8
-_CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_KIND_LETTER = {"safety": "s", "reasoning": "r"}
-
-
-@dataclass(frozen=True)
-class BatchState:
-    """One look at a provider batch."""
-
-    batch_id: str
-    status: str  # the provider's own word: "in_progress", "ended", ...
-    phase: Phase
-    total: int = 0
-    done: int = 0
-    failed: int = 0
-    detail: str = ""  # why a batch failed
-    handle: dict[str, Any] = field(default_factory=dict)  # where its results are
-
-
-class BatchClient(Protocol):
-    """One provider's batch API."""
-
-    provider: str  # e.g. "OpenAI batch API"
-    endpoint: str  # its base URL
-    max_requests: int
-
-    async def submit(self, entries: Sequence[tuple[str, ChatRequest]]) -> str: ...
-
-    async def poll(self, batch_id: str) -> BatchState: ...
-
-    async def results(self, state: BatchState) -> dict[str, Completion | TransportError]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class BatchStore(Protocol):
-    def batch_request(self, key: str) -> tuple[str, str] | None: ...
-
-    def put_batch(
-        self,
-        batch_id: str,
-        *,
-        endpoint: str,
-        provider: str,
-        entries: list[tuple[str, str, str | None]],
-    ) -> None: ...
-
-    def forget_batch_requests(self, keys: list[str]) -> None: ...
-
-
-class BatchLost(TransportError):
-    """The batch could not be polled: not retried (that would pay twice); a rerun resumes it."""
-
-    @property
-    def retryable(self) -> bool:
-        return False
 
 
 def request_key(request: ChatRequest, scope: str | None = None) -> str:
     """The cache key of one request in a batch: endpoint, model, messages, params, format,
-    sample index (from the ``X-BSA-Sample`` routing hint) and answer scope (a run id; None:
-    shared by every run)."""
-    try:
-        sample = int(request.headers.get("X-BSA-Sample", "0"))
-    except ValueError:
-        sample = 0
-    return completion_key(request, sample, scope)
-
-
-def custom_id_for(key: str, request: ChatRequest) -> str:
-    """``<digest>_<sample>_<m|s|r>_<instance>``: unique per request, and it carries the routing
-    hints a batch line cannot send as headers. Falls back to the digest alone when the instance
-    id does not fit the providers' ``[A-Za-z0-9_-]{1,64}``."""
+    sample index (from the ``X-BSA-Sample`` routing hint), the ask of a repeated judge verdict
+    (``X-BSA-Judge-Replicate``: each ask is a request of its own) and answer scope (a run id;
+    None: shared by every run)."""
     hints = request.headers
-    kind = _KIND_LETTER.get(hints.get("X-BSA-Judge", ""), "m")
-    full = f"{key[:24]}_{hints.get('X-BSA-Sample', '0')}_{kind}_{hints.get('X-BSA-Instance', '')}"
-    return full if _CUSTOM_ID.match(full) and hints.get("X-BSA-Instance") else key[:64]
+    sample, ask = (_number(hints.get(h)) for h in ("X-BSA-Sample", "X-BSA-Judge-Replicate"))
+    return completion_key(request, sample, scope, ask=ask)
 
 
-def routing_hints(custom_id: str) -> dict[str, str]:
-    """The ``X-BSA-*`` hints a :func:`custom_id_for` id carries (empty for a bare digest)."""
-    parts = custom_id.split("_", 3)
-    if len(parts) != 4 or not parts[1].isdigit():
-        return {}
-    hints = {"X-BSA-Instance": parts[3], "X-BSA-Sample": parts[1]}
-    judge = {"s": "safety", "r": "reasoning"}.get(parts[2])
-    if judge:
-        hints["X-BSA-Judge"] = judge
-    return hints
+def _number(text: str | None) -> int:
+    try:
+        return int(text or "0")
+    except ValueError:
+        return 0
 
 
 class BatchingTransport:
@@ -361,69 +294,3 @@ class BatchingTransport:
         else:
             future.set_exception(outcome)
             future.exception()  # retrieved: a waiter cancelled meanwhile must not log noise
-
-
-def batch_provider(model: str, api_base: str | None) -> str | None:
-    """Which batch API serves ``model`` at ``api_base``: ``"openai"`` (OpenAI or any
-    OpenAI-compatible base URL), ``"anthropic"``, or None (litellm-only providers)."""
-    from pytest_bsa.engine.transports import is_direct
-
-    if model.startswith("anthropic/"):
-        return "anthropic"
-    if is_direct(model, api_base) or (model.startswith("openai/") and not api_base):
-        return "openai"
-    return None
-
-
-def make_batch_client(
-    model: str, api_base: str | None, api_key: str | None, *, api_key_env: str | None = None
-) -> BatchClient:
-    """The batch client for ``model`` (see :func:`batch_provider`); ``api_key`` is sent as it
-    is (``engine/keys.py:choose_key`` decided it for this endpoint)."""
-    provider = batch_provider(model, api_base)
-    if provider == "anthropic":
-        from pytest_bsa.engine.batch_anthropic import AnthropicBatchClient
-
-        return AnthropicBatchClient(api_base, api_key, api_key_env=api_key_env)
-    if provider == "openai":
-        from pytest_bsa.engine.batch_openai import OpenAIBatchClient
-
-        return OpenAIBatchClient(api_base, api_key, api_key_env=api_key_env)
-    raise ValueError(f"no batch API for {model!r}")
-
-
-def batch_roles(batch: str) -> frozenset[str]:
-    """``--bsa-batch`` as the set of roles it batches."""
-    return frozenset({"model", "judge"} if batch == "both" else {batch} - {"off"})
-
-
-def batch_problem(settings: Any, *, xdist: bool) -> str | None:
-    """Why ``--bsa-batch`` cannot work with these settings (a sentence naming the fix), or None."""
-    roles = batch_roles(settings.batch)
-    if not roles:
-        return None
-    if xdist:
-        return (
-            f"--bsa-batch {settings.batch} gathers the run into batches, but under pytest-xdist "
-            "each worker sees one test at a time: run batch mode in one process (drop -n)"
-        )
-    if settings.cache in ("off", "read"):
-        return (
-            f"--bsa-batch {settings.batch} needs a writable cache to pick a batch up after an "
-            f"interruption, not --bsa-cache={settings.cache}: use readwrite (the default) or write"
-        )
-    for role in sorted(roles):
-        model = settings.model if role == "model" else settings.judge
-        base = settings.api_base if role == "model" else settings.judge_api_base
-        if role == "model" and model.startswith("pipeline:"):
-            return (
-                f"--bsa-batch {settings.batch}: the model {model!r} is your own pipeline "
-                "(pytest_bsa_generate), which no batch API can run; use --bsa-batch judge"
-            )
-        if model != "simulated" and batch_provider(model, base) is None:
-            return (
-                f"--bsa-batch {settings.batch}: the {role} {model!r} goes through litellm, which "
-                "has no batch path here; batch mode works for openai/... models (OpenAI or any "
-                "OpenAI-compatible --bsa-api-base) and anthropic/... models"
-            )
-    return None

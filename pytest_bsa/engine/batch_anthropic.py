@@ -17,9 +17,9 @@ from pytest_bsa.engine.anthropic_transport import (
     headers_for,
     messages_url,
 )
-from pytest_bsa.engine.batch import BatchState
+from pytest_bsa.engine.batch_types import BatchState
 from pytest_bsa.engine.http import HttpClient, HttpReply
-from pytest_bsa.engine.transports import endpoint_of, shorten
+from pytest_bsa.engine.http_errors import endpoint_of, shorten
 from pytest_bsa.engine.types import ChatRequest, ErrorKind, TransportError
 from pytest_bsa.models import Completion
 

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pytest_bsa.engine.batch import BatchState, Phase
+from pytest_bsa.engine.batch_types import BatchState, Phase
 from pytest_bsa.engine.http import HttpClient, HttpReply, http_error
+from pytest_bsa.engine.http_errors import endpoint_of, kind_for_status, shorten
 from pytest_bsa.engine.openai_compat import OpenAICompatTransport
-from pytest_bsa.engine.transports import endpoint_of, kind_for_status, shorten
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion
 from pytest_bsa.reasoning import completion_from_openai

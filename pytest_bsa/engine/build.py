@@ -11,15 +11,16 @@ from typing import Any
 
 from pytest_bsa import __version__
 from pytest_bsa.config import SIMULATED, Settings
-from pytest_bsa.engine.batch import batch_provider, batch_roles
 from pytest_bsa.engine.batch_openai import DEFAULT_BASE as OPENAI_BATCH_BASE
-from pytest_bsa.engine.cache import AnswerScope, Cache
+from pytest_bsa.engine.batch_setup import batch_provider, batch_roles
+from pytest_bsa.engine.cache import Cache
 from pytest_bsa.engine.keys import KeyChoice, choose_key
 from pytest_bsa.engine.preflight import unreachable
 from pytest_bsa.engine.retry import RetryPolicy
-from pytest_bsa.engine.runner import Engine, RequestSpec
+from pytest_bsa.engine.runner import Engine
+from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.engine.transports import make_transport
-from pytest_bsa.engine.types import Transport
+from pytest_bsa.engine.types import RequestSpec, Transport
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
@@ -66,13 +67,31 @@ def key_choices(
         if base is None and role in batched and batch_provider(model, None) == "openai":
             base = OPENAI_BATCH_BASE  # sent by our batch client, not read by litellm
         choices[role] = choose_key(role, model, base, var, env, option=option)
+    # More members of a judge panel share the judge's base URL and key variable (and its
+    # batch mode).
+    for number, member in enumerate(settings.judges[1:], start=2):
+        base = settings.judge_api_base
+        if base is None and "judge" in batched and batch_provider(member, None) == "openai":
+            base = OPENAI_BATCH_BASE
+        role = f"judge {number}"
+        choices[role] = choose_key(
+            role,
+            member,
+            base,
+            settings.judge_api_key_env,
+            env,
+            option="--bsa-judge-api-key-env",
+        )
     return choices
 
 
-def _price(settings: Settings, model: str) -> tuple[float, float] | None:
+def _price(
+    settings: Settings, model: str, *, simulated: bool = False
+) -> tuple[float, float] | None:
     """USD per million input, output tokens: --bsa-price, else litellm's price map (so direct
-    transports report costs and --bsa-max-cost holds for them). Simulated endpoints: unknown."""
-    if model == SIMULATED and model not in settings.prices:
+    transports report costs and --bsa-max-cost holds for them). Simulated endpoints (also a
+    judge panel's members the simulator plays): unknown."""
+    if (simulated or model == SIMULATED) and model not in settings.prices:
         return None
     from pytest_bsa.engine.prices import price_for
 
@@ -84,11 +103,13 @@ def _transport(
     role: str, model: str, base: str | None, key: KeyChoice, settings: Settings, cache: Any
 ) -> Transport:
     """The role's transport: direct or litellm, wrapped in a batching one for --bsa-batch.
+    ``role``: "model", "judge" or "judge N" (a panel's member N, batched with the judge).
     ``key`` is the role's :func:`key_choices` entry (the one place keys are decided)."""
     option = "--bsa-api-key-env" if role == "model" else "--bsa-judge-api-key-env"
-    if role not in batch_roles(settings.batch):
+    if role.split(" ")[0] not in batch_roles(settings.batch):
         return make_transport(model, base, key.api_key, api_key_env=key.env or option)
-    from pytest_bsa.engine.batch import BatchingTransport, make_batch_client
+    from pytest_bsa.engine.batch import BatchingTransport
+    from pytest_bsa.engine.batch_setup import make_batch_client
 
     wire = "openai/simulated" if model == SIMULATED else model
     if base is None and batch_provider(wire, base) == "openai":
@@ -125,12 +146,15 @@ def build_engine(
     scope: AnswerScope | None = None,
     rubric: Rubric = BSA_RUBRIC,
     pipeline: Any = None,
+    judge_only: bool = False,
 ) -> tuple[Engine, Any]:
     """Returns the engine and the simulator it started (or ``None``). With ``pipeline`` (a
     :class:`~pytest_bsa.engine.pipeline.Pipeline`), the model is the team's own hook.
 
     ``cache`` (opened from ``cache_dir`` when not given) and ``scope``, the run's answer scope
     (begun in the cache when not given; see :class:`~pytest_bsa.engine.cache.AnswerScope`).
+    ``judge_only`` builds an engine that only judges known outputs (judge-check, rejudge):
+    no model transport, no answer scope, and a model call is an error.
     """
     keys = keys if keys is not None else key_choices(settings)
     simulator = None
@@ -150,10 +174,12 @@ def build_engine(
     model_identity = _simulated_identity(settings) if settings.model == SIMULATED else None
     if cache is None:
         cache = open_cache(settings, cache_dir)
-    if pipeline is not None:
+    if judge_only:
+        model_transport: Any = NoModelTransport()
+    elif pipeline is not None:
         from pytest_bsa.engine.pipeline import PipelineTransport
 
-        model_transport: Any = PipelineTransport(pipeline)
+        model_transport = PipelineTransport(pipeline)
         model_identity = pipeline.identity
     else:
         model_transport = _transport(
@@ -163,8 +189,24 @@ def build_engine(
         "judge", settings.judge, judge_base, keys["judge"], settings, cache
     )
     fingerprint = run_fingerprint(settings)
-    if scope is None and cache is not None:
+    if scope is None and cache is not None and not judge_only:
         scope = cache.begin_run(fingerprint, settings.answers)
+    panel = [
+        (
+            RequestSpec(
+                member,
+                judge_base,
+                settings.judge_params,
+                price=_price(settings, member, simulated=settings.judge == SIMULATED),
+                rpm=settings.rpm,
+                tpm=settings.tpm,
+            ),
+            _transport(
+                f"judge {number}", member, judge_base, keys[f"judge {number}"], settings, cache
+            ),
+        )
+        for number, member in enumerate(settings.judges[1:], start=2)
+    ]
     engine = Engine(
         model=RequestSpec(
             settings.model,
@@ -198,6 +240,20 @@ def build_engine(
         breaker=settings.breaker,
         scope=scope,
         fingerprint=fingerprint,
+        panel=panel,
+        judge_samples=settings.judge_samples,
         adaptive=settings.concurrency_mode == "adaptive",
     )
     return engine, simulator
+
+
+class NoModelTransport:
+    """The model transport of a judge-only engine: every call is refused (never retried)."""
+
+    async def complete(self, request: Any, *, timeout: float) -> Any:
+        from pytest_bsa.engine.types import TransportError
+
+        raise TransportError("client", "this command judges saved outputs and calls no model")
+
+    async def aclose(self) -> None:
+        return None

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_bsa.config import Settings
-from pytest_bsa.engine.batch import batch_provider, batch_roles
-from pytest_bsa.engine.cache import CACHE_FILENAME, AnswerScope, Cache, CacheError
+from pytest_bsa.engine.batch_setup import batch_provider, batch_roles
+from pytest_bsa.engine.cache import CACHE_FILENAME, Cache, CacheError
 from pytest_bsa.engine.prices import price_for
-from pytest_bsa.estimate import History, RunEstimate, estimate_run
+from pytest_bsa.engine.scope import AnswerScope
+from pytest_bsa.estimate import History, PanelPrice, PriceLike, RunEstimate, estimate_run
 from pytest_bsa.models import Instance
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
@@ -44,15 +45,16 @@ def estimate_for(
     """The estimate shown in the header and by ``--collect-only``, and checked against
     ``--bsa-max-cost`` before the first call; the judge's prompts are ``rubric``'s."""
     use_cache = cache_dir is not None and settings.cache != "off"
+    judge, judge_price = judge_pricing(settings)
     return estimate_run(
         instances,
         samples=settings.samples,
         system_prompt=settings.system_prompt,
         max_tokens=settings.max_tokens,
         model=settings.model,
-        judge=settings.judge,
+        judge=judge,
         model_price=price_for(settings.model, settings.prices),
-        judge_price=price_for(settings.judge, settings.prices),
+        judge_price=judge_price,
         model_history=history_of(cache_dir, settings.model) if use_cache and cache_dir else None,
         concurrency=settings.concurrency,
         rpm=settings.rpm,
@@ -61,7 +63,40 @@ def estimate_for(
         rubric=rubric,
         judge_max_tokens=settings.judge_max_tokens,
         judge_reasoning_effort=settings.judge_reasoning_effort,
+        judge_asks=len(settings.judge_models) * settings.judge_samples,
     )
+
+
+def judge_pricing(settings: Settings) -> tuple[str, PriceLike | None]:
+    """The judge as the estimate names it, and its price: a panel's members share the judge's
+    calls (a member without a price makes the cost unknown, and is named); the simulator plays
+    every member of a simulated judge's panel."""
+    members = settings.judge_models
+    if settings.judge == "simulated":
+        members = tuple(m if m in settings.prices else "simulated" for m in members)
+    prices = [price_for(m, settings.prices) for m in members]
+    if len(members) == 1:
+        return members[0], prices[0]
+    unknown = [m for m, p in zip(members, prices, strict=True) if p is None]
+    if unknown:
+        return unknown[0], None
+    label = "simulated" if set(members) == {"simulated"} else settings.judge_label
+    return label, PanelPrice(tuple(p for p in prices if p is not None))
+
+
+def forecast_lines(
+    settings: Settings,
+    cache_dir: Path,
+    scope: AnswerScope | None,
+    instances: Sequence[Instance] | None,
+    rubric: Rubric = BSA_RUBRIC,
+) -> list[str]:
+    """The header's lines on cost: batch mode (if on) and the estimate of ``instances`` (None:
+    none yet; ``--collect-only`` prints it for what it collected)."""
+    lines = [batch_header(settings, cache_dir, scope)] if settings.batch != "off" else []
+    if instances is not None:
+        lines += estimate_for(settings, instances, cache_dir, rubric).lines()
+    return lines
 
 
 _PROVIDERS = {"openai": "the OpenAI batch API", "anthropic": "Anthropic message batches"}

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_bsa.engine.transports import (
+from pytest_bsa.engine.http_errors import (
     auth_hint,
     endpoint_of,
     error_message,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bsa.config import ConfigError, Settings
-from pytest_bsa.engine.runner import _redact  # key-like text masked, as for library errors
+from pytest_bsa.engine.http_errors import redact  # key-like text masked, as for library errors
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion, Instance, ReasoningState, Usage
 from pytest_bsa.reasoning import split_reasoning
@@ -51,11 +51,12 @@ def is_pipeline(model: str) -> bool:
 
 def check_pipeline(settings: Settings, *, implemented: bool) -> None:
     """Refuse settings that a pipeline run would silently ignore (exit 4, no call made)."""
-    if is_pipeline(settings.judge):
-        raise ConfigError(
-            f"--bsa-judge {settings.judge!r}: the judge must be a model, not a pipeline; "
-            "pass a litellm model string, e.g. --bsa-judge openai/gpt-4o"
-        )
+    for judge in settings.judge_models:
+        if is_pipeline(judge):
+            raise ConfigError(
+                f"--bsa-judge {judge!r}: the judge must be a model, not a pipeline; "
+                "pass a litellm model string, e.g. --bsa-judge openai/gpt-4o"
+            )
     if not is_pipeline(settings.model):
         return
     name = settings.model[len(PREFIX) :]
@@ -215,7 +216,7 @@ class PipelineTransport:
             raise
         except Exception as exc:
             raise TransportError(
-                "pipeline", f"{HOOK} raised {type(exc).__name__}: {_redact(str(exc))}"
+                "pipeline", f"{HOOK} raised {type(exc).__name__}: {redact(str(exc))}"
             ) from None
         return to_completion(value, latency_s=time.monotonic() - started)
 

@@ -6,7 +6,8 @@ run is bounded by the endpoints and the concurrency limit, not by pytest's test 
 
 A result is final for the run, endpoint errors included. The engine stops the whole run (every
 call not yet made fails at once with :class:`RunStopped`) when ``--bsa-max-cost`` is reached or
-when ``breaker`` calls in a row to one endpoint failed after all their retries.
+when ``breaker`` calls in a row to one endpoint failed after all their retries; each call's
+path (health, rate limit, slots, adaptive pace, batching, cost) is in ``calls.py``.
 """
 
 from __future__ import annotations
@@ -14,22 +15,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import re
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_bsa.engine import judges
 from pytest_bsa.engine.adaptive import AdaptiveEndpoint
-from pytest_bsa.engine.cache import AnswerScope, new_run_id
-from pytest_bsa.engine.health import EndpointHealth
-from pytest_bsa.engine.ratelimit import RateLimiter
-from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
-from pytest_bsa.engine.scheduler import PrioritySlots
-from pytest_bsa.engine.types import ChatRequest, Transport, TransportError
-from pytest_bsa.judge import Judge, JudgeKind
+from pytest_bsa.engine.answers import ModelAnswers
+from pytest_bsa.engine.calls import EndpointCalls
+from pytest_bsa.engine.counters import EngineStats
+from pytest_bsa.engine.retry import RetryPolicy
+from pytest_bsa.engine.scope import AnswerScope
+from pytest_bsa.engine.types import (
+    ChatRequest,
+    RequestSpec,
+    RunStopped,
+    Transport,
+    TransportError,
+    refuses_structured_output,
+)
+from pytest_bsa.judge import JudgeKind
 from pytest_bsa.models import Completion, Instance, InstanceResult, SampleResult
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
@@ -38,120 +44,6 @@ _priority: contextvars.ContextVar[int] = contextvars.ContextVar("bsa_priority", 
 _sample: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar(
     "bsa_sample", default=("", 0)
 )
-
-
-@dataclass
-class CallCounters:
-    """Totals for one role (model or judge) in this process."""
-
-    calls: int = 0
-    cached: int = 0
-    retries: int = 0
-    failures: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-    cost_known: bool = True
-    completed: int = 0
-    in_flight: int = 0
-
-    @property
-    def mean_cost(self) -> float:
-        return self.cost_usd / self.completed if self.completed else 0.0
-
-    @property
-    def typical_completion(self) -> int:
-        """Mean completion tokens so far (512 before the first answer), for --bsa-tpm."""
-        return self.completion_tokens // self.completed if self.completed else 512
-
-    def add(self, completion: Completion) -> None:
-        self.completed += 1
-        usage = completion.usage
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.reasoning_tokens += usage.reasoning_tokens
-        if usage.cost_usd is None:
-            self.cost_known = False
-        else:
-            self.cost_usd += usage.cost_usd
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class EngineStats:
-    model: CallCounters = field(default_factory=CallCounters)
-    judge: CallCounters = field(default_factory=CallCounters)
-    started: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True)
-class RequestSpec:
-    """How to reach one role's endpoint."""
-
-    model: str
-    api_base: str | None
-    params: dict[str, Any]
-    cache_base: str | None = None  # the endpoint's identity in cache keys (default: api_base)
-    price: tuple[float, float] | None = None  # USD per million input, output tokens
-    rpm: float | None = None
-    tpm: float | None = None
-
-
-class RunStopped(TransportError):
-    """The run was stopped (cost limit or circuit breaker): the call was not made."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("client", f"not run: {reason}")
-        self.reason = reason
-
-
-# Final failures that say the endpoint itself is in trouble (not one request's problem).
-BREAKER_KINDS: frozenset[str] = frozenset(
-    {"server", "connection", "timeout", "bad_response", "rate_limit", "auth"}
-)
-
-
-def served_identity(completion: Completion) -> tuple[str | None, str | None]:
-    """What the endpoint said it served: its ``model`` and ``system_fingerprint``."""
-    return completion.served_model, completion.system_fingerprint
-
-
-_SECRETISH = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[=:]\s*)[^\s'\",}]+")
-
-
-def _redact(message: str) -> str:
-    """An unexpected library error, one line, with anything key-like masked."""
-    return _SECRETISH.sub(r"\1***", " ".join(message.split()))[:300]
-
-
-_STRUCTURED_WORDS = ("response_format", "json_schema", "structured output", "response format")
-
-
-def refuses_structured_output(error: TransportError) -> bool:
-    """A 4xx that says the provider does not support the JSON-schema ``response_format``."""
-    text = str(error).lower()
-    return error.kind == "client" and any(word in text for word in _STRUCTURED_WORDS)
-
-
-def _priced(
-    completion: Completion, price: tuple[float, float] | None, factor: float = 1.0
-) -> Completion:
-    """``completion`` with its cost at ``price`` (USD per million tokens) times ``factor``
-    (0.5 for a batch API's discount)."""
-    if price is None:
-        return completion
-    usage = completion.usage
-    cost = factor * (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1e6
-    return completion.model_copy(update={"usage": usage.model_copy(update={"cost_usd": cost})})
-
-
-def _estimate_tokens(request: ChatRequest, typical_completion: int) -> int:
-    """Tokens a call will use, for --bsa-tpm: ~4 characters per prompt token."""
-    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
-    return chars // 4 + typical_completion
 
 
 class Engine:
@@ -176,6 +68,8 @@ class Engine:
         breaker: int | None = None,
         scope: AnswerScope | None = None,
         fingerprint: str = "",
+        panel: Sequence[tuple[RequestSpec, Transport]] = (),
+        judge_samples: int = 1,
         adaptive: bool = False,
     ) -> None:
         self.model = model
@@ -189,42 +83,44 @@ class Engine:
         self.cache = cache
         self.max_cost = max_cost
         self.breaker = breaker
-        self.scope = scope
-        self.fingerprint = fingerprint  # the run's settings fingerprint (cache run records)
-        self.stopped: str | None = None  # why the run stopped (cost limit or circuit breaker)
-        self.resume_refused: str | None = None  # why an interrupted run was not resumed
+        self.answers = ModelAnswers(
+            cache,
+            scope,
+            fingerprint=fingerprint,
+            identity=model.cache_base,
+            call=self._call_model,
+            wait_for=self._wait_for,
+        )
         self.cut: set[str] = set()  # instances with samples the stop cut (never completed)
-        self._consecutive = {"model": 0, "judge": 0}
-        self._health = {role: EndpointHealth(concurrency) for role in ("model", "judge")}
-        self._stop_event: asyncio.Event | None = None
-        self._verified: asyncio.Event | None = None  # resume: the served model was checked
-        self._probe_running = False
-        self._identity_recorded = False
-        self._limiters = {
-            "model": RateLimiter(model.rpm, model.tpm),
-            "judge": RateLimiter(judge_spec.rpm, judge_spec.tpm),
-        }
-        self._concurrency = concurrency
-        self._adaptive_mode = adaptive
-        # Per role, when adaptive: its endpoint's pace and limit (shared by roles that use the
-        # same endpoint; the roles' slots follow its limit). Set up on the loop.
-        self.adaptive: dict[str, AdaptiveEndpoint] = {}
         self.stats = EngineStats()
-        self.judge = Judge(
+        self.calls = EndpointCalls(
+            model=model,
+            judge_spec=judge_spec,
+            concurrency=concurrency,
+            timeout=timeout,
+            retry=retry,
+            stats=self.stats,
+            max_cost=max_cost,
+            breaker=breaker,
+            adaptive=adaptive,
+        )
+        # The judge, or the first member of a panel; more members (--bsa-judge repeated) and
+        # repeated asks (--bsa-judge-samples) make the engine's judge a Panel of them.
+        self._members: list[tuple[RequestSpec, Transport]] = [(judge_spec, judge_transport)]
+        self._members += list(panel)
+        self._member_judges = judges.member_judges(
+            self._members,
             self._judge_call,
-            judge_model=judge_spec.model,
             rubric=rubric,
-            params=judge_spec.params,
-            judge_endpoint=judge_spec.cache_base or judge_spec.api_base,
             cache=cache,
             max_reasks=judge_max_reasks,
             on_cache_hit=self._count_cached_verdict,
         )
+        self.judge: Any = judges.engine_judge(self._member_judges, judge_samples)
         self._futures: dict[str, Future[InstanceResult]] = {}
         self._next_priority = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
-        self._slots: dict[str, PrioritySlots] = {}
         self._thread = threading.Thread(target=self._serve, name="bsa-engine", daemon=True)
         self._ready = threading.Event()
         self._thread.start()
@@ -233,22 +129,32 @@ class Engine:
     def _count_cached_verdict(self) -> None:
         self.stats.judge.cached += 1
 
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped (cost limit or circuit breaker), or None."""
+        return self.calls.stopped
+
+    @property
+    def adaptive(self) -> dict[str, AdaptiveEndpoint]:
+        """Per role, in adaptive mode: its endpoint's pace and concurrency limit."""
+        return self.calls.adaptive
+
+    @property
+    def scope(self) -> AnswerScope | None:
+        """The stored model answers this run may use (a refused resume starts a new scope)."""
+        return self.answers.scope
+
+    @property
+    def resume_refused(self) -> str | None:
+        """Why an interrupted run was not resumed, if it was not."""
+        return self.answers.resume_refused
+
     # -- thread plumbing -------------------------------------------------------------------
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        # One pool per endpoint role: judge calls never hold back the model's (and vice versa).
-        self._slots = {role: PrioritySlots(self._concurrency) for role in ("model", "judge")}
-        self._stop_event = asyncio.Event()
-        if self.scope is not None and self.scope.resumed and self.scope.identity is not None:
-            self._verified = asyncio.Event()
-        if self._adaptive_mode:
-            endpoints: dict[str, AdaptiveEndpoint] = {}
-            for role, spec in (("model", self.model), ("judge", self.judge_spec)):
-                where = spec.api_base or spec.cache_base or spec.model.split("/", 1)[0]
-                control = endpoints.setdefault(where, AdaptiveEndpoint(self._concurrency))
-                control.follow(self._slots[role].resize)
-                self.adaptive[role] = control
+        self.calls.start(self._loop)
+        self.answers.start()
         self._loop.call_soon(self._ready.set)
         self._loop.run_forever()
 
@@ -279,7 +185,9 @@ class Engine:
     def batch_lines(self) -> list[str]:
         """Progress lines of the batches the run waits for (none without batch mode)."""
         transports = [
-            t for t in (self._model_transport, self._judge_transport) if hasattr(t, "status_lines")
+            t
+            for t in (self._model_transport, *(t for _, t in self._members))
+            if hasattr(t, "status_lines")
         ]
         if not transports or not self._thread.is_alive():
             return []
@@ -304,9 +212,8 @@ class Engine:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for transport in {
-                id(t): t for t in (self._model_transport, self._judge_transport)
-            }.values():
+            transports = (self._model_transport, *(t for _, t in self._members))
+            for transport in {id(t): t for t in transports}.values():
                 await transport.aclose()
 
         # Closing must never hide the run's own outcome.
@@ -323,6 +230,24 @@ class Engine:
             *(self._run_sample(instance, index) for index in range(self.samples))
         )
         return InstanceResult(instance=instance, samples=tuple(samples))
+
+    def judge_output(
+        self, instance: Instance, completion: Completion, index: int = 0
+    ) -> Future[SampleResult]:
+        """Judge a model output that is already known (no model call): the judge-check on
+        labelled cases and the re-judging of a saved run. Thread-safe; errors as in a run."""
+        with self._lock:
+            priority = self._next_priority
+            self._next_priority += 1
+        coro = self._judge_only(instance, completion, index, priority)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _judge_only(
+        self, instance: Instance, completion: Completion, index: int, priority: int
+    ) -> SampleResult:
+        _priority.set(priority)
+        _sample.set((instance.id, index))
+        return await judges.judge_known_output(self.judge, instance, completion, index)
 
     def model_request(self, instance: Instance, index: int) -> ChatRequest:
         messages: list[dict[str, Any]] = []
@@ -350,244 +275,57 @@ class Engine:
         except TransportError as exc:
             return SampleResult(index=index, completion=completion, error=str(exc))
         except Exception as exc:  # a client library's own failure: keep the run going, say what
-            error = f"unexpected {type(exc).__name__} in the client: {_redact(str(exc))}"
-            return SampleResult(index=index, completion=completion, error=error)
+            return SampleResult(
+                index=index, completion=completion, error=judges.client_failure(exc)
+            )
         return SampleResult(index=index, completion=completion, judgement=judgement)
 
-    def _answer_key(self, request: ChatRequest, index: int, scoped: bool = True) -> str:
-        """The answer's key in this run's scope (``scoped``), or in the scope every run shares
-        (the latest answer to the request, read by ``--bsa-answers=reuse``)."""
-        from pytest_bsa.engine.cache import completion_key
-
-        identity = self.model.cache_base or request.api_base
-        scope = self.scope.key_scope if self.scope is not None and scoped else None
-        return completion_key(request.model_copy(update={"api_base": identity}), index, scope)
-
     async def _complete_model(self, request: ChatRequest, index: int) -> Completion:
-        if self.cache is None:
-            return await self._call("model", self._model_transport, request)
-        if self._verified is not None and not self._verified.is_set():
-            if not self._probe_running:
-                return await self._probe(request, index)
-            await self._wait_for(self._verified)
-        key = self._answer_key(request, index)
-        hit = self.cache.get_completion(key)
-        if hit is not None:
-            self.stats.model.cached += 1
-            return hit
-        scope = self.scope.key_scope if self.scope is not None else None
-        completion = await self._call("model", self._model_transport, request, scope=scope)
-        self._store_answer(request, index, completion)
-        return completion
+        return await self.answers.complete(request, index, self._count_cached_answer)
 
-    def _store_answer(self, request: ChatRequest, index: int, completion: Completion) -> None:
-        """Store under this run's key and as the latest answer to the request (for reuse)."""
-        key = self._answer_key(request, index)
-        self.cache.put_completion(key, completion, model=request.model)
-        shared = self._answer_key(request, index, scoped=False)
-        if shared != key:
-            self.cache.put_completion(shared, completion, model=request.model)
-        scope = self.scope
-        if scope is not None and not scope.resumed and not self._identity_recorded:
-            self._identity_recorded = True
-            self.cache.set_run_identity(scope.run_id, *served_identity(completion))
+    def _count_cached_answer(self) -> None:
+        self.stats.model.cached += 1
 
-    async def _probe(self, request: ChatRequest, index: int) -> Completion:
-        """Resuming: sample once afresh and compare what the endpoint serves now with what the
-        interrupted run saw. A different model or system fingerprint starts a new run instead
-        (no stored answer of the old checkpoint is used); the other calls wait for the check."""
-        assert self.scope is not None and self._verified is not None
-        self._probe_running = True
-        try:
-            # A scope of its own: in batch mode the probe never joins a stored batch request.
-            probe_scope = f"probe-{new_run_id()}"
-            completion = await self._call(
-                "model", self._model_transport, request, scope=probe_scope
-            )
-        except TransportError as exc:
-            # Unchecked is not the same: do not resume (the other calls sample afresh).
-            self._refuse_resume(f"the served model could not be checked ({exc})")
-            raise
-        seen, expected = served_identity(completion), self.scope.identity
-        if expected is not None and (seen[0] or "", seen[1]) != (expected[0] or "", expected[1]):
-            self._refuse_resume(
-                f"the endpoint now serves {seen[0]!r} (system_fingerprint {seen[1]!r}), the "
-                f"interrupted run saw {expected[0]!r} ({expected[1]!r})"
-            )
-        self._verified.set()
-        self._store_answer(request, index, completion)
-        return completion
-
-    def _refuse_resume(self, why: str) -> None:
-        assert self.scope is not None and self._verified is not None
-        self.resume_refused = f"{why}: not resumed, every answer sampled afresh"
-        self.scope = self.scope.fresh()
-        self.cache.record_run(self.scope, self.fingerprint)
-        self._verified.set()
+    async def _call_model(self, request: ChatRequest, scope: str | None) -> Completion:
+        return await self._call("model", self._model_transport, request, scope=scope)
 
     async def _wait_for(self, event: asyncio.Event) -> None:
         """Wait for ``event``, or for the run to stop (then raise :class:`RunStopped`)."""
-        assert self._stop_event is not None
-        if not event.is_set():
-            waits = {
-                asyncio.ensure_future(event.wait()),
-                asyncio.ensure_future(self._stop_event.wait()),
-            }
-            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-        if self.stopped is not None and not event.is_set():
-            raise RunStopped(self.stopped)
+        await self.calls.wait_for(event)
 
     def stop(self, reason: str) -> None:
         """Stop the run: calls not yet made fail at once, retries stop waiting (thread-safe)."""
-        if self.stopped is None:
-            self.stopped = reason
-            if self._stop_event is not None:
-                self._loop.call_soon_threadsafe(self._stop_event.set)
-
-    async def _sleep(self, seconds: float) -> None:
-        """A retry's backoff, cut short when the run stops."""
-        assert self._stop_event is not None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), seconds)
-
-    async def _paced_sleep(self, seconds: float) -> None:
-        """A wait for the adaptive pace or a Retry-After pause; raises once the run stops."""
-        await self._sleep(seconds)
-        if self.stopped is not None:
-            raise RunStopped(self.stopped)
+        self.calls.stop(reason)
 
     async def _judge_call(
         self,
         messages: tuple[dict[str, Any], ...],
         response_format: dict[str, Any] | None,
         kind: JudgeKind,
+        *,
+        member: int = 0,
     ) -> Completion:
-        instance_id, index = _sample.get()
-        request = ChatRequest(
-            model=self.judge_spec.model,
-            messages=messages,
-            api_base=self.judge_spec.api_base,
-            params=self.judge_spec.params,
-            response_format=response_format,
-            headers={
-                "X-BSA-Instance": instance_id,
-                "X-BSA-Sample": str(index),
-                "X-BSA-Judge": kind,
-            },
-        )
+        spec, transport = self._members[member]
+        request = judges.judge_request(spec, messages, response_format, kind, _sample.get())
         try:
-            return await self._call("judge", self._judge_transport, request)
+            return await self._call("judge", transport, request, spec)
         except TransportError as exc:
             if response_format is None or not refuses_structured_output(exc):
                 raise
             # The provider refuses structured output: ask for JSON in text for the rest of the run.
-            self.judge.structured = False
+            self._member_judges[member].structured = False
             plain = request.model_copy(update={"response_format": None})
-            return await self._call("judge", self._judge_transport, plain)
-
-    def _committed_cost(self) -> float:
-        """Spent so far plus the expected cost of the calls in flight."""
-        return sum(
-            c.cost_usd + c.in_flight * c.mean_cost for c in (self.stats.model, self.stats.judge)
-        )
+            return await self._call("judge", transport, plain, spec)
 
     async def _call(
-        self, role: str, transport: Transport, request: ChatRequest, *, scope: str | None = None
+        self,
+        role: str,
+        transport: Transport,
+        request: ChatRequest,
+        spec: RequestSpec | None = None,
+        *,
+        scope: str | None = None,
     ) -> Completion:
-        """One call with its retries. ``scope``: the answer scope a batching transport keys its
-        stored batch requests by (None for the judge: verdicts are shared by every run)."""
-        counters = self.stats.model if role == "model" else self.stats.judge
-        spec = self.model if role == "model" else self.judge_spec
-        limiter = self._limiters[role]
+        """One call with its retries, the judge's after the model's of the same instance."""
         priority = (_priority.get(), 1 if role == "judge" else 0)
-        # A batching transport gathers every request into one provider batch: no slots, no
-        # client-side rate limit, no adaptive limit (the provider schedules the batch).
-        batched = bool(getattr(transport, "batched", False))
-        slots = self._slots[role]
-        control = None if batched else self.adaptive.get(role)
-        health = self._health[role]
-        troubled = False  # this call failed once (or probes a failing endpoint): counted
-
-        async def attempt() -> Completion:
-            nonlocal troubled
-            while True:
-                if self.stopped is not None:
-                    raise RunStopped(self.stopped)
-                if not troubled:
-                    troubled = await health.admit(self._stop_event)
-                if limiter.limited and not batched:
-                    await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
-                async with contextlib.nullcontext() if batched else slots.slot(priority):
-                    if self.stopped is not None:
-                        raise RunStopped(self.stopped)
-                    if not troubled and health.holding:
-                        continue  # the endpoint started failing while this call queued
-                    sent_at = 0.0
-                    if control is not None:  # the endpoint's pace and any Retry-After pause
-                        sent_at = await control.ready(self._paced_sleep)
-                    # Checked once a slot is held: counting what calls in flight will likely
-                    # cost, so the limit holds to within one call's cost per concurrent call.
-                    if self.max_cost is not None and self._committed_cost() >= self.max_cost:
-                        self.stop(
-                            f"the run reached its cost limit of ${self.max_cost:g} (--bsa-max-cost)"
-                        )
-                        raise RunStopped(str(self.stopped))
-                    counters.calls += 1
-                    counters.in_flight += 1
-                    started = time.monotonic()
-                    try:
-                        if batched:  # the run's answer scope picks which stored batch rows apply
-                            completion = await transport.complete(  # type: ignore[call-arg]
-                                request, timeout=self.timeout, scope=scope
-                            )
-                        else:
-                            completion = await transport.complete(request, timeout=self.timeout)
-                    except TransportError as exc:
-                        if control is not None and exc.kind == "rate_limit":
-                            control.on_rate_limit(sent_at, exc.retry_after)
-                        if exc.kind in BREAKER_KINDS:
-                            health.failed()
-                            if not troubled:
-                                troubled = health.enter()
-                        raise
-                    finally:
-                        counters.in_flight -= 1
-                    if control is not None:
-                        control.on_success(
-                            started, completion.latency_s, completion.usage.completion_tokens, role
-                        )
-                health.succeeded()
-                return _priced(completion, spec.price, getattr(transport, "price_factor", 1.0))
-
-        def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:
-            counters.retries += 1
-
-        try:
-            completion = await call_with_retries(
-                attempt, self.retry, on_retry=on_retry, sleep=self._sleep
-            )
-        except RunStopped:
-            raise
-        except TransportError as exc:
-            counters.failures += 1
-            if exc.kind in BREAKER_KINDS:
-                self._count_failure(role, spec, exc)
-            raise
-        finally:
-            if troubled:
-                health.leave()
-        self._consecutive[role] = 0
-        counters.add(completion)
-        return completion
-
-    def _count_failure(self, role: str, spec: RequestSpec, exc: TransportError) -> None:
-        self._consecutive[role] += 1
-        if self.breaker is not None and self._consecutive[role] >= self.breaker:
-            where = exc.endpoint or spec.api_base or spec.model
-            self.stop(
-                f"the {role} endpoint {where} failed {self._consecutive[role]} calls in a row "
-                f"after all retries (circuit breaker, --bsa-breaker {self.breaker}); last "
-                f"error: {exc}"
-            )
+        return await self.calls.call(role, transport, request, spec, priority=priority, scope=scope)

@@ -14,8 +14,58 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from pytest_bsa.reporting.view import REPORT_ONLY
 
 MISSED_TYPE = "bsa.missed"
+
+
+class JunitCases:
+    """The benchmark's test cases as the run reported them: nodeid -> (message, details) of an
+    instance that missed its criteria, or None (gates are left as pytest wrote them)."""
+
+    def __init__(self) -> None:
+        self.cases: dict[str, tuple[str, str] | None] = {}
+
+    def note(self, report: Any) -> None:
+        """One of pytest's test reports (setup, call or teardown)."""
+        nodeid = report.nodeid
+        if not nodeid.startswith("bsa::") or nodeid.startswith("bsa::gate::"):
+            return
+        if report.when == "setup":
+            self.cases.setdefault(nodeid, None)
+        if report.when == "call" and hasattr(report, "wasxfail"):
+            message = f"missed its criteria: {report.wasxfail}"
+            self.cases[nodeid] = (message, str(report.longrepr or message))
+
+    def fix(self, option: Any, *, report_only: bool) -> None:
+        """Rewrite pytest's ``--junitxml`` file, if the run (pytest's ``option``) wrote one."""
+        fix_junitxml(
+            getattr(option, "xmlpath", None),
+            self.cases,
+            prefix=getattr(option, "junitprefix", None),
+            report_only=report_only,
+        )
+
+
+def fix_junitxml(
+    xmlpath: str | None,
+    instances: Mapping[str, tuple[str, str] | None],
+    *,
+    prefix: str | None = None,
+    report_only: bool = False,
+) -> None:
+    """pytest's ``--junitxml`` file (``xmlpath`` as given) after a run: missed instances as
+    measured misses, names with scenario and category, REPORT ONLY in every suite's
+    properties. Nothing to do without the file or anything to change."""
+    if not xmlpath or not (instances or report_only):
+        return
+    file = Path(os.path.abspath(os.path.expanduser(os.path.expandvars(xmlpath))))
+    if not file.is_file():
+        return
+    properties = {"bsa_verdict": REPORT_ONLY} if report_only else None
+    rewrite(file, instances, prefix=prefix, properties=properties)
 
 
 def case_address(nodeid: str, prefix: str | None = None) -> tuple[str, str]:

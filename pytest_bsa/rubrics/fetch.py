@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from pytest_bsa.pinned import PinnedFileError, fetch_pinned
-from pytest_bsa.rubrics import RubricError
+from pytest_bsa.rubrics.base import RubricError
 
 OFFICIAL_REPO = "OpenStellarTeam/BSA"
 OFFICIAL_COMMIT = "b54c09fb8c8fdc0d568bdaff89ff0a46149ab094"
@@ -35,13 +35,26 @@ def official_url(name: str, endpoint: str | None = None) -> str:
     return f"{base}/{OFFICIAL_REPO}/{OFFICIAL_COMMIT}/Prompt/{name}"
 
 
+def official_dir(cache_dir: Path) -> Path:
+    return cache_dir / "rubrics" / f"official-{OFFICIAL_COMMIT[:12]}"
+
+
+OFFICIAL_SOURCE = f"{OFFICIAL_REPO}@{OFFICIAL_COMMIT[:12]}"
+
+
+def fetch_official_file(cache_dir: Path, name: str, *, fix: str | None = None) -> Path:
+    """One pinned official file in the cache (downloaded when missing or changed); raises
+    :class:`~pytest_bsa.pinned.PinnedFileError` naming ``fix``."""
+    fix = fix or _FIX.format(repo=OFFICIAL_REPO, commit=OFFICIAL_COMMIT)
+    target = official_dir(cache_dir) / name
+    return fetch_pinned(official_url(name), target, OFFICIAL_SHA256[name], fix=fix)
+
+
 def fetch_official(cache_dir: Path) -> tuple[Path, str]:
     """The directory holding the pinned official prompt files, and where they came from."""
-    directory = cache_dir / "rubrics" / f"official-{OFFICIAL_COMMIT[:12]}"
-    fix = _FIX.format(repo=OFFICIAL_REPO, commit=OFFICIAL_COMMIT)
-    for name, sha256 in OFFICIAL_SHA256.items():
+    for name in OFFICIAL_SHA256:
         try:
-            fetch_pinned(official_url(name), directory / name, sha256, fix=fix)
+            fetch_official_file(cache_dir, name)
         except PinnedFileError as exc:
             raise RubricError(f"--bsa-rubric official: {exc}") from exc
-    return directory, f"{OFFICIAL_REPO}@{OFFICIAL_COMMIT[:12]}"
+    return official_dir(cache_dir), OFFICIAL_SOURCE

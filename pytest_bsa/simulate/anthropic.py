@@ -6,7 +6,8 @@ an empty trace), a truncated or cut sample stops with ``max_tokens``, the served
 reply's ``model``, and a judge request, recognised by its verdict tool (``bsa_safety_verdict`` /
 ``bsa_reasoning_verdict``, or litellm's generic JSON tool with a ``Judge task:`` line) or by the
 official prompts' reply keys, gets its verdict as that tool's input or as text in the request's
-format. A refusing judge stops with ``stop_reason: refusal``.
+format (judges of known quality, ``judges:``, as on the chat route). A refusing judge stops
+with ``stop_reason: refusal``. A model request's system prompt selects ``system_prompt:`` rules.
 """
 
 from __future__ import annotations
@@ -19,23 +20,23 @@ from typing import Any
 
 from aiohttp import web
 
-from pytest_bsa.simulate.replies import model_reply, word_count
-from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, sample_behaviour
-from pytest_bsa.simulate.server import (
+from pytest_bsa.simulate.chat import (
     DEFAULT_MODEL,
     STATE_KEY,
-    _dumps,
-    _fault_response,
-    _instance_key,
-    _last_user,
+    dumps,
+    fault_response,
+    instance_key,
+    last_user_text,
+    scripted_reply,
+    system_prompt_of,
 )
+from pytest_bsa.simulate.replies import model_reply, word_count
+from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, sample_behaviour
 from pytest_bsa.simulate.verdicts import (
     REFUSAL_TEXT,
-    decide,
     detect,
     malformed_content,
     message_text,
-    reply_content,
     user_text,
 )
 
@@ -48,7 +49,7 @@ def anthropic_error(
     status: int, message: str, kind: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = {"type": "error", "error": {"type": kind, "message": message}}
-    return web.Response(status=status, body=_dumps(body), content_type=_JSON, headers=headers)
+    return web.Response(status=status, body=dumps(body), content_type=_JSON, headers=headers)
 
 
 def _chat_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -151,8 +152,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         probe = {"response_format": {"json_schema": {"name": tool[0], "schema": tool[1]}}}
     judge = detect(probe, text)
     role = "judge" if judge else "model"
-    last_user = _last_user(chat)
-    instance, sample = _instance_key(request, last_user)
+    last_user = last_user_text(chat)
+    instance, sample = instance_key(request, last_user)
     attempt, fault = state.begin(
         role, f"judge:{judge.kind}" if judge else "model", instance, sample
     )
@@ -168,9 +169,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
         kind = _ERROR_TYPES.get(fault.status, "api_error")
         return anthropic_error(fault.status, "simulated server error", kind)
     if fault is not None and fault.kind not in JUDGE_ONLY_FAULTS:
-        return await _fault_response(request, fault, model, prompt_tokens)
+        return await fault_response(request, fault, model, prompt_tokens)
     if judge is None:
-        behaviour = sample_behaviour(state.script, instance, sample)
+        behaviour = sample_behaviour(state.script, instance, sample, system_prompt_of(chat))
         if behaviour.latency > 0:
             await asyncio.sleep(behaviour.latency)
         model = state.script.served_model or model
@@ -179,15 +180,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
         output_tokens = int(reply["usage"]["completion_tokens"])
     else:
         refuses = sample_behaviour(state.script, instance, sample).judge_refuses
-        if refuses or (fault is not None and fault.kind == "judge_refusal"):
+        written: str | None = None
+        if fault is not None and fault.kind != "judge_refusal":  # malformed_verdict
+            written = malformed_content(attempt)
+        elif not refuses and fault is None:  # a judge of known quality may refuse too
+            written, _ = scripted_reply(state, body, request, judge)
+        if written is None:
             content, stop = [{"type": "text", "text": REFUSAL_TEXT}], "refusal"
             output_tokens = word_count(REFUSAL_TEXT)
         else:
-            if fault is not None:  # malformed_verdict
-                written = malformed_content(attempt)
-            else:
-                label, explanation = decide(judge, gullible=state.script.judge == "gullible")
-                written = reply_content(judge, label, explanation)
             answer = _object_or_none(written)
             if tool is not None and tool[0] and answer is not None:
                 content = [{"type": "tool_use", "id": f"toolu_sim_{next(_ids)}", "name": tool[0]}]
@@ -199,4 +200,4 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if fault is None:
         state.completed(role)
     reply_body = message_body(model, content, stop, prompt_tokens, output_tokens)
-    return web.Response(body=_dumps(reply_body), content_type=_JSON)
+    return web.Response(body=dumps(reply_body), content_type=_JSON)

@@ -37,6 +37,12 @@ script gives the same behaviour in every run and every process. In YAML::
                           # outside the data block of a judge request)
     served_model: ckpt-2        # the "model" model replies report (default: the requested one)
     system_fingerprint: fp-2    # their "system_fingerprint" (default: none)
+    system_prompt:        # behaviour when the model request carries a system prompt
+      - contains: "risks below"   # the first rule whose text is in it ("" matches any)
+        default: {covered: true}  # overrides on top of the instance's behaviour
+        instances: {<instance id>: {safe: true}}
+    judges:               # judges of known quality by requested model name (simulate/judges.py)
+      noisy: {flip: 0.2}  # | toward_safe | refuse | unstable (shares); {} is a perfect judge
 
 Attempts are counted per (role, instance, sample); the judge's safety and reasoning verdicts of
 one sample are counted apart.
@@ -44,13 +50,14 @@ one sample are counted apart.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from pytest_bsa.simulate.chance import unit_hash
+from pytest_bsa.simulate.judges import JudgeQuality
 from pytest_bsa.simulate.markers import Coverage
 
 ReasoningMode = Literal[
@@ -87,13 +94,6 @@ Chance = float | bool | list[bool]
 
 class ScriptError(ValueError):
     """A script that cannot be loaded; the message names the file and the bad location."""
-
-
-def unit_hash(*parts: object) -> float:
-    """A deterministic number in [0, 1) from ``parts`` (same in every process)."""
-    key = "\x1f".join(str(p) for p in parts).encode()
-    digest = hashlib.blake2b(key, digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def _decide(chance: Chance, seed: int, instance_id: str, sample: int, what: str) -> bool:
@@ -218,6 +218,18 @@ class BatchBehaviour(_Strict):
     fail: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class PromptRule(_Strict):
+    """Behaviour under a system prompt: applies when the model request's system message
+    contains ``contains`` (an empty string matches any system prompt)."""
+
+    contains: str = ""
+    default: BehaviourOverride = BehaviourOverride()
+    instances: dict[str, BehaviourOverride] = Field(default_factory=dict)
+
+    def applies(self, system_prompt: str | None) -> bool:
+        return system_prompt is not None and self.contains in system_prompt
+
+
 class Script(_Strict):
     """The whole script. ``Script.load(path)`` reads YAML or JSON; ``Script()`` is the default."""
 
@@ -231,15 +243,24 @@ class Script(_Strict):
     # What the model replies say was served (a checkpoint swapped under a stable name):
     served_model: str | None = None  # the reply's "model"; default: the requested name
     system_fingerprint: str | None = None  # the reply's "system_fingerprint"; default: none
+    system_prompt: tuple[PromptRule, ...] = ()  # behaviour under a system prompt
+    judges: dict[str, JudgeQuality] = Field(default_factory=dict)  # by requested model name
 
     _merged: dict[str, Behaviour] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any, /) -> None:
         self._merged = {iid: self.default.merged(o) for iid, o in self.instances.items()}
 
-    def behaviour(self, instance_id: str) -> Behaviour:
-        """The merged behaviour for one instance (precomputed)."""
-        return self._merged.get(instance_id, self.default)
+    def behaviour(self, instance_id: str, system_prompt: str | None = None) -> Behaviour:
+        """The merged behaviour for one instance (precomputed), under the first rule of
+        ``system_prompt:`` that applies to the request's system prompt."""
+        base = self._merged.get(instance_id, self.default)
+        rule = next((r for r in self.system_prompt if r.applies(system_prompt)), None)
+        if rule is None:
+            return base
+        base = base.merged(rule.default)
+        override = rule.instances.get(instance_id)
+        return base if override is None else base.merged(override)
 
     @classmethod
     def load(cls, path: str | Path) -> Script:
@@ -339,9 +360,12 @@ class SampleBehaviour(_Strict):
         return THINK_LABEL_BY_COVERAGE[scenario][self.coverage]
 
 
-def sample_behaviour(script: Script, instance_id: str, sample: int) -> SampleBehaviour:
-    """The scripted behaviour of one sample (pure and deterministic)."""
-    b = script.behaviour(instance_id)
+def sample_behaviour(
+    script: Script, instance_id: str, sample: int, system_prompt: str | None = None
+) -> SampleBehaviour:
+    """The scripted behaviour of one sample (pure and deterministic); ``system_prompt`` is the
+    model request's system message, if any."""
+    b = script.behaviour(instance_id, system_prompt)
     seed = script.seed
     covered = _decide(b.covered, seed, instance_id, sample, "covered")
     lat = b.latency

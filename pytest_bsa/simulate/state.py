@@ -10,6 +10,7 @@ import threading
 from collections import Counter, deque
 from typing import Any
 
+from pytest_bsa.simulate.judges import JudgeBook
 from pytest_bsa.simulate.script import JUDGE_ONLY_FAULTS, Fault, Script
 
 ROLES = ("model", "judge")
@@ -21,6 +22,7 @@ class SimulatorState:
 
     def __init__(self, script: Script) -> None:
         self.script = script
+        self.judges = JudgeBook(script.judges, script.seed)  # judges of known quality
         self._lock = threading.Lock()
         self._attempts: Counter[tuple[str, str, int]] = Counter()
         self._counts: dict[str, Counter[str]] = {role: Counter() for role in ROLES}
