@@ -47,6 +47,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _per_minute(text: str) -> float:
+    """A rate limit: a positive number per minute (0 would never send; no limit is no option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive number per minute, e.g. 60; leave the option out "
+            "for no limit"
+        )
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -263,13 +277,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-rpm",
-        type=_non_negative_float,
-        help="requests per minute per endpoint (queues, never fails). Default: unlimited.",
+        type=_per_minute,
+        metavar="N",
+        help="requests per minute per endpoint, > 0 (calls wait their turn, never fail). "
+        "Default: unlimited.",
     )
     add(
         "--bsa-tpm",
-        type=_non_negative_float,
-        help="tokens per minute per endpoint. Default: unlimited.",
+        type=_per_minute,
+        metavar="N",
+        help="tokens per minute per endpoint, > 0. Default: unlimited.",
     )
     add(
         "--bsa-max-cost",

@@ -111,6 +111,10 @@ CASES: dict[str, Case] = {
     "shard-3-of-2": Case(("--bsa-shard=3/2",), ("--bsa-shard", "'3/2' is not I/N")),
     "temperature-negative": Case(("--bsa-temperature=-1",), ("--bsa-temperature", "non-negative")),
     "max-cost-nan": Case(("--bsa-max-cost=nan",), ("--bsa-max-cost", "'nan' is not a non-neg")),
+    # 0 requests (tokens) per minute would never send: refused, not an INTERNALERROR (review 1)
+    "rpm-0": Case(("--bsa-rpm=0",), ("--bsa-rpm", "'0' is not a positive number per minute")),
+    "tpm-0": Case(("--bsa-tpm=0",), ("--bsa-tpm", "'0' is not a positive", "leave the option")),
+    "rpm-inf": Case(("--bsa-rpm=inf",), ("--bsa-rpm", "'inf' is not a positive number")),
     "max-errors-negative": Case(("--bsa-max-errors=-1",), ("--bsa-max-errors", "non-negative")),
     "gate-unknown": Case(("--bsa-gate=strict",), ("--bsa-gate", "invalid choice: 'strict'")),
     "param-without-value": Case(("--bsa-param=top_p",), ("--bsa-param 'top_p'", "KEY=VALUE")),
