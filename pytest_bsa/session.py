@@ -70,6 +70,7 @@ from pytest_bsa.reporting.outputs import (
     Outputs,
     check_targets,
     endpoint_host,
+    pytest_targets,
     scrub_params,
     write_outputs,
 )
@@ -265,7 +266,7 @@ class BsaSession:
                 )
                 if p and Path(p).is_file()
             ]
-            check_targets(outputs.targets(), inputs)
+            check_targets({**outputs.targets(), **pytest_targets(config)}, inputs)
             check_cache(_cache_dir(settings), settings.cache)
             if settings.simulate_script:
                 Script.load(settings.simulate_script)

@@ -289,6 +289,16 @@ CASES: dict[str, Case] = {
         ("--bsa-report={d}/r.txt", "--bsa-markdown={d}/r.txt"),
         ("--bsa-report and --bsa-markdown both write", "its own file"),
     ),
+    # pytest's own JUnit file counts too: the JSON report silently replaced it (review 1)
+    "junitxml-and-report-one-file": Case(
+        ("--junitxml={d}/same.out", "--bsa-report={d}/same.out"),
+        ("--bsa-report and --junitxml both write", "its own file"),
+    ),
+    "junit-xml-alias-is-the-dataset": Case(
+        ("--bsa-dataset={d}/d.csv", "--junit-xml={d}/d.csv"),
+        ("--junitxml", "is an input of this run", "another file"),
+        write("d.csv", csv_rows(ROW)),
+    ),
     "output-overwrites-the-dataset": Case(
         ("--bsa-dataset={d}/d.csv", "--bsa-html={d}/d.csv"),
         ("--bsa-html", "is an input of this run", "another file"),

@@ -62,6 +62,13 @@ class Outputs:
         )
 
 
+def pytest_targets(config: Any) -> dict[str, Path]:
+    """The files pytest itself writes beside ours (``--junitxml``), so that no output of the
+    run overwrites another or an input."""
+    xmlpath = getattr(config.option, "xmlpath", None)
+    return {"--junitxml": Path(xmlpath).expanduser()} if xmlpath else {}
+
+
 def check_target(option: str, path: Path) -> None:
     """Refuse, before any work, an output file that could not be written.
 
