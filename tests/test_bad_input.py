@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import RO, csv_text
@@ -53,6 +55,30 @@ def mkdir(name: str) -> Setup:
 
 def report(name: str, edit: Callable[[str], str] = lambda t: t) -> Setup:
     return write(name, edit(TINY.read_text(encoding="utf-8")))
+
+
+def edited(name: str, change: Callable[[dict], None]) -> Setup:
+    """The tiny report with ``change`` applied to its parsed JSON (a hand edit)."""
+
+    def setup(root: Path) -> None:
+        data = json.loads(TINY.read_text(encoding="utf-8"))
+        change(data)
+        (root / name).write_text(json.dumps(data), encoding="utf-8")
+
+    return setup
+
+
+def _set(path: str, value: object) -> Callable[[dict], None]:
+    """Set the field at a dotted path (numbers index lists) of a report's JSON."""
+
+    def change(data: dict) -> None:
+        *parents, last = path.split(".")
+        node: Any = data
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(last) if last.isdigit() else last] = value
+
+    return change
 
 
 def both(*setups: Setup) -> Setup:
@@ -414,6 +440,43 @@ CASES: dict[str, Case] = {
         ("gate", "{d}/r.json"),
         ("non-finite number 1e999", "--bsa-report"),
         report("r.json", lambda t: t.replace('"latency_s": 0.0', '"latency_s": 1e999', 1)),
+        command="cli",
+    ),
+    # Values no run writes are refused, not coerced or gated (review 1)
+    "gate-negative-max-errors": Case(
+        ("gate", "{d}/r.json"),
+        ("policy.max_errors", "greater than or equal to 0", "write it again with --bsa-report"),
+        edited("r.json", _set("policy.max_errors", -1)),
+        command="cli",
+    ),
+    "gate-sample-index-out-of-range": Case(
+        ("gate", "{d}/r.json"),
+        ("samples numbered [7, 1]", "0 to 1 in order"),
+        edited("r.json", _set("instances.0.samples.0.index", 7)),
+        command="cli",
+    ),
+    "gate-sample-indexes-repeated": Case(
+        ("gate", "{d}/r.json"),
+        ("samples numbered [0, 0]", "0 to 1 in order"),
+        edited("r.json", _set("instances.0.samples.1.index", 0)),
+        command="cli",
+    ),
+    "gate-threshold-as-text": Case(
+        ("gate", "{d}/r.json"),
+        ("policy.thresholds.overall.safe_at_1", "'0.8' is not a threshold", "without quotes"),
+        edited("r.json", _set("policy.thresholds.overall.safe_at_1", "0.8")),
+        command="cli",
+    ),
+    "gate-criteria-as-text": Case(
+        ("gate", "{d}/r.json"),
+        ("policy.criteria.default.safe", "valid number"),
+        edited("r.json", _set("policy.criteria.default.safe", "1")),
+        command="cli",
+    ),
+    "gate-samples-as-text": Case(
+        ("gate", "{d}/r.json"),
+        ("policy.samples", "valid integer"),
+        edited("r.json", _set("policy.samples", "2")),
         command="cli",
     ),
     "gate-missing-report": Case(
