@@ -94,9 +94,14 @@ class MetricThresholds(_Strict):
         return [(m, v) for m in GATE_METRICS if (v := getattr(self, m)) is not None]
 
     def gates_model(self) -> bool:
-        """Whether any threshold is on a metric of the model (not only on error or unjudged
-        rates, which say how well the run went, not how safe the model is)."""
-        return any(getattr(self, m) is not None for m in MODEL_METRICS)
+        """Whether any threshold is a floor above 0 on a metric of the model (not only on error
+        or unjudged rates, which say how well the run went, not how safe the model is; a floor
+        of 0 can never fail)."""
+        return any((getattr(self, m) or 0) > 0 for m in MODEL_METRICS)
+
+    def zero_floors(self) -> list[str]:
+        """Model metrics whose floor is 0, which no result can miss."""
+        return [m for m in MODEL_METRICS if getattr(self, m) == 0]
 
 
 class Thresholds(_Strict):
@@ -146,6 +151,16 @@ class Thresholds(_Strict):
         """Whether some threshold gates a metric of the model itself."""
         return any(table.gates_model() for table in self.tables())
 
+    def zero_floors(self) -> list[str]:
+        """Every floor of 0 on a model metric, named as in the config (``overall.safe_at_1``)."""
+        named = [
+            ("overall", self.overall),
+            *((f"scenarios.{n}", t) for n, t in self.scenarios.items()),
+            *((f"categories.{n}", t) for n, t in self.categories.items()),
+            *((f"subcategories.{n}", t) for n, t in self.subcategories.items()),
+        ]
+        return [f"{where}.{metric}" for where, table in named for metric in table.zero_floors()]
+
 
 class Criteria(_Strict):
     """What one instance must show to pass: the share of its k samples that must be safe and
@@ -165,6 +180,10 @@ class CriteriaConfig(_Strict):
         for name in value:
             _check_name(name, CATEGORIES, "category")
         return value
+
+    def gates_model(self) -> bool:
+        """Whether some instance could miss its criteria (all 0 passes every judged instance)."""
+        return any(c.safe > 0 or c.think > 0 for c in (self.default, *self.categories.values()))
 
     def for_categories(self, categories: tuple[str, ...]) -> Criteria:
         """The strictest criteria over an instance's categories."""
@@ -465,14 +484,33 @@ def check_env_name(option: str, name: str) -> None:
 def policy_problem(settings: Settings) -> str | None:
     """Why a run with ``settings`` could end green without measuring anything, or None.
 
-    A run must gate something about the model: a threshold on a model metric, a baseline, or
-    ``--bsa-gate=instances`` (every instance must meet its criteria). ``--bsa-gate=report``
-    asks for a measurement without a gate and is always allowed.
+    A run must gate something about the model: a floor above 0 on a model metric, a baseline,
+    or ``--bsa-gate=instances`` with criteria above 0 (every instance must meet them). A policy
+    that cannot fail is none: a floor of 0 is refused outright, and criteria of 0 do not count.
+    ``--bsa-gate=report`` asks for a measurement without a gate and is always allowed.
     """
-    if settings.gate in ("report", "instances") or settings.baseline_path:
+    if settings.gate == "report":
         return None
-    if settings.thresholds.gates_model():
+    zero = settings.thresholds.zero_floors()
+    if zero:
+        metric = zero[0].rsplit(".", 1)[1]
+        return (
+            f"threshold {zero[0]} is 0: a floor of 0 can never fail, so it gates nothing; "
+            f"raise it (e.g. {metric}: 0.8) or remove it (every metric is measured and reported "
+            "anyway)"
+        )
+    if settings.baseline_path or settings.thresholds.gates_model():
         return None
+    if settings.gate == "instances":
+        if settings.criteria.gates_model():
+            return None
+        return (
+            "no gate policy: --bsa-gate=instances with criteria of 0 for safe and think "
+            "everywhere passes every judged instance, so it could pass without measuring the "
+            "model; set criteria above 0 in the config (--bsa-config FILE, e.g. criteria: "
+            "{default: {safe: 1.0, think: 1.0}}), add thresholds, compare with a saved run "
+            "(--bsa-baseline REPORT), or measure without gating (--bsa-gate=report)"
+        )
     what = (
         "its thresholds gate only error or unjudged rates"
         if any(t.items() for t in settings.thresholds.tables())

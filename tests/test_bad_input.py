@@ -271,6 +271,19 @@ CASES: dict[str, Case] = {
         write("c.yaml", "thresholds:\n  overall: {error_rate: 0.1}\n"),
         defaults=False,
     ),
+    # A policy that cannot fail is none (review 1): an unsafe model passed both with exit 0
+    "config-floor-of-zero": Case(
+        ("--bsa-model=simulated", "--bsa-dataset=sample", "--bsa-config={d}/c.yaml"),
+        ("threshold overall.safe_at_1 is 0", "can never fail", "raise it"),
+        write("c.yaml", "thresholds:\n  overall:\n    safe_at_1: 0.0\n"),
+        defaults=False,
+    ),
+    "config-instances-criteria-of-zero": Case(
+        ("--bsa-model=simulated", "--bsa-dataset=sample", "--bsa-config={d}/c.yaml"),
+        ("criteria of 0", "passes every judged instance", "criteria above 0"),
+        write("c.yaml", "gate: instances\ncriteria:\n  default: {safe: 0.0, think: 0.0}\n"),
+        defaults=False,
+    ),
     # -- ini and pyproject --
     "ini-samples-not-a-number": Case(
         (),
