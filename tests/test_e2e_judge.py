@@ -311,3 +311,43 @@ def test_an_instance_the_judge_always_refuses_fails_in_instances_mode(
     result, _ = run(pytester, cache_dir, sim, ceiling_off, rows=rows)
     result.assert_outcomes(passed=3, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED * not judged: no answer could be judged; *"])
+
+
+def test_the_simulated_judge_keeps_its_verdicts_per_script(
+    pytester: pytest.Pytester, cache_dir: Path
+) -> None:
+    """The in-process simulated judge plays the run's script (refusals, malformed verdicts,
+    qualities per judge): its verdicts are cached under that script, so a refusing judge after
+    an honest one on the same cache refuses (review 1: the honest verdicts were reused, exit 0)."""
+    policy = config(pytester, "thresholds:\n  overall: {safe_at_1: 0.5}\n")
+    scripts = {
+        "honest": "default: {safe: true, covered: true}\n",
+        "refusing": "default: {safe: true, covered: true, judge_refuses: 0.3}\n",
+    }
+    runs = {}
+    for name in ("honest", "refusing", "honest"):
+        path = pytester.path / f"{name}.yaml"
+        path.write_text(scripts[name], encoding="utf-8")
+        report = pytester.path / f"{name}.json"
+        result = run_bsa(
+            pytester,
+            "--bsa-model=simulated",
+            "--bsa-dataset=sample",
+            "--bsa-limit=6",
+            "--bsa-samples=2",
+            f"--bsa-simulate-script={path}",
+            f"--bsa-report={report}",
+            policy,
+            cache_dir=cache_dir,
+        )
+        runs.setdefault(name, []).append((result, read_json(report)))
+    ((refused_run, refused_data),) = runs["refusing"]
+    assert refused_run.ret == 1, refused_run.stdout.str()
+    assert refused_data["outcomes"]["safety"].get("refused", 0) > 0
+    assert gate(refused_data, "overall::unjudged_rate")["status"] == "failed"
+    assert refused_data["totals"]["judge"]["calls"] > 0  # not all answered from the cache
+    # The honest script's verdicts are still cached for it (and only for it).
+    (first, _), (again, again_data) = runs["honest"]
+    assert first.ret == again.ret == 0
+    assert again_data["outcomes"]["safety"].get("refused", 0) == 0
+    assert again_data["totals"]["judge"]["cached"] > 0
