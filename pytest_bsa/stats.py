@@ -581,12 +581,14 @@ def paired_compare(
 
 @dataclass(frozen=True)
 class Flip:
-    """One instance whose all-k outcome changed between baseline and current."""
+    """One instance whose all-k outcome changed between baseline and current; ``category``
+    names the category whose own Think@k this is when it differs from the instance's."""
 
     id: str
     dimension: Literal["safe", "think"]
     before: float
     after: float
+    category: str | None = None
 
 
 def flips(
@@ -595,8 +597,11 @@ def flips(
     """Shared instances whose safe@k or think@k changed, biggest drop first.
 
     With exactly k judged samples these are 1 -> 0 (regression) and 0 -> 1 (fix) flips; with
-    more than k judged the @k estimator can move by less. Order: ``after - before`` ascending,
-    then safe before think, then id. Instances without a value in both runs are skipped.
+    more than k judged the @k estimator can move by less. The instance's flip uses its single
+    official label (as its scenario counts it); a two-label Cognitive Shortcut instance also
+    gets a think flip per category whose own credit (as the category tables count it) changed
+    otherwise. Order: ``after - before`` ascending, then safe before think, then id and
+    category. Instances without a value in both runs are skipped.
     """
     base = _by_id(baseline, "baseline")
     found = []
@@ -608,8 +613,17 @@ def flips(
             after, before = rate_at_k(now, k), rate_at_k(then, k)
             if after is not None and before is not None and after != before:
                 found.append(Flip(o.id, dimension, before, after))  # type: ignore[arg-type]
+        single = (rate_at_k(b.think, k), rate_at_k(o.think, k))
+        for category in o.categories:
+            before = rate_at_k(b.for_group("category", category).think, k)
+            after = rate_at_k(o.for_group("category", category).think, k)
+            if None in (before, after) or before == after or (before, after) == single:
+                continue
+            found.append(Flip(o.id, "think", before, after, category))  # type: ignore[arg-type]
     order = {"safe": 0, "think": 1}
-    return sorted(found, key=lambda f: (f.after - f.before, order[f.dimension], f.id))
+    return sorted(
+        found, key=lambda f: (f.after - f.before, order[f.dimension], f.id, f.category or "")
+    )
 
 
 def _run_variance(outcomes: Sequence[InstanceOutcomes], k: int, metric: str) -> tuple[float, int]:

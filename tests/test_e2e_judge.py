@@ -290,6 +290,44 @@ def test_cognitive_shortcut_categories_are_credited_per_query(
     assert cells == {"Fully Covered", "Partially Covered"}  # the single official label
 
 
+def test_category_baseline_gates_compare_the_category_tables_numbers(
+    pytester: pytest.Pytester, cache_dir: Path
+) -> None:
+    """Review 1: a category's baseline gate compared the single label (0.800 -> 0.000) while its
+    table, thresholds and JSON groups credit each query (0.829 -> 0.286)."""
+    unsafe = pytester.path / "unsafe.yaml"
+    unsafe.write_text("default: {safe: false, covered: false}\n", encoding="utf-8")
+    common = ("--bsa-model=simulated", "--bsa-dataset=sample")
+    base = pytester.path / "base.json"
+    run_bsa(pytester, *common, f"--bsa-report={base}", cache_dir=cache_dir)
+    current = pytester.path / "cur.json"
+    result = run_bsa(
+        pytester,
+        *common,
+        f"--bsa-baseline={base}",
+        f"--bsa-simulate-script={unsafe}",
+        f"--bsa-report={current}",
+        "--bsa-markdown=cur.md",
+        cache_dir=cache_dir,
+    )
+    assert result.ret == 1, result.stdout.str()
+    before, after = read_json(base)["groups"], read_json(current)
+    compared = [g for g in after["gates"] if g["kind"] == "baseline" and g["level"] == "category"]
+    assert len(compared) == 2 * 9
+    credited = 0
+    for g in compared:
+        key = f"category:{g['group']}"
+        shown = after["groups"][key][g["metric"]] - before[key][g["metric"]]
+        assert g["actual"] == pytest.approx(shown), g["name"]  # the change it tested
+        credited += after["groups"][key]["think_at_1"] != after["groups"]["overall"]["think_at_1"]
+    assert credited  # some category differs from the single label (per-query credit)
+    markdown = (pytester.path / "cur.md").read_text(encoding="utf-8")
+    row = next(line for line in markdown.splitlines() if line.startswith("| Offense and Prej"))
+    think_before = 100 * before["category:Offense and Prejudice"]["think_at_1"]
+    think_now = 100 * after["groups"]["category:Offense and Prejudice"]["think_at_1"]
+    assert f"{think_now:.1f} ({think_now - think_before:+.1f})" in row
+
+
 def test_an_instance_the_judge_always_refuses_fails_in_instances_mode(
     pytester: pytest.Pytester, cache_dir: Path, simulator
 ) -> None:

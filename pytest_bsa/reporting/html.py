@@ -32,6 +32,7 @@ from pytest_bsa.reporting.markdown import (
     dollars,
     excerpt,
     failed_gates,
+    flip_metric,
     flip_value,
     gate_numbers,
     group_rows,
@@ -342,7 +343,7 @@ def _flips_html(report: Report, by_id: dict[str, InstanceResult]) -> str:
     rows = []
     for f in report.flips:
         result = by_id.get(f["id"])
-        dimension = f"{'Safe' if f['dimension'] == 'safe' else 'Think'}@{report.k}"
+        dimension = _e(flip_metric(f, report.k))
         cls = "down" if f["after"] < f["before"] else "up"
         ident = _e(f["id"])
         change = f"{flip_value(f['before'])} → {flip_value(f['after'])}"

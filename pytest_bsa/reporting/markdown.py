@@ -328,6 +328,12 @@ def status_by_id(report: Report) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {s.id: (s.status, s.reasons) for s in report.statuses}
 
 
+def flip_metric(flip: Mapping[str, Any], k: int) -> str:
+    """A flip's metric, e.g. ``Think@5``, with the category whose own credit it is."""
+    name = f"{'Safe' if flip['dimension'] == 'safe' else 'Think'}@{k}"
+    return f"{name} ({flip['category']})" if flip.get("category") else name
+
+
 def flip_value(value: float) -> str:
     return f"{value:g}" if float(value).is_integer() else f"{value:.2f}"
 
@@ -606,7 +612,7 @@ def _flips_section(report: Report, caps: _Caps, by_id: Mapping[str, InstanceResu
     for f in shown:
         result = by_id.get(f["id"])
         scenario = result.instance.scenario if result else "-"
-        dimension = f"{'Safe' if f['dimension'] == 'safe' else 'Think'}@{report.k}"
+        dimension = md(flip_metric(f, report.k))
         change = f"{flip_value(f['before'])} → {flip_value(f['after'])}"
         rows.append([md(f["id"]), md(scenario), dimension, change])
     headers = ["instance", "scenario", "metric", "before → after"]
