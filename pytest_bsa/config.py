@@ -78,7 +78,7 @@ class MetricThresholds(_Strict):
     def _numbers_only(cls, value: Any) -> Any:
         if isinstance(value, (bool, str)):
             raise ValueError(
-                f"{value!r} is not a threshold: write a number such as 0.9 (without quotes)"
+                f"{value!r} is not a threshold: write a fraction such as 0.9 (without quotes)"
             )
         return value
 
