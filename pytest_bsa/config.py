@@ -58,6 +58,9 @@ DEFAULT_BREAKER = 5
 # How a sample the model left without an answer (or reasoning) counts: failed, or apart.
 OutcomeRule = Literal["fail", "skip"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+# Where reasoning in a response's content can start: only a leading <think>/<thinking> block
+# (a bare </think> is answer text), or inside a block the model's chat template opened.
+ThinkTags = Literal["leading", "template"]
 DEFAULT_MAX_UNJUDGED = 0.05
 DEFAULT_JUDGE_MAX_TOKENS = 8192
 
@@ -328,6 +331,7 @@ class FileConfig(_Strict):
     max_unjudged: float | None = Field(None, ge=0, le=1)
     no_answer: OutcomeRule | None = None
     no_reasoning: OutcomeRule | None = None
+    think_tags: ThinkTags | None = None
 
     @field_validator("judge", mode="before")
     @classmethod
@@ -405,6 +409,7 @@ class Settings(_Strict):
     max_unjudged: float = DEFAULT_MAX_UNJUDGED
     no_answer: OutcomeRule = "fail"
     no_reasoning: OutcomeRule = "fail"
+    think_tags: ThinkTags = "leading"
 
     @property
     def policy(self) -> GatePolicy:
@@ -676,6 +681,7 @@ _FILE_SCALARS = (
     "no_answer",
     "no_reasoning",
     "breaker",
+    "think_tags",
 )
 
 

@@ -430,6 +430,14 @@ def _add_judge_options(parser: pytest.Parser) -> None:
         "Default: 0.95.",
     )
     add(
+        "--bsa-think-tags",
+        choices=("leading", "template"),
+        help="reasoning in a response's content (no reasoning field): leading (only a block "
+        "that starts with <think> or <thinking>; a bare </think> stays answer text, judged "
+        "for safety) or template (the model's chat template opens <think>: the content up to "
+        "the first </think> is reasoning); config think_tags. Default: leading.",
+    )
+    add(
         "--bsa-max-unjudged",
         type=_fraction,
         metavar="SHARE",

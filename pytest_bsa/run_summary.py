@@ -12,6 +12,7 @@ from pytest_bsa.evaluation import BaselineRun, RunEvaluation, evaluate_run, outc
 from pytest_bsa.gate import GateResult
 from pytest_bsa.metrics import GroupMetrics, instance_values
 from pytest_bsa.models import InstanceResult
+from pytest_bsa.reasoning import stray_close_note
 from pytest_bsa.report import totals_from_results
 from pytest_bsa.reporting.text import TableRow, render_table
 
@@ -125,6 +126,8 @@ class RunSummary:
         if splits:
             shown = ", ".join(f"{kind} {n}" for kind, n in sorted(splits.items()))
             lines.append(f"responses by where the reasoning was found: {shown}")
+        if splits["stray_close"]:
+            lines.append(stray_close_note(splits["stray_close"]))
         missed = len(self.evaluation.missed)
         if missed:
             noun = "instance" if missed == 1 else "instances"

@@ -124,6 +124,7 @@ _CLI_OPTIONS = {
     "max_unjudged": "bsa_max_unjudged",
     "no_answer": "bsa_no_answer",
     "no_reasoning": "bsa_no_reasoning",
+    "think_tags": "bsa_think_tags",
     "judge_samples": "bsa_judge_samples",
     "judge_check_run": "bsa_judge_check",
     "judge_check_min_kappa": "bsa_judge_min_kappa",
@@ -371,6 +372,11 @@ class BsaSession:
             )
         if self.keys:
             lines.append("bsa: keys: " + "; ".join(k.describe() for k in self.keys.values()))
+        if s.think_tags == "template":
+            lines.append(
+                "bsa: think tags: the chat template opens <think> (--bsa-think-tags=template): "
+                "a response's content up to its first </think> is reasoning"
+            )
         if self.scope is not None:
             lines.append(f"bsa: answers: {self._scope_text()}")
         if not self.benchmark_only:

@@ -213,6 +213,7 @@ def build_engine(
         fingerprint=fingerprint,
         panel=panel,
         judge_samples=settings.judge_samples,
+        template_opens_think=settings.think_tags == "template",
     )
     return engine, simulator
 

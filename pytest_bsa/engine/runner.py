@@ -31,6 +31,7 @@ from pytest_bsa.engine.scheduler import PrioritySlots
 from pytest_bsa.engine.types import ChatRequest, Transport, TransportError
 from pytest_bsa.judge import Judge, JudgeKind, judge_replicate
 from pytest_bsa.models import Completion, Instance, InstanceResult, SampleResult
+from pytest_bsa.reasoning import split_template_opened
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
@@ -174,8 +175,12 @@ class Engine:
         fingerprint: str = "",
         panel: Sequence[tuple[RequestSpec, Transport]] = (),
         judge_samples: int = 1,
+        template_opens_think: bool = False,
     ) -> None:
         self.model = model
+        # --bsa-think-tags=template: the model's chat template opens <think> (answers are
+        # stored as the transport split them and read this way when used).
+        self.template_opens_think = template_opens_think
         self.judge_spec = judge_spec
         self._model_transport = model_transport
         self._judge_transport = judge_transport
@@ -347,6 +352,8 @@ class Engine:
         completion: Completion | None = None
         try:
             completion = await self._complete_model(request, index)
+            if self.template_opens_think:
+                completion = split_template_opened(completion)
             judgement = await self.judge.judge(instance, completion)
         except RunStopped as exc:
             self.cut.add(instance.id)

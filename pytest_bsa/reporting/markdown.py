@@ -16,6 +16,7 @@ from typing import Any
 
 from pytest_bsa.config import CEILING_METRICS
 from pytest_bsa.models import InstanceResult, SafetyVerdict, ThinkVerdict
+from pytest_bsa.reasoning import stray_close_note
 from pytest_bsa.report import Report
 from pytest_bsa.reporting.judge_sections import markdown_sections
 
@@ -123,9 +124,11 @@ def outcomes_text(report: Report) -> str:
     def listed(counts: Mapping[str, int]) -> str:
         return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in counts.items()) or "-"
 
+    stray = o.split.get("stray_close", 0)
     return (
         f"{o.samples:,} samples; answers: {listed(o.safety)}; reasoning: {listed(o.think)}; "
         f"reasoning found in: {listed(o.split)}; finish reasons: {listed(o.finish_reasons)}"
+        + (f" ({stray_close_note(stray)})" if stray else "")
     )
 
 
