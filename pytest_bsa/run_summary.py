@@ -13,7 +13,7 @@ from pytest_bsa.gate import GateResult
 from pytest_bsa.metrics import GroupMetrics, instance_values
 from pytest_bsa.models import InstanceResult
 from pytest_bsa.reasoning import stray_close_note
-from pytest_bsa.report import totals_from_results
+from pytest_bsa.report import AnswersInfo, totals_from_results
 from pytest_bsa.reporting.text import TableRow, render_table
 
 
@@ -168,6 +168,16 @@ class RunSummary:
             f"{m.prompt_tokens + m.completion_tokens:,}, judge "
             f"{j.prompt_tokens + j.completion_tokens:,} | {cost_text}"
         )
+
+
+def resume_line(answers: AnswersInfo) -> str:
+    """Whether the resume the header announced happened (it is checked with the first answer)."""
+    if answers.note:
+        return f"answers: {answers.note}"
+    return (
+        f"answers: resumed interrupted run {answers.run_id} (the endpoint serves the model it "
+        f"saw): {answers.from_cache:,} answers from it, the others sampled in this run"
+    )
 
 
 def _gate_status_by_group(gates: list[GateResult]) -> dict[str, str]:

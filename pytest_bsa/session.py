@@ -77,7 +77,7 @@ from pytest_bsa.reporting.outputs import (
 from pytest_bsa.reporting.progress import Progress
 from pytest_bsa.rubrics import Rubric, RubricError, describe_rubric, load_rubric, verdict_hash
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
-from pytest_bsa.run_summary import RunSummary
+from pytest_bsa.run_summary import RunSummary, resume_line
 from pytest_bsa.simulate.script import Script, ScriptError
 
 REPORT_ONLY = "REPORT ONLY"
@@ -242,6 +242,9 @@ class BsaSession:
         self.items: list[BsaItem] = []
         self.pytest_session: pytest.Session | None = None
         self.judge_check: JudgeCheckSummary | None = None  # the check before the run
+        # Why an announced resume was refused (the served model changed): this process's
+        # engine knows, or a pytest-xdist worker's report brings it.
+        self.resume_note: str | None = None
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> BsaSession:
@@ -401,8 +404,9 @@ class BsaSession:
         if scope.resumed:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(scope.started_at or 0))
             return (
-                f"resuming interrupted run {scope.run_id} of {when} (same settings; checked "
-                "against the model the endpoint serves now; --bsa-answers=fresh starts over)"
+                f"resuming interrupted run {scope.run_id} of {when} (same settings) if the "
+                "endpoint still serves the model it saw: checked with the first answer, the "
+                "summary says which (--bsa-answers=fresh starts over)"
             )
         return f"sampled afresh (run {scope.run_id})"
 
@@ -580,6 +584,9 @@ class BsaSession:
         report = yield
         if isinstance(item, BsaItem) and self.stop_reason is not None:
             report.bsa_stopped = self.stop_reason  # type: ignore[attr-defined]
+        refused = self._engine.resume_refused if self._engine is not None else None
+        if isinstance(item, BsaItem) and self.is_worker and refused:
+            report.bsa_resume_refused = refused  # type: ignore[attr-defined]
         attach = call.when == "call" or (call.when == "setup" and report.failed)
         if isinstance(item, BsaItem) and item.result is not None and attach:
             if self.is_worker:  # the result travels to the controller with the report
@@ -600,6 +607,9 @@ class BsaSession:
         stopped = getattr(report, "bsa_stopped", None)
         if stopped is not None and self.stop_reason is None:
             self.stop_reason = stopped
+        refused = getattr(report, "bsa_resume_refused", None)
+        if refused is not None and self.resume_note is None:
+            self.resume_note = refused
         nodeid = report.nodeid
         if nodeid.startswith("bsa::") and not nodeid.startswith("bsa::gate::"):
             if report.when == "setup":
@@ -675,6 +685,7 @@ class BsaSession:
                     from_cache += completion.cached
         scope = self._engine.scope if self._engine is not None else self.scope
         note = self._engine.resume_refused if self._engine is not None else None
+        note = note or self.resume_note
         return AnswersInfo(
             mode=self.settings.answers,
             run_id=scope.run_id if scope is not None else None,
@@ -838,6 +849,10 @@ class BsaSession:
             terminalreporter.write_line(line)
         for line in self.summary.footer_lines():
             terminalreporter.write_line(line)
+        if self.scope is not None and self.scope.resumed:  # the header announced a resume
+            info = self.answers_info(tuple(self.summary.results.values()))
+            if info is not None:
+                terminalreporter.write_line(resume_line(info), yellow=bool(info.note))
         for line in judge_terminal_lines(
             panel_summary(list(self.summary.results.values())), self.judge_check
         ):
