@@ -644,6 +644,30 @@ def load_pyproject_table(rootdir: Path) -> tuple[FileConfig, str] | None:
     return parse_file_config(table, source), source
 
 
+def _rebased(value: str | None, base: Path, keywords: tuple[str, ...] = ()) -> str | None:
+    """``value`` against ``base`` when it is a relative path (not a keyword such as ``sample``)."""
+    if not value or value in keywords:
+        return value
+    path = Path(value).expanduser()
+    return value if path.is_absolute() else str(base / path)
+
+
+def rebase_paths(fc: FileConfig, base: Path) -> FileConfig:
+    """``fc`` with its relative path values resolved against ``base``, the directory of the
+    file that holds them (``[tool.bsa]``: its pyproject.toml), so that pytest started from a
+    subdirectory finds the same files."""
+    update: dict[str, Any] = {
+        "dataset": _rebased(fc.dataset, base, ("sample", "hf")),
+        "rubric": _rebased(fc.rubric, base, ("bsa", "official")),
+    }
+    if fc.system_prompt and not is_prompt_spec(fc.system_prompt):
+        update["system_prompt"] = _rebased(fc.system_prompt, base)
+    if isinstance(fc.judge, JudgeSection) and fc.judge.labels:
+        labels = _rebased(fc.judge.labels, base, ("shipped",))
+        update["judge"] = fc.judge.model_copy(update={"labels": labels})
+    return fc.model_copy(update=update)
+
+
 def parse_param(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, booleans, objects)."""
     key, sep, raw = text.partition("=")
