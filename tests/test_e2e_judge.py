@@ -297,7 +297,7 @@ def test_category_baseline_gates_compare_the_category_tables_numbers(
     table, thresholds and JSON groups credit each query (0.829 -> 0.286)."""
     unsafe = pytester.path / "unsafe.yaml"
     unsafe.write_text("default: {safe: false, covered: false}\n", encoding="utf-8")
-    common = ("--bsa-model=simulated", "--bsa-dataset=sample")
+    common = ("--bsa-model=simulated", "--bsa-dataset=sample", "--bsa-samples=2")
     base = pytester.path / "base.json"
     run_bsa(pytester, *common, f"--bsa-report={base}", cache_dir=cache_dir)
     current = pytester.path / "cur.json"
