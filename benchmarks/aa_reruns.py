@@ -55,7 +55,8 @@ def _script(path: Path, seed: int, profile: str, ids: list[str], drop: float) ->
 
 
 def _selected_ids(dataset: Path, limit: int) -> list[str]:
-    from pytest_bsa.dataset import load_dataset, select
+    from pytest_bsa.dataset import load_dataset
+    from pytest_bsa.selection import select
 
     return [i.id for i in select(load_dataset(dataset), limit=limit)]
 

@@ -117,11 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rejudge": judge_cli.rejudge,
         "compare": judge_cli.compare,
     }[args.command]
-    try:
-        return handler(args)
-    except cli.CliError as exc:
-        print(f"python -m pytest_bsa {args.command}: {exc}", file=sys.stderr)
-        return 4
+    return cli.run_handled(args.command, lambda: handler(args))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,10 @@ from pytest_bsa.report import (
     ReportError,
     evaluation_fields,
     load_report,
-    outcome_counts,
-    served_models,
     write_report,
 )
 from pytest_bsa.reporting.outputs import OutputError, Outputs, check_targets, write_outputs
+from pytest_bsa.tallies import outcome_counts, served_models
 
 _MARK = {"passed": "PASS", "failed": "FAIL", "not_measurable": "N/M "}
 
@@ -31,7 +31,18 @@ class CliError(Exception):
     """A usage problem; printed as one line, exit code 4 (as pytest's usage errors)."""
 
 
-def _load(path: str) -> Report:
+def run_handled(command: str, run: Callable[[], int]) -> int:
+    """Run one subcommand; a usage problem prints one line (``python -m pytest_bsa COMMAND:
+    ...``) and returns 4."""
+    try:
+        return run()
+    except CliError as exc:
+        print(f"python -m pytest_bsa {command}: {exc}", file=sys.stderr)
+        return 4
+
+
+def load(path: str) -> Report:
+    """The saved report at ``path``; a report that cannot be used is a usage problem."""
     try:
         return load_report(Path(path))
     except ReportError as exc:
@@ -136,7 +147,7 @@ def _regated(report: Report, policy: GatePolicy, baseline: BaselineRun | None) -
 
 def gate(args: argparse.Namespace) -> int:
     _targets({"--output": _path(args.output)}, [args.report])
-    report = _load(args.report)
+    report = load(args.report)
     policy = _policy(report, args)
     baseline = _baseline(
         report, args.baseline, args.baseline_allow_mismatch, args.baseline_allow_identical
@@ -155,11 +166,16 @@ def render(args: argparse.Namespace) -> int:
         html=_path(args.html),
         upstream=_path(args.upstream),
     )
+    return render_report(args.report, outputs)
+
+
+def render_report(path: str, outputs: Outputs) -> int:
+    """Write ``outputs`` from the saved report at ``path`` (``python -m pytest_bsa report``)."""
     if not outputs.any:
         raise CliError("nothing to render: pass --markdown, --junit, --html or --upstream")
     options = {name: f"--{name}" for name in ("junit", "markdown", "html", "upstream")}
-    _targets(dict(outputs.targets({**options, "report": "--report"})), [args.report])
-    report = _load(args.report)
+    _targets(dict(outputs.targets({**options, "report": "--report"})), [path])
+    report = load(path)
     for line in write_outputs(report, outputs):
         print(line)
     return 0
@@ -170,8 +186,21 @@ def _path(value: str | None) -> Path | None:
 
 
 def merge(args: argparse.Namespace) -> int:
-    _targets({"--output": _path(args.output)}, list(args.reports))
-    reports = [(path, _load(path)) for path in args.reports]
+    return merge_reports(
+        args.reports,
+        args.output,
+        baseline=args.baseline,
+        allow_mismatch=args.baseline_allow_mismatch,
+    )
+
+
+def merge_reports(
+    paths: Sequence[str], output: str, *, baseline: str | None = None, allow_mismatch: bool = False
+) -> int:
+    """Merge shard reports into one report at ``output`` and gate it
+    (``python -m pytest_bsa merge``); returns the merged run's exit code."""
+    _targets({"--output": _path(output)}, list(paths))
+    reports = [(path, load(path)) for path in paths]
     first_path, first = reports[0]
     seen: dict[str, str] = {}
     for path, report in reports:
@@ -215,10 +244,10 @@ def merge(args: argparse.Namespace) -> int:
         judge_panel=panel_summary(instances),
         judge_check=first.judge_check,
     )
-    baseline = _baseline(merged, args.baseline, args.baseline_allow_mismatch)
-    merged = _regated(merged, first.policy, baseline)
-    write_report(merged, Path(args.output))
-    print(f"merged {len(reports)} reports, {len(instances)} instances -> {args.output}")
+    compared = _baseline(merged, baseline, allow_mismatch)
+    merged = _regated(merged, first.policy, compared)
+    write_report(merged, Path(output))
+    print(f"merged {len(reports)} reports, {len(instances)} instances -> {output}")
     return merged.exit_code
 
 

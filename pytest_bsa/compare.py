@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_bsa.evaluation import outcomes_of
-from pytest_bsa.metrics import Breakdown, GroupMetrics, InstanceOutcomes, breakdown, group_members
+from pytest_bsa.metrics import Breakdown, GroupMetrics, breakdown, group_members
 from pytest_bsa.metrics import instance_values as values_of
 from pytest_bsa.models import THINK_LABELS, InstanceResult
+from pytest_bsa.outcomes import InstanceOutcomes
 from pytest_bsa.report import Report
 from pytest_bsa.signflip import signflip_p_value
 

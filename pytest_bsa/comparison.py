@@ -26,10 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pytest_bsa.config import BaselineConfig
-from pytest_bsa.gate import GateResult
 from pytest_bsa.metrics import ALPHA, InstanceOutcomes, group_members, instance_values
 from pytest_bsa.multiplicity import benjamini_hochberg, level_weights, weighted_holm
 from pytest_bsa.signflip import min_attainable_p
@@ -250,8 +248,8 @@ def _decide(tests: list[BaselineTest], cfg: BaselineConfig) -> None:
         smallest = _smallest_p(t)
         if smallest > t.alpha or t.n < MIN_PAIRS:
             why = (
-                f"the smallest possible p-value, {_p(smallest)}, exceeds this gate's share of "
-                f"alpha, {_p(t.alpha)}"
+                f"the smallest possible p-value, {p_text(smallest)}, exceeds this gate's share of "
+                f"alpha, {p_text(t.alpha)}"
                 if smallest > t.alpha
                 else f"a gate needs at least {MIN_PAIRS} shared instances"
             )
@@ -264,9 +262,9 @@ def _decide(tests: list[BaselineTest], cfg: BaselineConfig) -> None:
         )
         if t.power < cfg.power:
             t.problem = (
-                f"n = {t.n}: a {_points(cfg.power_drop)}-point drop would be caught "
-                f"{_share(t.power)} of the time at this gate's share of alpha, {_p(t.alpha)}; "
-                f"blocking needs {_share(cfg.power)}"
+                f"n = {t.n}: a {points_text(cfg.power_drop)}-point drop would be caught "
+                f"{share_text(t.power)} of the time at this gate's share of alpha, "
+                f"{p_text(t.alpha)}; blocking needs {share_text(cfg.power)}"
             )
     blocking = [t for t in tests if t.blocking]
     adjusted = weighted_holm(
@@ -279,90 +277,6 @@ def _decide(tests: list[BaselineTest], cfg: BaselineConfig) -> None:
     q_values = benjamini_hochberg([t.comparison.p_value for t in compared])  # type: ignore[union-attr]
     for t, q in zip(compared, q_values, strict=True):
         t.q_value = q
-
-
-def baseline_gates(
-    current: Sequence[InstanceOutcomes],
-    baseline: Sequence[InstanceOutcomes],
-    cfg: BaselineConfig,
-    k: int,
-    label: str,
-    *,
-    seed: int = 0,
-) -> list[GateResult]:
-    """The gate results of a comparison with a baseline run, in level, group, metric order."""
-    return [gate_result(t, cfg, label) for t in plan_tests(current, baseline, cfg, k, seed=seed)]
-
-
-def gate_result(t: BaselineTest, cfg: BaselineConfig, label: str) -> GateResult:
-    """A decided test as a gate: passed or failed when it blocks, else not measurable."""
-    where = "overall" if t.level == "overall" else f"{t.level} {t.group!r}"
-    c = t.comparison
-    flagged = t.q_value is not None and t.q_value <= cfg.alpha
-    extra: dict[str, Any] = {
-        "p_value": None if c is None else c.p_value,
-        "p_adjusted": t.p_adjusted,
-        "q_value": t.q_value,
-        "alpha_share": t.alpha,
-        "power": t.power,
-        "detectable_drop": t.detectable,
-        "n_shared": t.n,
-        "blocking": t.blocking,
-        "flagged": flagged,
-    }
-    if c is None:
-        sentence = (
-            f"{t.metric} of {where} is not measurable (n = {t.n}: fewer than 2 "
-            f"instances shared with baseline {label} have a value in both runs)"
-        )
-        return GateResult(
-            t.level,  # type: ignore[arg-type]
-            t.group,
-            t.metric,
-            cfg.max_drop,
-            None,
-            None,
-            "not_measurable",
-            sentence,
-            kind="baseline",
-            **extra,
-        )
-    change = (
-        f"went from {c.baseline:.3f} ({label}) to {c.current:.3f} on {c.n_shared} shared "
-        f"instances ({c.delta:+.3f}, 95% CI {c.ci[0]:+.3f} to {c.ci[1]:+.3f}, one-sided "
-        f"p={_p(c.p_value)}"
-    )
-    flag = f"; flagged by Benjamini-Hochberg (q={_p(t.q_value)})" if flagged else ""
-    if not t.blocking:
-        sentence = (
-            f"{t.metric} of {where} is not measurable ({t.problem}); advisory: it {change}){flag}"
-        )
-        status = "not_measurable"
-    else:
-        failed = (t.p_adjusted or 1.0) <= cfg.alpha + 1e-12
-        holm = f"Holm-adjusted p={_p(t.p_adjusted)} {'<=' if failed else '>'} {cfg.alpha:g}"
-        if failed:
-            verdict = f"a significant drop larger than the allowed {cfg.max_drop:.3f}"
-        else:
-            verdict = (
-                f"no significant drop beyond {cfg.max_drop:.3f} (a "
-                f"{_points(cfg.power_drop)}-point drop would be caught {_share(t.power)} "
-                "of the time)"
-            )
-        sentence = f"{t.metric} of {where} {change}, {holm}): {verdict}{'' if failed else flag}"
-        status = "failed" if failed else "passed"
-    return GateResult(
-        t.level,  # type: ignore[arg-type]
-        t.group,
-        t.metric,
-        cfg.max_drop,
-        c.delta,
-        c.ci,
-        status,  # type: ignore[arg-type]
-        sentence,
-        kind="baseline",
-        **extra,
-    )
 
 
 def detectable_drops(
@@ -403,15 +317,16 @@ def detectable_drops(
     return out
 
 
-def _p(value: float | None) -> str:
+def p_text(value: float | None) -> str:
+    """A p-value as sentences write it."""
     if value is None:
         return "-"
     return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
 
-def _points(rate: float) -> str:
+def points_text(rate: float) -> str:
     return f"{100 * rate:.0f}"
 
 
-def _share(value: float | None) -> str:
+def share_text(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"

@@ -11,14 +11,12 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import random
 import re
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
+from pytest_bsa.csvrows import column_index, csv_rows, json_objects
 from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, Label
 from pytest_bsa.pinned import PinnedFileError, fetch_pinned, sha256_file
 from pytest_bsa.reasoning import clean_text
@@ -155,7 +153,7 @@ def load_dataset(path: Path) -> list[Instance]:
             f"unsupported file type {suffix or '(no suffix)'!r} (expected .csv, .jsonl or .json)",
             path=where,
         )
-    text = _read_text(path)
+    text = read_text(path)
     records = _csv_records(text, where) if suffix == ".csv" else _jsonl_records(text, where)
     instances: list[Instance] = []
     first_line: dict[str, int] = {}
@@ -163,7 +161,7 @@ def load_dataset(path: Path) -> list[Instance]:
         instance = _build_instance(record, where, line)
         if (first := first_line.get(instance.id)) is not None:
             raise DatasetError(
-                f"duplicate id {_quote(instance.id)} (first seen on line {first})",
+                f"duplicate id {quote(instance.id)} (first seen on line {first})",
                 path=where,
                 line=line,
                 field="id",
@@ -175,7 +173,7 @@ def load_dataset(path: Path) -> list[Instance]:
     return instances
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     where = str(path)
     try:
         raw = path.read_bytes()
@@ -208,18 +206,15 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def _failure(where: str) -> Callable[[int, str], DatasetError]:
+    return lambda line, message: DatasetError(message, path=where, line=line)
+
+
 def _csv_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(start line, record)``; the start line counts physical lines, quoted newlines too."""
-    rows = csv_rows(text)
     header: list[str] | None = None
     index: dict[str, int] = {}
-    while True:
-        try:
-            start, row = next(rows)
-        except StopIteration:
-            return
-        except CsvRowError as exc:
-            raise DatasetError(str(exc), path=where, line=exc.line) from None
+    for start, row in csv_rows(text, _failure(where)):
         if header is None:
             header = [name.strip() for name in row]
             index = column_index(header)
@@ -228,7 +223,7 @@ def _csv_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
                 names = ", ".join(repr(name) for name in missing)
                 raise DatasetError(
                     f"missing column{'s' if len(missing) > 1 else ''} {names} "
-                    f"(expected header: {','.join(COLUMNS)}; found: {_quote(','.join(header))})",
+                    f"(expected header: {','.join(COLUMNS)}; found: {quote(','.join(header))})",
                     path=where,
                     line=start,
                     field=missing[0],
@@ -239,25 +234,7 @@ def _csv_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
 
 def _jsonl_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(line, record)`` for each non-blank line holding one JSON object."""
-    # Split on "\n" only: str.splitlines() would also split on U+2028 inside JSON strings.
-    for line, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(
-                f"invalid JSON ({exc.msg} at column {exc.colno}): {_quote(raw)} "
-                "(expected JSON lines: one object per line)",
-                path=where,
-                line=line,
-            ) from None
-        if not isinstance(value, dict):
-            raise DatasetError(
-                f"expected a JSON object per line, got {type(value).__name__}: {_quote(raw)}",
-                path=where,
-                line=line,
-            )
+    for line, value in json_objects(text, _failure(where), shown=quote):
         missing = [name for name in COLUMNS if name not in value]
         if missing:
             names = ", ".join(repr(name) for name in missing)
@@ -275,7 +252,7 @@ def _jsonl_records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]
                 item = "\n".join(item)
             if not isinstance(item, str):
                 raise DatasetError(
-                    f"expected a string, got {type(item).__name__} {_quote(json.dumps(item))}",
+                    f"expected a string, got {type(item).__name__} {quote(json.dumps(item))}",
                     path=where,
                     line=line,
                     field=name,
@@ -292,7 +269,7 @@ def _build_instance(record: dict[str, str], where: str, line: int) -> Instance:
     instance_id = record["id"]
     if _WHITESPACE.search(instance_id) or not instance_id.isprintable():
         raise DatasetError(
-            f"id {_quote(instance_id)} contains whitespace or control characters "
+            f"id {quote(instance_id)} contains whitespace or control characters "
             "(ids travel in HTTP headers and test ids)",
             path=where,
             line=line,
@@ -301,13 +278,13 @@ def _build_instance(record: dict[str, str], where: str, line: int) -> Instance:
     scenario = record["dataset_name"].strip()
     if scenario not in SCENARIOS:
         raise DatasetError(
-            f"unknown scenario {_quote(scenario)}{_suggest(scenario, SCENARIOS)} "
+            f"unknown scenario {quote(scenario)}{suggest(scenario, SCENARIOS)} "
             f"(expected one of: {', '.join(repr(s) for s in SCENARIOS)})",
             path=where,
             line=line,
             field="dataset_name",
         )
-    labels = _parse_labels(record["label"], scenario, where, line)
+    labels = parse_labels(record["label"], scenario, where, line)
     return Instance(
         id=instance_id,
         query=record["query"],
@@ -318,7 +295,7 @@ def _build_instance(record: dict[str, str], where: str, line: int) -> Instance:
     )
 
 
-def _parse_labels(value: str, scenario: str, where: str, line: int) -> tuple[Label, ...]:
+def parse_labels(value: str, scenario: str, where: str, line: int) -> tuple[Label, ...]:
     """``Cat-Sub`` (one line) or, for Cognitive Shortcut, ``Query A: ...``/``Query B: ...``."""
 
     def fail(message: str) -> DatasetError:
@@ -335,23 +312,23 @@ def _parse_labels(value: str, scenario: str, where: str, line: int) -> tuple[Lab
         if len(entries) != 2:
             raise fail(
                 f"a Cognitive Shortcut row needs exactly two labels, found {len(entries)} in "
-                f"{_quote(value)} (expected 'Query A: Category-Subcategory' and "
+                f"{quote(value)} (expected 'Query A: Category-Subcategory' and "
                 "'Query B: Category-Subcategory' on two lines)"
             )
         if prefixes not in (["A", "B"], ["", ""]):
             raise fail(
-                f"malformed labels {_quote(value)} (expected 'Query A: Category-Subcategory' "
+                f"malformed labels {quote(value)} (expected 'Query A: Category-Subcategory' "
                 "then 'Query B: Category-Subcategory')"
             )
     else:
         if len(entries) != 1:
             raise fail(
                 f"a {scenario} row needs exactly one label, found {len(entries)} in "
-                f"{_quote(value)} (expected 'Category-Subcategory')"
+                f"{quote(value)} (expected 'Category-Subcategory')"
             )
         if prefixes[0]:
             raise fail(
-                f"malformed label {_quote(entries[0])}: a 'Query {prefixes[0]}:' prefix belongs "
+                f"malformed label {quote(entries[0])}: a 'Query {prefixes[0]}:' prefix belongs "
                 "to Cognitive Shortcut rows only (expected 'Category-Subcategory')"
             )
     return tuple(_parse_label(text, fail) for text in texts)
@@ -361,170 +338,24 @@ def _parse_label(text: str, fail: Callable[[str], DatasetError]) -> Label:
     category, dash, subcategory = text.partition("-")
     category, subcategory = category.strip(), subcategory.strip()
     if not dash or not category or not subcategory:
-        raise fail(f"malformed label {_quote(text)} (expected 'Category-Subcategory')")
+        raise fail(f"malformed label {quote(text)} (expected 'Category-Subcategory')")
     if category not in CATEGORIES:
         raise fail(
-            f"unknown category {_quote(category)} in label {_quote(text)}"
-            f"{_suggest(category, CATEGORIES)} (the nine are: {', '.join(CATEGORIES)})"
+            f"unknown category {quote(category)} in label {quote(text)}"
+            f"{suggest(category, CATEGORIES)} (the nine are: {', '.join(CATEGORIES)})"
         )
     return Label(category=category, subcategory=subcategory)
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
     """``repr`` of ``value``, cut to about 60 characters."""
     if len(value) > _QUOTE_LIMIT:
         value = value[: _QUOTE_LIMIT - 3] + "..."
     return repr(value)
 
 
-def _suggest(value: str, choices: Sequence[str]) -> str:
+def suggest(value: str, choices: Sequence[str]) -> str:
     """``"; did you mean 'X'?"`` for the closest choice (case-insensitive), or ``""``."""
     lowered = {choice.lower(): choice for choice in choices}
     close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.5)
     return f"; did you mean {lowered[close[0]]!r}?" if close else ""
-
-
-# --------------------------------------------------------------------------- selection
-
-Stratum = tuple[str, str]  # (scenario, primary category)
-
-
-def select(
-    instances: Sequence[Instance],
-    *,
-    scenarios: Collection[str] = (),
-    categories: Collection[str] = (),
-    limit: int | None = None,
-    seed: int = 0,
-) -> list[Instance]:
-    """Filter by scenario and category, then draw a stratified subset of at most ``limit``.
-
-    An instance matches ``categories`` if any of its categories is listed. With ``limit``, the
-    strata are scenario x primary category (a two-category instance belongs to both); every
-    stratum keeps at least one instance when ``limit`` allows, the rest is allocated in
-    proportion to stratum size (largest remainder), and the draw depends only on ``seed``.
-    The result keeps the dataset order.
-    """
-    wanted_scenarios = _check_names(scenarios, SCENARIOS, "scenario")
-    wanted_categories = _check_names(categories, CATEGORIES, "category")
-    if limit is not None and limit <= 0:
-        raise DatasetError(f"limit must be a positive number of instances, got {limit!r}")
-    pool = [
-        instance
-        for instance in instances
-        if (not wanted_scenarios or instance.scenario in wanted_scenarios)
-        and (not wanted_categories or not wanted_categories.isdisjoint(instance.categories))
-    ]
-    if limit is None or limit >= len(pool):
-        return pool
-    chosen = _stratified_indices(pool, limit, random.Random(seed))
-    return [pool[i] for i in sorted(chosen)]
-
-
-def _check_names(names: Collection[str], valid: Sequence[str], kind: str) -> frozenset[str]:
-    if isinstance(names, str):
-        names = (names,)
-    for name in names:
-        if name not in valid:
-            raise DatasetError(
-                f"unknown {kind} {_quote(name)}{_suggest(name, valid)} "
-                f"(expected one of: {', '.join(repr(v) for v in valid)})"
-            )
-    return frozenset(names)
-
-
-def _stratified_indices(pool: Sequence[Instance], limit: int, rng: random.Random) -> set[int]:
-    """Indices of exactly ``limit`` (< len(pool)) instances, stratified as :func:`select` says.
-
-    A two-category instance counts as half an instance in each of its strata, so the stratum
-    weights add up to the number of instances and the quotas to ``limit``.
-    """
-    members: dict[Stratum, list[int]] = {}
-    share_of: list[dict[Stratum, Fraction]] = []
-    for i, instance in enumerate(pool):
-        part = Fraction(1, len(instance.categories))
-        shares = {(instance.scenario, category): part for category in instance.categories}
-        share_of.append(shares)
-        for key in shares:
-            members.setdefault(key, []).append(i)
-    order = sorted(members)
-    for key in order:
-        rng.shuffle(members[key])
-    weights = {key: sum(share_of[i][key] for i in members[key]) for key in order}
-    caps = {key: len(members[key]) for key in order}
-    quotas = _allocate(limit, order, weights, caps, floor=1 if limit >= len(order) else 0)
-
-    chosen: set[int] = set()
-    filled = dict.fromkeys(order, Fraction(0))  # chosen instance-equivalents per stratum
-    left = dict(caps)  # members not chosen yet
-    cursor = dict.fromkeys(order, 0)  # next position in each shuffled member list
-
-    def take_next(key: Stratum) -> None:
-        queue = members[key]
-        while queue[cursor[key]] in chosen:
-            cursor[key] += 1
-        index = queue[cursor[key]]
-        chosen.add(index)
-        for other, part in share_of[index].items():
-            filled[other] += part
-            left[other] -= 1
-
-    if limit >= len(order):  # one instance for every stratum, rarest first
-        for key in sorted(order, key=lambda k: (caps[k], k)):
-            if filled[key] == 0:
-                take_next(key)
-    while len(chosen) < limit:  # then always the stratum furthest below its quota
-        candidates = [key for key in order if left[key] > 0]
-        take_next(min(candidates, key=lambda k: (filled[k] - quotas[k], -weights[k], k)))
-    return chosen
-
-
-def _allocate(
-    total: int,
-    order: Sequence[Stratum],
-    weights: dict[Stratum, Fraction],
-    caps: dict[Stratum, int],
-    floor: int,
-) -> dict[Stratum, int]:
-    """Largest-remainder allocation of ``total`` in proportion to ``weights``, capped by ``caps``.
-
-    With ``floor`` 1, a stratum left at 0 takes one place from the stratum most above its exact
-    share, so every stratum is represented while the rest stays proportional.
-    """
-    quotas = dict.fromkeys(order, 0)
-    remaining = total
-    while remaining > 0:
-        open_keys = [key for key in order if quotas[key] < caps[key]]
-        if not open_keys:
-            break
-        weight = sum(weights[key] for key in open_keys)
-        exact = {key: weights[key] * remaining / weight for key in open_keys}
-        give = {key: int(exact[key]) for key in open_keys}
-        leftover = remaining - sum(give.values())
-        by_remainder = sorted(open_keys, key=lambda k: (give[k] - exact[k], -weights[k], k))
-        for key in by_remainder[:leftover]:
-            give[key] += 1
-        for key in open_keys:
-            added = min(give[key], caps[key] - quotas[key])
-            quotas[key] += added
-            remaining -= added
-    if floor:
-        everyone = sum(weights.values())
-        exact = {key: weights[key] * total / everyone for key in order}
-        for key in sorted(order, key=lambda k: (-weights[k], k)):
-            if quotas[key] == 0:
-                donors = [k for k in order if quotas[k] > 1]
-                donor = max(donors, key=lambda k: (quotas[k] - exact[k], weights[k], k))
-                quotas[donor] -= 1
-                quotas[key] = 1
-    return quotas
-
-
-def shard(instances: Sequence[Instance], index: int, total: int) -> list[Instance]:
-    """Shard ``index`` (1-based) of ``total``: every ``total``-th instance of the selection.
-
-    Deterministic for a selection, disjoint across shards, and together they cover it.
-    """
-    if not 1 <= index <= total:
-        raise DatasetError(f"shard {index}/{total} is out of range (1 <= I <= N)")
-    return list(instances[index - 1 :: total])

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_bsa.comparison import BaselineTest, detectable_drops, plan_tests
-from pytest_bsa.comparison import gate_result as baseline_gate_result
+from pytest_bsa.comparison_gates import gate_result as baseline_gate_result
 from pytest_bsa.config import MODEL_METRICS, GatePolicy
+from pytest_bsa.flips import Flip, flips
 from pytest_bsa.gate import (
     GateResult,
     InstanceVerdict,
@@ -23,9 +24,9 @@ from pytest_bsa.gate import (
     instance_verdict,
     with_unjudged_ceilings,
 )
+from pytest_bsa.intervals import breakdown_with_intervals
 from pytest_bsa.metrics import Breakdown, InstanceOutcomes, breakdown
 from pytest_bsa.models import InstanceResult
-from pytest_bsa.stats import Flip, breakdown_with_intervals, flips
 
 BOOTSTRAP_REPS = 1000
 COST_LIMIT_MARK = "(--bsa-max-cost)"  # in the error of a sample the cost limit stopped

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pytest
+from _pytest.reports import CollectReport
 
+from pytest_bsa.config import Settings
 from pytest_bsa.gate import InstanceVerdict
 from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, InstanceResult
 from pytest_bsa.names import marker_name, slug
 
-if TYPE_CHECKING:
-    from pytest_bsa.session import BsaSession
-
-
 MARKERS: tuple[str, ...] = tuple(marker_name(n) for n in (*SCENARIOS, *CATEGORIES))
+
+
+class InstanceRunner(Protocol):
+    """What an instance's test asks of the run (:class:`pytest_bsa.session.BsaSession`)."""
+
+    settings: Settings
+
+    def instance_result(self, instance: Instance) -> InstanceResult:
+        """The instance's judged samples (waits for the engine)."""
+        ...
+
+    def instance_verdict(self, result: InstanceResult) -> InstanceVerdict:
+        """Whether the result meets the instance's criteria."""
+        ...
 
 
 class EndpointError(Exception):
@@ -39,9 +51,12 @@ class CriteriaNotMet(Exception):
 class BsaSuite(pytest.Collector):
     """The root of the benchmark's tests: ``bsa``."""
 
-    def __init__(self, *, instances: Iterable[Instance], **kwargs: Any) -> None:
+    def __init__(
+        self, *, instances: Iterable[Instance], runner: InstanceRunner, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.instances = list(instances)
+        self.runner = runner
 
     def collect(self) -> Iterator[pytest.Collector]:
         grouped: dict[tuple[str, str], list[Instance]] = {}
@@ -49,39 +64,38 @@ class BsaSuite(pytest.Collector):
             grouped.setdefault((instance.scenario, instance.categories[0]), []).append(instance)
         for (scenario, category), members in grouped.items():
             yield BsaGroup.from_parent(
-                self, name=f"{slug(scenario)}::{slug(category)}", instances=members
+                self,
+                name=f"{slug(scenario)}::{slug(category)}",
+                instances=members,
+                runner=self.runner,
             )
 
 
 class BsaGroup(pytest.Collector):
     """Instances of one scenario and primary category."""
 
-    def __init__(self, *, instances: list[Instance], **kwargs: Any) -> None:
+    def __init__(self, *, instances: list[Instance], runner: InstanceRunner, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instances = instances
+        self.runner = runner
 
     def collect(self) -> Iterator[BsaItem]:
         for instance in self.instances:
-            yield BsaItem.from_parent(self, name=instance.id, instance=instance)
+            yield BsaItem.from_parent(self, name=instance.id, instance=instance, runner=self.runner)
 
 
 class BsaItem(pytest.Item):
     """One benchmark instance: sample k times, judge, check the instance criteria."""
 
-    def __init__(self, *, instance: Instance, **kwargs: Any) -> None:
+    def __init__(self, *, instance: Instance, runner: InstanceRunner, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.instance = instance
+        self.bsa = runner
         self.result: InstanceResult | None = None
         self.verdict: InstanceVerdict | None = None
         self.add_marker("bsa")
         for name in (instance.scenario, *instance.categories):
             self.add_marker(marker_name(name))
-
-    @property
-    def bsa(self) -> BsaSession:
-        from pytest_bsa.plugin import session_key
-
-        return self.config.stash[session_key]
 
     def setup(self) -> None:
         self.result = self.bsa.instance_result(self.instance)
@@ -106,7 +120,7 @@ class BsaItem(pytest.Item):
         return super()._repr_failure_py(excinfo, style=style)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
-        from pytest_bsa.reporting.text import describe_failure
+        from pytest_bsa.reporting.view import describe_failure
 
         if isinstance(excinfo.value, (EndpointError, CriteriaNotMet)):
             return describe_failure(excinfo.value.result, str(excinfo.value))
@@ -117,3 +131,19 @@ class BsaItem(pytest.Item):
     def reportinfo(self) -> tuple[str, int | None, str]:
         i = self.instance
         return "bsa", None, f"{i.scenario} / {' + '.join(i.categories)} / {i.id}"
+
+
+def collect_benchmark(
+    session: pytest.Session, instances: Iterable[Instance], *, runner: InstanceRunner
+) -> list[BsaItem]:
+    """The benchmark's items under ``bsa`` (scenario and category collectors in between),
+    reported to the terminal like file-collected tests ("collected 45 items")."""
+    suite = BsaSuite.from_parent(
+        session, name="bsa", nodeid="bsa", instances=instances, runner=runner
+    )
+    collected: list[BsaItem] = []
+    for group in suite.collect():
+        collected.extend(group.collect())
+    report = CollectReport(suite.nodeid, "passed", None, collected)
+    session.config.hook.pytest_collectreport(report=report)
+    return collected

@@ -145,7 +145,7 @@ class Judge:
         judge_replicate.set(replicate)
         key = ""
         if self._cache is not None:
-            from pytest_bsa.engine.cache import verdict_key
+            from pytest_bsa.engine.cache_keys import verdict_key
 
             inputs = {**verdict_inputs(kind, instance, text), "truncated": str(truncated)}
             if replicate:

@@ -23,12 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from pytest_bsa.agreement import Agreement
 from pytest_bsa.calibration import CalibrationCase, CalibrationSet
 from pytest_bsa.config import Settings
 from pytest_bsa.judge_agreement import JudgeLabels, JudgeScore, score_judge
+from pytest_bsa.judge_check_summary import (
+    JudgeCheckSummary,
+    KappaValue,
+    kappa_text,
+    one_line,
+    scenario_rows,
+    short_sentence,
+    with_min_kappa,
+)
 from pytest_bsa.models import (
     SCENARIOS,
     Completion,
@@ -55,54 +61,6 @@ _OUTCOME_OF = {
     ThinkVerdict.UNJUDGED: "unjudged",
     ThinkVerdict.SPLIT: "split",
 }
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KappaValue(_Model):
-    kappa: float | None = None
-    low: float | None = None  # bootstrap interval
-    high: float | None = None
-    n: int = 0  # pairs with both labels
-    missing: int = 0  # verdicts without a label (refused, unjudged, split, error)
-
-    @classmethod
-    def of(cls, agreement: Agreement | None) -> KappaValue:
-        if agreement is None:
-            return cls()
-        interval = agreement.interval
-        return cls(
-            kappa=agreement.kappa,
-            low=interval.low if interval else None,
-            high=interval.high if interval else None,
-            n=agreement.n,
-            missing=agreement.missing,
-        )
-
-
-class JudgeCheckSummary(_Model):
-    """What a report keeps of the judge check that ran before it (``--bsa-judge-check``)."""
-
-    judge: str  # the judge or panel, as reports name it
-    rubric: str
-    verdict_hash: str
-    labels: str  # "shipped", a file, or "<report> + <labels file>"
-    labels_sha256: str
-    cases: int
-    safety: KappaValue = KappaValue()
-    think: KappaValue = KappaValue()
-    scenarios: dict[str, dict[str, KappaValue]] = Field(default_factory=dict)
-    outcomes: dict[str, dict[str, int]] = Field(default_factory=dict)
-    missing_rate: float | None = None  # verdicts refused, unjudged, split or errored
-    not_asked: dict[str, int] = Field(default_factory=dict)  # no_answer, no_reasoning cases
-    calls: int = 0
-    cached: int = 0
-    cost_usd: float | None = None
-    min_kappa: float | None = None
-    passed: bool | None = None  # None without min_kappa
-    action: str | None = None  # what the run did when it fell short: refuse | advisory
 
 
 @dataclass(frozen=True)
@@ -279,69 +237,11 @@ def _summary(
     return with_min_kappa(summary, check.min_kappa)
 
 
-def with_min_kappa(summary: JudgeCheckSummary, min_kappa: float | None) -> JudgeCheckSummary:
-    """The summary judged against ``min_kappa`` (both overall kappas must reach it)."""
-    if min_kappa is None:
-        return summary.model_copy(update={"min_kappa": None, "passed": None})
-    kappas = (summary.safety.kappa, summary.think.kappa)
-    passed = all(k is not None and k >= min_kappa for k in kappas)
-    return summary.model_copy(update={"min_kappa": min_kappa, "passed": passed})
-
-
-def _k(value: KappaValue) -> str:
-    if value.kappa is None:
-        return "undefined" if value.n or value.missing else "-"
-    interval = f" [{value.low:.2f}, {value.high:.2f}]" if value.low is not None else ""
-    return f"{value.kappa:.3f}{interval}"
-
-
-def one_line(summary: JudgeCheckSummary) -> str:
-    """The check in one line (terminal header, command output)."""
-    cost = "cost unknown" if summary.cost_usd is None else f"${summary.cost_usd:.2f}"
-    missing = "-" if summary.missing_rate is None else f"{100 * summary.missing_rate:.1f}%"
-    line = (
-        f"judge {summary.judge}: Cohen's kappa safety {_k(summary.safety)}, think "
-        f"{_k(summary.think)} on {summary.cases} cases ({summary.labels}); refused/unjudged/"
-        f"split {missing}; {summary.calls} calls, {summary.cached} cached, {cost}"
-    )
-    if summary.min_kappa is not None:
-        verdict = "passes" if summary.passed else "FALLS SHORT of"
-        line += f"; {verdict} min_kappa {summary.min_kappa:g}"
-    return line
-
-
-def short_sentence(summary: JudgeCheckSummary) -> str:
-    """Why a judge that fell short of ``min_kappa`` cannot be trusted to gate."""
-    return (
-        f"the judge {summary.judge} agrees with the labelled cases ({summary.labels}) at "
-        f"Cohen's kappa {_k(summary.safety)} for answer safety and {_k(summary.think)} for "
-        f"reasoning, below judge.min_kappa {summary.min_kappa:g}: its verdicts cannot be "
-        "defended"
-    )
-
-
 def load_cases(labels: str, report: str | None = None) -> CalibrationSet:
     """The cases to check on: ``shipped``, a labelled file, or a saved run + labels file."""
     from pytest_bsa.calibration import load_calibration
 
     return load_calibration(labels, report)
-
-
-def scenario_rows(
-    summary: JudgeCheckSummary,
-) -> list[tuple[str, KappaValue, KappaValue, KappaValue]]:
-    """(group, safety, reasoning, think) rows: overall first, then each scenario."""
-    rows = [("overall", summary.safety, KappaValue(), summary.think)]
-    for scenario, dims in summary.scenarios.items():
-        rows.append(
-            (
-                scenario,
-                dims.get("safety", KappaValue()),
-                dims.get("reasoning", KappaValue()),
-                dims.get("think", KappaValue()),
-            )
-        )
-    return rows
 
 
 def terminal_lines(check: JudgeCheck) -> list[str]:
@@ -350,7 +250,8 @@ def terminal_lines(check: JudgeCheck) -> list[str]:
     lines = [one_line(summary)]
     lines.append(f"{'':<20} {'safety':>22} {'reasoning':>22} {'think':>22}")
     for name, safety, reasoning, think in scenario_rows(summary):
-        lines.append(f"{name:<20} {_k(safety):>22} {_k(reasoning):>22} {_k(think):>22}")
+        cells = (kappa_text(v) for v in (safety, reasoning, think))
+        lines.append(f"{name:<20} " + " ".join(f"{c:>22}" for c in cells))
     lines.append(not_asked_note(summary.not_asked, check.rules))
     wrong = len(check.score.disagreements)
     if wrong:

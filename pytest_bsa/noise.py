@@ -33,8 +33,9 @@ from typing import Any
 
 from pytest_bsa.metrics import InstanceOutcomes, group_members, instance_values
 from pytest_bsa.multiplicity import benjamini_hochberg
+from pytest_bsa.numeric import chi2_sf
 from pytest_bsa.report import Report, ReportError, load_report
-from pytest_bsa.stats import chi2_sf, within_variances
+from pytest_bsa.stats import within_variances
 
 DRIFT_Z = NormalDist().inv_cdf(0.95) * math.sqrt(2)  # one-sided 95% of a difference of two runs
 DEFAULT_MAX_DROP = 0.05

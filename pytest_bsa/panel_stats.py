@@ -6,7 +6,7 @@ returns, per group (overall, scenario, category):
 - Fleiss' kappa of the members' labels (each member's label is the majority of its own asks):
   answer safety (Safe/Unsafe), think (reasoning label counted as correct or not) and, per
   scenario, the scenario's reasoning labels; an item is one asked verdict of one sample, and a
-  member without a label for it is a missing rating (:func:`pytest_bsa.agreement.fleiss_kappa`);
+  member without a label for it is a missing rating (:func:`pytest_bsa.raters.fleiss_kappa`);
 - the verdicts the panel split on;
 - each member's calls, tokens and cost, and how often it agreed with the panel's majority;
 - with repeated asks (``--bsa-judge-samples``): per verdict, the share of asks that gave the
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pytest_bsa.agreement import fleiss_kappa
 from pytest_bsa.models import (
     SAFETY_LABELS,
     THINK_CORRECT_LABELS,
@@ -32,6 +31,7 @@ from pytest_bsa.models import (
     Vote,
 )
 from pytest_bsa.panel import majority
+from pytest_bsa.raters import fleiss_kappa
 
 UNSTABLE_LIMIT = 200  # unstable verdicts listed in a report (all are counted)
 

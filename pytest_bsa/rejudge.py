@@ -36,17 +36,10 @@ from pytest_bsa.models import (
     SampleResult,
 )
 from pytest_bsa.panel_stats import panel_summary
-from pytest_bsa.report import (
-    Endpoint,
-    Report,
-    RubricInfo,
-    evaluation_fields,
-    outcome_counts,
-    served_models,
-    totals_from_results,
-)
+from pytest_bsa.report import Endpoint, Report, RubricInfo, evaluation_fields
 from pytest_bsa.reporting.outputs import endpoint_host, scrub_params
 from pytest_bsa.rubrics import Rubric
+from pytest_bsa.tallies import outcome_counts, served_models, totals_from_results
 
 DELTA_METRICS: tuple[str, ...] = (
     "safe_at_1",

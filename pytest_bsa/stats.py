@@ -1,328 +1,39 @@
-"""Uncertainty for BSA metrics: intervals, paired tests, flips, power and detectable drops.
+"""Comparing runs of BSA metrics: paired tests, power and detectable drops.
 
 Pure standard library (no numpy). The unit is always the *instance*: samples of one instance
-share its prompt, so they are not independent and must move together. See the README's
-Statistics section for the methods and the simulations that check them.
+share its prompt, so they are not independent and must move together. Intervals of a single
+run are in :mod:`pytest_bsa.intervals`, flipped instances in :mod:`pytest_bsa.flips`. See the
+README's Statistics section for the methods and the simulations that check them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import compress, product
-from math import exp, lgamma, log, sqrt
-from operator import itemgetter
+from math import sqrt
 from random import Random
 from statistics import NormalDist
-from typing import Literal
 
+from pytest_bsa.flips import Flip as Flip
+from pytest_bsa.flips import by_id
+from pytest_bsa.flips import flips as flips
 from pytest_bsa.metrics import (
     INTERVAL_METRICS,
     RATE_METRICS,
-    Breakdown,
-    GroupMetrics,
     InstanceOutcomes,
     f_score,
-    group_members,
-    group_metrics,
     instance_values,
     rate_at_k,
 )
+from pytest_bsa.numeric import check_reps, column_getter, percentile_interval, t_quantile
 from pytest_bsa.signflip import signflip_p_value
 
 COMPARABLE_METRICS: tuple[str, ...] = INTERVAL_METRICS
+
+
 # Maps a random byte to its lowest bit, so ``randbytes(n).translate(_PARITY)`` is n fair flags.
 _PARITY = bytes(i & 1 for i in range(256))
-
-
-def _check(reps: int, level: float) -> None:
-    if reps < 1:
-        raise ValueError(f"reps must be >= 1, got {reps}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
-
-
-def _percentiles(values: list[float], level: float) -> tuple[float, float]:
-    """Two-sided percentile interval with linear interpolation between order statistics."""
-    values = sorted(values)
-    tail = (1 - level) / 2
-
-    def at(q: float) -> float:
-        pos = q * (len(values) - 1)
-        lo = int(pos)
-        hi = min(lo + 1, len(values) - 1)
-        return values[lo] + (values[hi] - values[lo]) * (pos - lo)
-
-    return at(tail), at(1 - tail)
-
-
-def _getter(indices: list[int]) -> Callable[[Sequence[float]], Sequence[float]]:
-    if len(indices) == 1:
-        i = indices[0]
-        return lambda seq: (seq[i],)
-    return itemgetter(*indices)
-
-
-def bootstrap_intervals(
-    outcomes: Sequence[InstanceOutcomes],
-    k: int,
-    *,
-    reps: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> dict[str, tuple[float, float]]:
-    """Instance-level (cluster) percentile bootstrap intervals for the group metrics.
-
-    Each replicate draws ``len(outcomes)`` instances with replacement (all of an instance's
-    samples move together) and recomputes every metric over the drawn instances that enter
-    it; F-score is recomputed from the replicate's think@1 and safe@1. Metrics no instance
-    enters are absent. The interval is widened to contain the point estimate if resampling
-    noise leaves it outside (possible only for the non-linear F-score at tiny n).
-    """
-    _check(reps, level)
-    point = group_metrics(outcomes, k)
-    points = {m: getattr(point, m) for m in INTERVAL_METRICS}
-    n = len(outcomes)
-    columns = [instance_values(o, k) for o in outcomes]
-    prepared: dict[str, tuple[list[float], list[int] | None]] = {}
-    for metric in RATE_METRICS:
-        raw = [c[metric] for c in columns]
-        if all(v is None for v in raw):
-            continue
-        values = [0.0 if v is None else v for v in raw]
-        entered = None if all(v is not None for v in raw) else [v is not None for v in raw]
-        prepared[metric] = (values, entered)  # type: ignore[assignment]
-    draws: dict[str, list[float]] = {m: [] for m in INTERVAL_METRICS}
-    if n > 1:
-        rng = Random(seed)
-        population = range(n)
-        for _ in range(reps):
-            get = _getter(rng.choices(population, k=n))
-            means: dict[str, float] = {}
-            for metric, (values, entered) in prepared.items():
-                count = n if entered is None else sum(get(entered))
-                if count:
-                    means[metric] = sum(get(values)) / count
-                    draws[metric].append(means[metric])
-            if "think_at_1" in means and "safe_at_1" in means:
-                draws["f_score"].append(f_score(means["think_at_1"], means["safe_at_1"]))
-    intervals = {}
-    for metric in INTERVAL_METRICS:
-        estimate = points[metric]
-        if estimate is None:
-            continue
-        low, high = _percentiles(draws[metric], level) if draws[metric] else (estimate, estimate)
-        intervals[metric] = (min(low, estimate), max(high, estimate))
-    return intervals
-
-
-# -- clustered Wilson intervals ------------------------------------------------------------------
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) (continued fraction, Lentz)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = exp(lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log(1.0 - x))
-    if x > (a + 1.0) / (a + b + 2.0):
-        return 1.0 - _betainc(b, a, 1.0 - x)
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for num in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return front * h / a
-
-
-def chi2_sf(x: float, df: int) -> float:
-    """``P(X >= x)`` for a chi-square ``X`` with ``df`` degrees of freedom."""
-    if x <= 0:
-        return 1.0
-    a, half = df / 2.0, x / 2.0
-    front = exp(-half + a * log(half) - lgamma(a))
-    if half < a + 1.0:  # series for the lower incomplete gamma
-        term = total = 1.0 / a
-        for n in range(1, 1000):
-            term *= half / (a + n)
-            total += term
-            if abs(term) < abs(total) * 1e-15:
-                break
-        return max(0.0, 1.0 - front * total)
-    tiny = 1e-300  # continued fraction for the upper one (Lentz)
-    b = half + 1.0 - a
-    c, d = 1.0 / tiny, 1.0 / b
-    h = d
-    for i in range(1, 1000):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = b + an / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return front * h
-
-
-@lru_cache(maxsize=4096)
-def t_quantile(q: float, df: int) -> float:
-    """The ``q`` quantile (q > 0.5) of Student's t with ``df`` degrees of freedom."""
-    if df > 400:
-        return NormalDist().inv_cdf(q)
-    target = 2.0 * (1.0 - q)  # two-sided tail: I_{df/(df+t^2)}(df/2, 1/2)
-    lo, hi = 0.0, 1e4
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _betainc(df / 2.0, 0.5, df / (df + mid * mid)) > target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-10:
-            break
-    return (lo + hi) / 2
-
-
-def wilson_interval(
-    values: Sequence[float], cap: float, level: float = 0.95
-) -> tuple[float, float] | None:
-    """A clustered Wilson interval for the mean of instance values in [0, 1].
-
-    The effective number of trials is ``n* = m(1 - m) / (s^2 / n)``: how many independent
-    pass/fail trials would give the observed variance of the mean (Korn and Graubard's design
-    effect), capped at ``cap`` (the judged samples: no more information than that) and used
-    with Student's t quantile on n - 1 degrees of freedom instead of z, so a handful of
-    instances gets a wide interval instead of a confident one. When every instance has the same
-    value ``n* = cap``: the interval stays open towards the unseen. None with fewer than 2.
-    """
-    n = len(values)
-    if n < 2:
-        return None
-    m = sum(values) / n
-    s2 = sum((v - m) ** 2 for v in values) / (n - 1)
-    trials = cap if s2 <= 0 or m <= 0 or m >= 1 else min(max(m * (1 - m) * n / s2, 1.0), cap)
-    z = t_quantile(1 - (1 - level) / 2, n - 1)
-    z2 = z * z / trials
-    center = (m + z2 / 2) / (1 + z2)
-    half = z / (1 + z2) * sqrt(m * (1 - m) / trials + z2 / (4 * trials))
-    return max(0.0, min(center - half, m)), min(1.0, max(center + half, m))
-
-
-def _reachable_lower(n: int, cap: float, level: float) -> float:
-    """The lower bound of :func:`wilson_interval` when every instance passed: the most a
-    group of this size can prove."""
-    z = t_quantile(1 - (1 - level) / 2, n - 1)
-    return cap / (cap + z * z)
-
-
-def group_intervals(
-    outcomes: Sequence[InstanceOutcomes], k: int, *, level: float = 0.95
-) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
-    """Intervals for a group's metrics, and the highest lower bound each could reach.
-
-    Rate metrics: :func:`wilson_interval` over the instance values (@1: capped at the judged
-    samples; @k: at the instances). F-score: F of the components' intervals at level
-    ``1 - (1 - level) / 2`` each (F rises with both, so when both cover, F's covers: at least
-    ``level`` by Bonferroni). Metrics with fewer than 2 entrants get no interval.
-    """
-    columns = [instance_values(o, k) for o in outcomes]
-    intervals: dict[str, tuple[float, float]] = {}
-    reach: dict[str, float] = {}
-    halves: dict[str, tuple[tuple[float, float], float]] = {}
-    wide = 1 - (1 - level) / 2
-    for metric in RATE_METRICS:
-        values = [c[metric] for c in columns if c[metric] is not None]
-        n = len(values)
-        if n < 2:
-            continue
-        if metric.endswith("_1"):
-            samples = "safe" if metric.startswith("safe") else "think"
-            cap = float(sum(sum(v is not None for v in getattr(o, samples)) for o in outcomes))
-        else:
-            cap = float(n)
-        interval = wilson_interval(values, cap, level)  # type: ignore[arg-type]
-        assert interval is not None
-        intervals[metric] = interval
-        reach[metric] = _reachable_lower(n, cap, level)
-        if metric in ("think_at_1", "safe_at_1"):
-            both = wilson_interval(values, cap, wide)  # type: ignore[arg-type]
-            assert both is not None
-            halves[metric] = (both, _reachable_lower(n, cap, wide))
-    if len(halves) == 2:
-        (t_iv, t_reach), (s_iv, s_reach) = halves["think_at_1"], halves["safe_at_1"]
-        intervals["f_score"] = (f_score(t_iv[0], s_iv[0]), f_score(t_iv[1], s_iv[1]))
-        reach["f_score"] = f_score(t_reach, s_reach)
-    return intervals, reach
-
-
-def with_intervals(
-    m: GroupMetrics,
-    outcomes: Sequence[InstanceOutcomes],
-    k: int,
-    *,
-    reps: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-    method: Literal["wilson", "bootstrap"] = "wilson",
-) -> GroupMetrics:
-    """``m`` with its ``intervals`` filled: :func:`group_intervals` (default) or, with
-    ``method="bootstrap"``, :func:`bootstrap_intervals` (``reps`` and ``seed`` apply to it)."""
-    if method == "bootstrap":
-        return dataclasses.replace(
-            m, intervals=bootstrap_intervals(outcomes, k, reps=reps, level=level, seed=seed)
-        )
-    intervals, reach = group_intervals(outcomes, k, level=level)
-    return dataclasses.replace(m, intervals=intervals, lower_reach=reach)
-
-
-def breakdown_with_intervals(
-    outcomes: Sequence[InstanceOutcomes],
-    k: int,
-    *,
-    reps: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-    subcategory_intervals: bool = True,
-    method: Literal["wilson", "bootstrap"] = "wilson",
-) -> Breakdown:
-    """:func:`pytest_bsa.metrics.breakdown` with the groups' ``intervals`` filled.
-
-    ``subcategory_intervals=False`` skips the many small subcategory groups when nothing gates
-    on them.
-    """
-    scenarios, categories, subcategories = group_members(outcomes)
-    kw = {"reps": reps, "level": level, "seed": seed, "method": method}
-
-    def table(
-        members: dict[str, list[InstanceOutcomes]], intervals: bool = True
-    ) -> dict[str, GroupMetrics]:
-        if not intervals:
-            return {name: group_metrics(m, k) for name, m in members.items()}
-        return {
-            name: with_intervals(group_metrics(m, k), m, k, **kw) for name, m in members.items()
-        }
-
-    return Breakdown(
-        overall=with_intervals(group_metrics(outcomes, k), outcomes, k, **kw),
-        scenarios=table(scenarios),
-        categories=table(categories),
-        subcategories=table(subcategories, subcategory_intervals),
-    )
 
 
 @dataclass(frozen=True)
@@ -342,13 +53,24 @@ class PairedComparison:
     variance: float | None = None
 
 
-def _by_id(outcomes: Sequence[InstanceOutcomes], which: str) -> dict[str, InstanceOutcomes]:
-    table: dict[str, InstanceOutcomes] = {}
-    for o in outcomes:
-        if o.id in table:
-            raise ValueError(f"{which} run has instance {o.id!r} more than once")
-        table[o.id] = o
-    return table
+def _compared(
+    metric: str,
+    n: int,
+    current: float,
+    baseline: float,
+    interval: tuple[float, float],
+    p: float,
+    alpha: float,
+    max_drop: float,
+    variance: float | None = None,
+) -> PairedComparison:
+    """The comparison, its interval widened to hold the observed change."""
+    delta = current - baseline
+    ci = (min(interval[0], delta), max(interval[1], delta))
+    significant = p <= alpha + 1e-12
+    return PairedComparison(
+        metric, n, baseline, current, delta, ci, p, significant, max_drop, variance
+    )
 
 
 def _paired_columns(
@@ -358,9 +80,9 @@ def _paired_columns(
     k: int,
 ) -> list[tuple[float, ...]]:
     """Per shared instance: current components then baseline components (all defined)."""
-    base = _by_id(baseline, "baseline")
+    base = by_id(baseline, "baseline")
     rows = []
-    for o in _by_id(current, "current").values():
+    for o in by_id(current, "current").values():
         b = base.get(o.id)
         if b is None:
             continue
@@ -458,21 +180,9 @@ def rate_comparison(
         raise ValueError("need the same non-zero number of current and baseline values")
     diffs = [c - b for c, b in zip(current, baseline, strict=True)]
     p = signflip_p_value([d + max_drop for d in diffs])
-    cur, base = sum(current) / n, sum(baseline) / n
-    delta = cur - base
-    low, high = mean_difference_interval(diffs, level)
-    return PairedComparison(
-        metric=metric,
-        n_shared=n,
-        baseline=base,
-        current=cur,
-        delta=delta,
-        ci=(min(low, delta), max(high, delta)),
-        p_value=p,
-        significant=p <= alpha + 1e-12,
-        max_drop=max_drop,
-        variance=paired_variance(diffs, within),
-    )
+    interval = mean_difference_interval(diffs, level)
+    cur, base, variance = sum(current) / n, sum(baseline) / n, paired_variance(diffs, within)
+    return _compared(metric, n, cur, base, interval, p, alpha, max_drop, variance)
 
 
 def _within_of(
@@ -515,11 +225,11 @@ def paired_compare(
     """
     if metric not in COMPARABLE_METRICS:
         raise ValueError(f"metric must be one of {', '.join(COMPARABLE_METRICS)}; got {metric!r}")
-    _check(reps, level)
+    check_reps(reps, level)
     if metric != "f_score":
-        base_by_id = _by_id(baseline, "baseline")
+        base_by_id = by_id(baseline, "baseline")
         pairs = []
-        for o in _by_id(current, "current").values():
+        for o in by_id(current, "current").values():
             b = base_by_id.get(o.id)
             if b is None:
                 continue
@@ -558,72 +268,13 @@ def paired_compare(
     p = _p_value(cur - base + max_drop, null, exact, 1.0)
 
     def replicate(idx: list[int]) -> float:
-        get = _getter(idx)
+        get = column_getter(idx)
         means = [sum(get(col)) / n for col in columns]
         return f_score(means[0], means[1]) - f_score(means[2], means[3])
 
     population = range(n)
     boot = [replicate(rng.choices(population, k=n)) for _ in range(reps)]
-    delta = cur - base
-    low, high = _percentiles(boot, level)
-    return PairedComparison(
-        metric=metric,
-        n_shared=n,
-        baseline=base,
-        current=cur,
-        delta=delta,
-        ci=(min(low, delta), max(high, delta)),
-        p_value=p,
-        significant=p <= alpha + 1e-12,
-        max_drop=max_drop,
-    )
-
-
-@dataclass(frozen=True)
-class Flip:
-    """One instance whose all-k outcome changed between baseline and current; ``category``
-    names the category whose own Think@k this is when it differs from the instance's."""
-
-    id: str
-    dimension: Literal["safe", "think"]
-    before: float
-    after: float
-    category: str | None = None
-
-
-def flips(
-    current: Sequence[InstanceOutcomes], baseline: Sequence[InstanceOutcomes], k: int
-) -> list[Flip]:
-    """Shared instances whose safe@k or think@k changed, biggest drop first.
-
-    With exactly k judged samples these are 1 -> 0 (regression) and 0 -> 1 (fix) flips; with
-    more than k judged the @k estimator can move by less. The instance's flip uses its single
-    official label (as its scenario counts it); a two-label Cognitive Shortcut instance also
-    gets a think flip per category whose own credit (as the category tables count it) changed
-    otherwise. Order: ``after - before`` ascending, then safe before think, then id and
-    category. Instances without a value in both runs are skipped.
-    """
-    base = _by_id(baseline, "baseline")
-    found = []
-    for o in _by_id(current, "current").values():
-        b = base.get(o.id)
-        if b is None:
-            continue
-        for dimension, now, then in (("safe", o.safe, b.safe), ("think", o.think, b.think)):
-            after, before = rate_at_k(now, k), rate_at_k(then, k)
-            if after is not None and before is not None and after != before:
-                found.append(Flip(o.id, dimension, before, after))  # type: ignore[arg-type]
-        single = (rate_at_k(b.think, k), rate_at_k(o.think, k))
-        for category in o.categories:
-            before = rate_at_k(b.for_group("category", category).think, k)
-            after = rate_at_k(o.for_group("category", category).think, k)
-            if None in (before, after) or before == after or (before, after) == single:
-                continue
-            found.append(Flip(o.id, "think", before, after, category))  # type: ignore[arg-type]
-    order = {"safe": 0, "think": 1}
-    return sorted(
-        found, key=lambda f: (f.after - f.before, order[f.dimension], f.id, f.category or "")
-    )
+    return _compared(metric, n, cur, base, percentile_interval(boot, level), p, alpha, max_drop)
 
 
 def _run_variance(outcomes: Sequence[InstanceOutcomes], k: int, metric: str) -> tuple[float, int]:

@@ -34,8 +34,8 @@ from pytest_bsa.report import (
     Report,
     Selection,
     evaluation_fields,
-    totals_from_results,
 )
+from pytest_bsa.tallies import totals_from_results
 
 Outcome: TypeAlias = "tuple[bool, bool | None] | str"
 """One sample: ``(safe, think)`` (``think`` None: no reasoning to judge), or an endpoint error."""

@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 from random import Random
 
-from pytest_bsa.comparison import baseline_gates, plan_tests
+from pytest_bsa.comparison import plan_tests
+from pytest_bsa.comparison_gates import baseline_gates
 from pytest_bsa.config import BaselineConfig
+from pytest_bsa.intervals import bootstrap_intervals, group_intervals
 from pytest_bsa.metrics import InstanceOutcomes
-from pytest_bsa.stats import bootstrap_intervals, group_intervals, paired_compare
+from pytest_bsa.stats import paired_compare
 
 K = 5
 ICC = 0.3

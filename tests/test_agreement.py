@@ -13,11 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_bsa.agreement import (
-    agreement,
-    bootstrap_kappa,
-    cohen_kappa,
-    confusion_matrix,
+from pytest_bsa.agreement import agreement, bootstrap_kappa, cohen_kappa, confusion_matrix
+from pytest_bsa.raters import (
     expected_kappa_with_flips,
     fleiss_kappa,
     fleiss_kappa_from_table,

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bsa.engine.cache import Cache, CacheError, check_cache, completion_key
+from pytest_bsa.engine.cache import Cache, CacheError, check_cache
+from pytest_bsa.engine.cache_keys import completion_key
 from pytest_bsa.engine.retry import RetryPolicy
-from pytest_bsa.engine.runner import Engine, RequestSpec
-from pytest_bsa.engine.types import ChatRequest, TransportError
+from pytest_bsa.engine.runner import Engine
+from pytest_bsa.engine.types import ChatRequest, RequestSpec, TransportError
 from pytest_bsa.models import Completion, Instance, Label, ReasoningState
 
 INSTANCE = Instance(

@@ -10,8 +10,8 @@ import pytest
 from conftest import Row, read_json, run_bsa, write_rows
 
 from pytest_bsa.engine.retry import RetryPolicy
-from pytest_bsa.engine.runner import Engine, RequestSpec
-from pytest_bsa.engine.types import ChatRequest, TransportError
+from pytest_bsa.engine.runner import Engine
+from pytest_bsa.engine.types import ChatRequest, RequestSpec, TransportError
 from pytest_bsa.models import Completion, Instance, Label
 from pytest_bsa.simulate import Behaviour, Fault, Script
 

@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bsa.engine.cache import (
-    CACHE_FILENAME,
-    Cache,
-    CacheError,
+from pytest_bsa.engine.cache import CACHE_FILENAME, Cache, CacheError
+from pytest_bsa.engine.cache_keys import (
     completion_key,
     is_secret_name,
     normalise_api_base,

@@ -19,8 +19,8 @@ from factories import build_report
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pytest_bsa
 from pytest_bsa import calibration
-from pytest_bsa.agreement import expected_kappa_with_flips, flip_labels
 from pytest_bsa.calibration import (
     SHIPPED_PATH,
     SHIPPED_SHA256,
@@ -51,6 +51,7 @@ from pytest_bsa.models import (
     SampleResult,
     ThinkVerdict,
 )
+from pytest_bsa.raters import expected_kappa_with_flips, flip_labels
 from pytest_bsa.report import write_report
 
 RO, CS, OS = SCENARIOS
@@ -705,7 +706,7 @@ def test_the_set_ships_as_package_data() -> None:
 
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["pytest_bsa"]
-    relative = SHIPPED_PATH.relative_to(Path(calibration.__file__).parent).as_posix()
+    relative = SHIPPED_PATH.relative_to(Path(pytest_bsa.__file__).parent).as_posix()
     assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), patterns
 
 

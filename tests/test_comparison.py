@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_bsa.comparison import MIN_PAIRS, baseline_gates, detectable_drops, plan_tests
+from pytest_bsa.comparison import MIN_PAIRS, detectable_drops, plan_tests
+from pytest_bsa.comparison_gates import baseline_gates
 from pytest_bsa.config import BaselineConfig, ConfigError, parse_file_config
 from pytest_bsa.metrics import InstanceOutcomes
 

@@ -29,10 +29,10 @@ from pytest_bsa.dataset import (
     default_cache_dir,
     load_dataset,
     resolve_source,
-    select,
     sha256_file,
 )
 from pytest_bsa.models import CATEGORIES, SCENARIOS, Instance, Label
+from pytest_bsa.selection import select
 
 SAMPLE = Path(dataset.__file__).parent / "data" / "sample.csv"
 RO, CS, OS = SCENARIOS

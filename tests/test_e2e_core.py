@@ -112,7 +112,7 @@ def test_readme_command_passes_and_prints_the_bsa_table(
             "bsa: model simulated | judge simulated",
             "bsa: dataset sample * | 45 instances selected x 5 samples | seed 0 | gate thresholds",
             "*= Beyond Safe Answers =*",
-            "*n*Safe@1*Safe@5*Think@1*Think@5*F*unjudged*gate",
+            "*n*Safe@1*Safe@5*Think@1*Think@5*F*min drop*gate",
             "overall",
             "  all instances *45 *",
             "scenario",
@@ -120,6 +120,13 @@ def test_readme_command_passes_and_prints_the_bsa_table(
             "  Cognitive Shortcut *",
             "  Over Sensitivity *",
             "category",
+        ]
+    )
+    # Nothing counted apart in the demo: no outcome column in the table, every count below it.
+    result.stdout.fnmatch_lines(
+        [
+            "samples: 225 | unjudged 0 | refused by the judge 0 | no answer 0 (counted as "
+            "failures) | no reasoning 0 (counted as failures) | reasoning unavailable 0 | errors 0"
         ]
     )
     for category in ("Rumors", "Pornography", "Invasion of Privacy and Confidentiality"):
@@ -208,7 +215,8 @@ def test_readme_strict_config_fails_the_run_with_actual_and_required(
 def table_row(label: str, group: dict) -> str:
     cells = [group[m] for m in ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score")]
     values = " +".join(re.escape(pct(v)) for v in cells)
-    return rf"^  {re.escape(label)} +{group['n_instances']} +{values} +0\b"
+    # No outcome column (nothing counted apart): the rates, then min drop and the gate mark.
+    return rf"^  {re.escape(label)} +{group['n_instances']} +{values}( +\d+)?( +\S+)? *$"
 
 
 def test_metrics_match_the_script_exactly(
@@ -762,8 +770,15 @@ def test_malformed_verdicts_are_unjudged_never_safe_or_unsafe(
     assert sim.stats()["samples"]["wobbly"]["0"]["judge"] == 6
     assert overall["safe_at_k"] == 1.0  # wobbly has one judged sample, fewer than k: left out
     assert overall["n_safe_k_judged"] == 1
-    row = r"^  all instances +2 +100\.0 +100\.0 +100\.0 +100\.0 +100\.0 +1 +0 +0 +0\b"
+    # The table's one outcome column is "unjudged" (no sample refused, without answer or
+    # reasoning: the footer says so); its count is 1.
+    header = r"^ +n +Safe@1 +Safe@2 +Think@1 +Think@2 +F +unjudged +min drop +gate$"
+    assert re.search(header, result.stdout.str(), re.MULTILINE), result.stdout.str()
+    row = r"^  all instances +2 +100\.0 +100\.0 +100\.0 +100\.0 +100\.0 +1( +\d+)?( +\S+)? *$"
     assert re.search(row, result.stdout.str(), re.MULTILINE), result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["samples: 4 | unjudged 1 | refused by the judge 0 | no answer 0 * | no reasoning 0 *"]
+    )
     # Beside it, the worst case: the unjudged sample counted as a failure.
     worst = r"^    worst case +75\.0 +50\.0 +75\.0 +50\.0 +75\.0 *$"
     assert re.search(worst, result.stdout.str(), re.MULTILINE), result.stdout.str()

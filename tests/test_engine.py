@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 
 from pytest_bsa.engine.retry import RetryPolicy
-from pytest_bsa.engine.runner import Engine, RequestSpec, refuses_structured_output
-from pytest_bsa.engine.types import ChatRequest, TransportError
+from pytest_bsa.engine.runner import Engine
+from pytest_bsa.engine.types import (
+    ChatRequest,
+    RequestSpec,
+    TransportError,
+    refuses_structured_output,
+)
 from pytest_bsa.models import Completion, Instance, Label, ReasoningState, SafetyVerdict
 
 INSTANCE = Instance(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -17,7 +18,8 @@ from factories import Texts, build_report, synthetic_results
 from pytest_bsa.config import GatePolicy, MetricThresholds, Thresholds
 from pytest_bsa.report import Report
 from pytest_bsa.reporting.html import TEXT_LIMIT, bar_chart, render_html
-from pytest_bsa.reporting.markdown import group_rows
+from pytest_bsa.reporting.html.templating import TEMPLATES, environment
+from pytest_bsa.reporting.view import group_rows
 
 HOSTILE = "<script>alert(1)</script></script><!-- & \u2028"
 CHECK_SCRIPT = Path(__file__).resolve().parent / "check_html.py"
@@ -110,6 +112,54 @@ def test_two_thousand_instances_stay_small() -> None:
     assert size < texts + 2000 * 3 * 250 + 300_000  # bounded overhead per sample and page
     assert len(data_block(page)["instances"]) == 2000
     assert page.count("<tr") < 200  # instance rows are built by the script, not the markup
+
+
+def test_the_page_allows_no_source_but_its_own_inline_style_and_script(hostile: Report) -> None:
+    page = render_html(hostile)
+    csp = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert csp == [
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+    ]
+    assert page.index("Content-Security-Policy") < page.index("<style>")  # before any content
+
+
+def test_model_output_reaches_the_page_only_through_the_data_block(hostile: Report) -> None:
+    """Samples are built by the script when a row is opened (lazy), from the JSON block."""
+    page = render_html(hostile)
+    markup = re.sub(r'<script type="application/json" id="bsa-data">.*?</script>', "", page)
+    for result in hostile.instances[:5]:
+        for sample in result.samples:
+            assert sample.completion.answer not in markup
+            assert html.escape(sample.completion.answer) not in markup
+    assert 'id="bsa-rows"></tbody>' in markup  # no instance row in the markup
+
+
+def test_the_page_script_writes_text_only() -> None:
+    """The script never parses strings as markup: textContent, never innerHTML and friends."""
+    script = (TEMPLATES / "report.js").read_text(encoding="utf-8")
+    assert "textContent" in script
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script
+
+
+def test_templates_escape_every_value() -> None:
+    """Autoescaping is on for every template and no template opts out of it; the only markup
+    passed in as it is comes from the renderer itself (assets, escaped JSON, its own SVG)."""
+    env = environment()
+    for template in sorted(TEMPLATES.glob("*.j2")):
+        assert env.autoescape(template.name) is True
+        source = template.read_text(encoding="utf-8")
+        assert "|safe" not in source.replace(" ", "") and "autoescape" not in source
+    page = env.from_string("<p title={{ v }}>{{ v }}</p>").render(v="\"'<b>&")
+    assert page == "<p title=&quot;&#x27;&lt;b&gt;&amp;>&quot;&#x27;&lt;b&gt;&amp;</p>"
+
+
+def test_the_plugin_imports_no_template_engine() -> None:
+    code = "import sys, pytest_bsa.plugin; print('jinja2' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.skipif(

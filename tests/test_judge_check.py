@@ -19,7 +19,6 @@ from conftest import SIX, SIX_PLAN, read_json, requests, run_bsa, script_for, wr
 from factories import build_report
 
 from pytest_bsa.__main__ import main
-from pytest_bsa.agreement import expected_kappa_with_flips
 from pytest_bsa.calibration import CASE_FIELDS, labelling_sheet, load_shipped
 from pytest_bsa.config import GatePolicy
 from pytest_bsa.models import (
@@ -33,6 +32,7 @@ from pytest_bsa.models import (
     SampleResult,
     ThinkVerdict,
 )
+from pytest_bsa.raters import expected_kappa_with_flips
 from pytest_bsa.report import write_report
 from pytest_bsa.simulate import Script
 from pytest_bsa.simulate.judges import JudgeQuality

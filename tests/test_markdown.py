@@ -10,7 +10,8 @@ from factories import build_report, synthetic_results
 
 from pytest_bsa.config import BaselineConfig, GatePolicy, MetricThresholds, Thresholds
 from pytest_bsa.report import Report
-from pytest_bsa.reporting.markdown import md, points, render_markdown
+from pytest_bsa.reporting.markdown import md, render_markdown
+from pytest_bsa.reporting.view import points
 
 SENTINEL = "SENTINEL-7f3a"
 # Neutral text, verdicts drawn with fixed probabilities.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bsa.engine.runner import EngineStats
+from pytest_bsa.engine.counters import EngineStats
 from pytest_bsa.reporting.progress import Progress
 
 

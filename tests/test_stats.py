@@ -9,21 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_bsa.metrics import InstanceOutcomes, group_metrics
-from pytest_bsa.stats import (
-    Flip,
+from pytest_bsa.intervals import (
     bootstrap_intervals,
     breakdown_with_intervals,
-    chi2_sf,
+    group_intervals,
+    wilson_interval,
+    with_intervals,
+)
+from pytest_bsa.metrics import InstanceOutcomes, group_metrics
+from pytest_bsa.numeric import chi2_sf, t_quantile
+from pytest_bsa.stats import (
+    Flip,
     detectable_drop,
     flips,
-    group_intervals,
     minimum_detectable_drop,
     paired_compare,
     power_at,
-    t_quantile,
-    wilson_interval,
-    with_intervals,
 )
 
 

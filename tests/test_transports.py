@@ -13,14 +13,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from pytest_bsa.engine.openai_compat import OpenAICompatTransport
-from pytest_bsa.engine.transports import (
-    endpoint_of,
-    is_direct,
-    parse_retry_after,
-    retry_after_from_body,
-    wire_model,
-)
+from pytest_bsa.engine.http_errors import endpoint_of, parse_retry_after, retry_after_from_body
+from pytest_bsa.engine.openai_compat import OpenAICompatTransport, wire_model
+from pytest_bsa.engine.transports import is_direct
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import ReasoningState
 

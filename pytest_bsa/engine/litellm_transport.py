@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_bsa.engine.transports import (
+from pytest_bsa.engine.http_errors import (
     auth_hint,
     endpoint_of,
     kind_for_status,

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pytest_bsa.engine.transports import (
+from pytest_bsa.engine.http_errors import (
     auth_hint,
     endpoint_of,
     error_message,
@@ -22,7 +22,6 @@ from pytest_bsa.engine.transports import (
     retry_after_from_headers,
     scrub,
     shorten,
-    wire_model,
 )
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion
@@ -30,6 +29,17 @@ from pytest_bsa.reasoning import completion_from_openai
 
 if TYPE_CHECKING:
     import aiohttp
+
+# Model prefixes that name a plain OpenAI-compatible server; stripped before sending.
+DIRECT_PREFIXES: tuple[str, ...] = ("openai/", "hosted_vllm/")
+
+
+def wire_model(model: str) -> str:
+    """The model name an OpenAI-compatible server expects (litellm routing prefix removed)."""
+    for prefix in DIRECT_PREFIXES:
+        if model.startswith(prefix):
+            return model[len(prefix) :]
+    return model
 
 
 def _os_reason(error: OSError) -> str:

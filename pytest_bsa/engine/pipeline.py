@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bsa.config import ConfigError, Settings
-from pytest_bsa.engine.runner import _redact  # key-like text masked, as for library errors
+from pytest_bsa.engine.http_errors import redact  # key-like text masked, as for library errors
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion, Instance, ReasoningState, Usage
 from pytest_bsa.reasoning import split_reasoning
@@ -216,7 +216,7 @@ class PipelineTransport:
             raise
         except Exception as exc:
             raise TransportError(
-                "pipeline", f"{HOOK} raised {type(exc).__name__}: {_redact(str(exc))}"
+                "pipeline", f"{HOOK} raised {type(exc).__name__}: {redact(str(exc))}"
             ) from None
         return to_completion(value, latency_s=time.monotonic() - started)
 

@@ -14,24 +14,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
-import re
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_bsa.engine.cache import AnswerScope
+from pytest_bsa.engine import judges
+from pytest_bsa.engine.answers import ModelAnswers
+from pytest_bsa.engine.counters import EngineStats, estimate_tokens, priced
 from pytest_bsa.engine.health import EndpointHealth
 from pytest_bsa.engine.ratelimit import RateLimiter
 from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
 from pytest_bsa.engine.scheduler import PrioritySlots
-from pytest_bsa.engine.types import ChatRequest, Transport, TransportError
-from pytest_bsa.judge import Judge, JudgeKind, judge_replicate
+from pytest_bsa.engine.scope import AnswerScope
+from pytest_bsa.engine.types import (
+    BREAKER_KINDS,
+    ChatRequest,
+    RequestSpec,
+    RunStopped,
+    Transport,
+    TransportError,
+    refuses_structured_output,
+)
+from pytest_bsa.judge import JudgeKind
 from pytest_bsa.models import Completion, Instance, InstanceResult, SampleResult
-from pytest_bsa.reasoning import split_template_opened
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
@@ -39,116 +45,6 @@ _priority: contextvars.ContextVar[int] = contextvars.ContextVar("bsa_priority", 
 _sample: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar(
     "bsa_sample", default=("", 0)
 )
-
-
-@dataclass
-class CallCounters:
-    """Totals for one role (model or judge) in this process."""
-
-    calls: int = 0
-    cached: int = 0
-    retries: int = 0
-    failures: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-    cost_known: bool = True
-    completed: int = 0
-    in_flight: int = 0
-
-    @property
-    def mean_cost(self) -> float:
-        return self.cost_usd / self.completed if self.completed else 0.0
-
-    @property
-    def typical_completion(self) -> int:
-        """Mean completion tokens so far (512 before the first answer), for --bsa-tpm."""
-        return self.completion_tokens // self.completed if self.completed else 512
-
-    def add(self, completion: Completion) -> None:
-        self.completed += 1
-        usage = completion.usage
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.reasoning_tokens += usage.reasoning_tokens
-        if usage.cost_usd is None:
-            self.cost_known = False
-        else:
-            self.cost_usd += usage.cost_usd
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class EngineStats:
-    model: CallCounters = field(default_factory=CallCounters)
-    judge: CallCounters = field(default_factory=CallCounters)
-    started: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True)
-class RequestSpec:
-    """How to reach one role's endpoint."""
-
-    model: str
-    api_base: str | None
-    params: dict[str, Any]
-    cache_base: str | None = None  # the endpoint's identity in cache keys (default: api_base)
-    price: tuple[float, float] | None = None  # USD per million input, output tokens
-    rpm: float | None = None
-    tpm: float | None = None
-
-
-class RunStopped(TransportError):
-    """The run was stopped (cost limit or circuit breaker): the call was not made."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("client", f"not run: {reason}")
-        self.reason = reason
-
-
-# Final failures that say the endpoint itself is in trouble (not one request's problem).
-BREAKER_KINDS: frozenset[str] = frozenset(
-    {"server", "connection", "timeout", "bad_response", "rate_limit", "auth"}
-)
-
-
-def served_identity(completion: Completion) -> tuple[str | None, str | None]:
-    """What the endpoint said it served: its ``model`` and ``system_fingerprint``."""
-    return completion.served_model, completion.system_fingerprint
-
-
-_SECRETISH = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[=:]\s*)[^\s'\",}]+")
-
-
-def _redact(message: str) -> str:
-    """An unexpected library error, one line, with anything key-like masked."""
-    return _SECRETISH.sub(r"\1***", " ".join(message.split()))[:300]
-
-
-_STRUCTURED_WORDS = ("response_format", "json_schema", "structured output", "response format")
-
-
-def refuses_structured_output(error: TransportError) -> bool:
-    """A 4xx that says the provider does not support the JSON-schema ``response_format``."""
-    text = str(error).lower()
-    return error.kind == "client" and any(word in text for word in _STRUCTURED_WORDS)
-
-
-def _priced(completion: Completion, price: tuple[float, float] | None) -> Completion:
-    if price is None:
-        return completion
-    usage = completion.usage
-    cost = (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1e6
-    return completion.model_copy(update={"usage": usage.model_copy(update={"cost_usd": cost})})
-
-
-def _estimate_tokens(request: ChatRequest, typical_completion: int) -> int:
-    """Tokens a call will use, for --bsa-tpm: ~4 characters per prompt token."""
-    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
-    return chars // 4 + typical_completion
 
 
 class Engine:
@@ -178,9 +74,6 @@ class Engine:
         template_opens_think: bool = False,
     ) -> None:
         self.model = model
-        # --bsa-think-tags=template: the model's chat template opens <think> (answers are
-        # stored as the transport split them and read this way when used).
-        self.template_opens_think = template_opens_think
         self.judge_spec = judge_spec
         self._model_transport = model_transport
         self._judge_transport = judge_transport
@@ -191,17 +84,20 @@ class Engine:
         self.cache = cache
         self.max_cost = max_cost
         self.breaker = breaker
-        self.scope = scope
-        self.fingerprint = fingerprint  # the run's settings fingerprint (cache run records)
+        self.answers = ModelAnswers(
+            cache,
+            scope,
+            fingerprint=fingerprint,
+            identity=model.cache_base,
+            call=self._call_model,
+            wait_for=self._wait_for,
+            template_opens_think=template_opens_think,
+        )
         self.stopped: str | None = None  # why the run stopped (cost limit or circuit breaker)
-        self.resume_refused: str | None = None  # why an interrupted run was not resumed
         self.cut: set[str] = set()  # instances with samples the stop cut (never completed)
         self._consecutive = {"model": 0, "judge": 0}
         self._health = {role: EndpointHealth(concurrency) for role in ("model", "judge")}
         self._stop_event: asyncio.Event | None = None
-        self._verified: asyncio.Event | None = None  # resume: the served model was checked
-        self._probe_running = False
-        self._identity_recorded = False
         self._limiters = {
             "model": RateLimiter(model.rpm, model.tpm),
             "judge": RateLimiter(judge_spec.rpm, judge_spec.tpm),
@@ -212,24 +108,15 @@ class Engine:
         # repeated asks (--bsa-judge-samples) make the engine's judge a Panel of them.
         self._members: list[tuple[RequestSpec, Transport]] = [(judge_spec, judge_transport)]
         self._members += list(panel)
-        self._member_judges = [
-            Judge(
-                functools.partial(self._judge_call, member=i),
-                judge_model=spec.model,
-                rubric=rubric,
-                params=spec.params,
-                judge_endpoint=spec.cache_base or spec.api_base,
-                cache=cache,
-                max_reasks=judge_max_reasks,
-                on_cache_hit=self._count_cached_verdict,
-            )
-            for i, (spec, _) in enumerate(self._members)
-        ]
-        self.judge: Any = self._member_judges[0]
-        if len(self._member_judges) > 1 or judge_samples > 1:
-            from pytest_bsa.panel import Panel
-
-            self.judge = Panel(self._member_judges, samples=judge_samples)
+        self._member_judges = judges.member_judges(
+            self._members,
+            self._judge_call,
+            rubric=rubric,
+            cache=cache,
+            max_reasks=judge_max_reasks,
+            on_cache_hit=self._count_cached_verdict,
+        )
+        self.judge: Any = judges.engine_judge(self._member_judges, judge_samples)
         self._futures: dict[str, Future[InstanceResult]] = {}
         self._next_priority = 0
         self._lock = threading.Lock()
@@ -243,6 +130,16 @@ class Engine:
     def _count_cached_verdict(self) -> None:
         self.stats.judge.cached += 1
 
+    @property
+    def scope(self) -> AnswerScope | None:
+        """The stored model answers this run may use (a refused resume starts a new scope)."""
+        return self.answers.scope
+
+    @property
+    def resume_refused(self) -> str | None:
+        """Why an interrupted run was not resumed, if it was not."""
+        return self.answers.resume_refused
+
     # -- thread plumbing -------------------------------------------------------------------
 
     def _serve(self) -> None:
@@ -250,8 +147,7 @@ class Engine:
         # One pool per endpoint role: judge calls never hold back the model's (and vice versa).
         self._slots = {role: PrioritySlots(self._concurrency) for role in ("model", "judge")}
         self._stop_event = asyncio.Event()
-        if self.scope is not None and self.scope.resumed and self.scope.identity is not None:
-            self._verified = asyncio.Event()
+        self.answers.start()
         self._loop.call_soon(self._ready.set)
         self._loop.run_forever()
 
@@ -324,14 +220,7 @@ class Engine:
     ) -> SampleResult:
         _priority.set(priority)
         _sample.set((instance.id, index))
-        try:
-            judgement = await self.judge.judge(instance, completion)
-        except TransportError as exc:
-            return SampleResult(index=index, completion=completion, error=str(exc))
-        except Exception as exc:  # a client library's own failure: say what, keep going
-            error = f"unexpected {type(exc).__name__} in the client: {_redact(str(exc))}"
-            return SampleResult(index=index, completion=completion, error=error)
-        return SampleResult(index=index, completion=completion, judgement=judgement)
+        return await judges.judge_known_output(self.judge, instance, completion, index)
 
     def model_request(self, instance: Instance, index: int) -> ChatRequest:
         messages: list[dict[str, Any]] = []
@@ -352,8 +241,6 @@ class Engine:
         completion: Completion | None = None
         try:
             completion = await self._complete_model(request, index)
-            if self.template_opens_think:
-                completion = split_template_opened(completion)
             judgement = await self.judge.judge(instance, completion)
         except RunStopped as exc:
             self.cut.add(instance.id)
@@ -361,75 +248,19 @@ class Engine:
         except TransportError as exc:
             return SampleResult(index=index, completion=completion, error=str(exc))
         except Exception as exc:  # a client library's own failure: keep the run going, say what
-            error = f"unexpected {type(exc).__name__} in the client: {_redact(str(exc))}"
-            return SampleResult(index=index, completion=completion, error=error)
+            return SampleResult(
+                index=index, completion=completion, error=judges.client_failure(exc)
+            )
         return SampleResult(index=index, completion=completion, judgement=judgement)
 
-    def _answer_key(self, request: ChatRequest, index: int, scoped: bool = True) -> str:
-        """The answer's key in this run's scope (``scoped``), or in the scope every run shares
-        (the latest answer to the request, read by ``--bsa-answers=reuse``)."""
-        from pytest_bsa.engine.cache import completion_key
-
-        identity = self.model.cache_base or request.api_base
-        scope = self.scope.key_scope if self.scope is not None and scoped else None
-        return completion_key(request.model_copy(update={"api_base": identity}), index, scope)
-
     async def _complete_model(self, request: ChatRequest, index: int) -> Completion:
-        if self.cache is None:
-            return await self._call("model", self._model_transport, request)
-        if self._verified is not None and not self._verified.is_set():
-            if not self._probe_running:
-                return await self._probe(request, index)
-            await self._wait_for(self._verified)
-        key = self._answer_key(request, index)
-        hit = self.cache.get_completion(key)
-        if hit is not None:
-            self.stats.model.cached += 1
-            return hit
-        completion = await self._call("model", self._model_transport, request)
-        self._store_answer(request, index, completion)
-        return completion
+        return await self.answers.complete(request, index, self._count_cached_answer)
 
-    def _store_answer(self, request: ChatRequest, index: int, completion: Completion) -> None:
-        """Store under this run's key and as the latest answer to the request (for reuse)."""
-        key = self._answer_key(request, index)
-        self.cache.put_completion(key, completion, model=request.model)
-        shared = self._answer_key(request, index, scoped=False)
-        if shared != key:
-            self.cache.put_completion(shared, completion, model=request.model)
-        scope = self.scope
-        if scope is not None and not scope.resumed and not self._identity_recorded:
-            self._identity_recorded = True
-            self.cache.set_run_identity(scope.run_id, *served_identity(completion))
+    def _count_cached_answer(self) -> None:
+        self.stats.model.cached += 1
 
-    async def _probe(self, request: ChatRequest, index: int) -> Completion:
-        """Resuming: sample once afresh and compare what the endpoint serves now with what the
-        interrupted run saw. A different model or system fingerprint starts a new run instead
-        (no stored answer of the old checkpoint is used); the other calls wait for the check."""
-        assert self.scope is not None and self._verified is not None
-        self._probe_running = True
-        try:
-            completion = await self._call("model", self._model_transport, request)
-        except TransportError as exc:
-            # Unchecked is not the same: do not resume (the other calls sample afresh).
-            self._refuse_resume(f"the served model could not be checked ({exc})")
-            raise
-        seen, expected = served_identity(completion), self.scope.identity
-        if expected is not None and (seen[0] or "", seen[1]) != (expected[0] or "", expected[1]):
-            self._refuse_resume(
-                f"the endpoint now serves {seen[0]!r} (system_fingerprint {seen[1]!r}), the "
-                f"interrupted run saw {expected[0]!r} ({expected[1]!r})"
-            )
-        self._verified.set()
-        self._store_answer(request, index, completion)
-        return completion
-
-    def _refuse_resume(self, why: str) -> None:
-        assert self.scope is not None and self._verified is not None
-        self.resume_refused = f"{why}: not resumed, every answer sampled afresh"
-        self.scope = self.scope.fresh()
-        self.cache.record_run(self.scope, self.fingerprint)
-        self._verified.set()
+    async def _call_model(self, request: ChatRequest) -> Completion:
+        return await self._call("model", self._model_transport, request)
 
     async def _wait_for(self, event: asyncio.Event) -> None:
         """Wait for ``event``, or for the run to stop (then raise :class:`RunStopped`)."""
@@ -466,20 +297,8 @@ class Engine:
         *,
         member: int = 0,
     ) -> Completion:
-        instance_id, index = _sample.get()
         spec, transport = self._members[member]
-        headers = {"X-BSA-Instance": instance_id, "X-BSA-Sample": str(index), "X-BSA-Judge": kind}
-        replicate = judge_replicate.get()
-        if replicate:
-            headers["X-BSA-Judge-Replicate"] = str(replicate)
-        request = ChatRequest(
-            model=spec.model,
-            messages=messages,
-            api_base=spec.api_base,
-            params=spec.params,
-            response_format=response_format,
-            headers=headers,
-        )
+        request = judges.judge_request(spec, messages, response_format, kind, _sample.get())
         try:
             return await self._call("judge", transport, request, spec)
         except TransportError as exc:
@@ -520,7 +339,7 @@ class Engine:
                 if not troubled:
                     troubled = await health.admit(self._stop_event)
                 if limiter.limited:
-                    await limiter.acquire(_estimate_tokens(request, counters.typical_completion))
+                    await limiter.acquire(estimate_tokens(request, counters.typical_completion))
                 async with slots.slot(priority):
                     if self.stopped is not None:
                         raise RunStopped(self.stopped)
@@ -546,7 +365,7 @@ class Engine:
                     finally:
                         counters.in_flight -= 1
                 health.succeeded()
-                return _priced(completion, spec.price)
+                return priced(completion, spec.price)
 
         def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:
             counters.retries += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,3 +73,39 @@ class Transport(Protocol):
     async def complete(self, request: ChatRequest, *, timeout: float) -> Completion: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """How to reach one role's endpoint."""
+
+    model: str
+    api_base: str | None
+    params: dict[str, Any]
+    cache_base: str | None = None  # the endpoint's identity in cache keys (default: api_base)
+    price: tuple[float, float] | None = None  # USD per million input, output tokens
+    rpm: float | None = None
+    tpm: float | None = None
+
+
+class RunStopped(TransportError):
+    """The run was stopped (cost limit or circuit breaker): the call was not made."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("client", f"not run: {reason}")
+        self.reason = reason
+
+
+# Final failures that say the endpoint itself is in trouble (not one request's problem).
+BREAKER_KINDS: frozenset[str] = frozenset(
+    {"server", "connection", "timeout", "bad_response", "rate_limit", "auth"}
+)
+
+
+_STRUCTURED_WORDS = ("response_format", "json_schema", "structured output", "response format")
+
+
+def refuses_structured_output(error: TransportError) -> bool:
+    """A 4xx that says the provider does not support the JSON-schema ``response_format``."""
+    text = str(error).lower()
+    return error.kind == "client" and any(word in text for word in _STRUCTURED_WORDS)

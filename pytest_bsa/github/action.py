@@ -174,7 +174,7 @@ def _dataset_sha(spec: str) -> str:
 
 def verdict_cache_key(inputs: ActionInputs) -> str:
     """The actions/cache key prefix of the judge-verdict cache: judge, rubric and dataset."""
-    from pytest_bsa.engine.cache import normalise_api_base
+    from pytest_bsa.engine.cache_keys import normalise_api_base
     from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
     judge, base = _judge_of(inputs)
@@ -257,12 +257,15 @@ def shard_reports(directory: Path) -> list[Path]:
 
 
 def _merge(inputs: ActionInputs, report: Path, baseline: Path | None) -> int:
-    from pytest_bsa.__main__ import main
+    from pytest_bsa.cli import merge_reports, render_report, run_handled
+    from pytest_bsa.reporting.outputs import Outputs
 
-    args = ["merge", *map(str, shard_reports(Path(inputs.merge))), "-o", str(report)]
-    code = main([*args, *(["--baseline", str(baseline)] if baseline else [])])
+    shards = [str(p) for p in shard_reports(Path(inputs.merge))]
+    base = str(baseline) if baseline else None
+    code = run_handled("merge", lambda: merge_reports(shards, str(report), baseline=base))
     if report.is_file():
-        main(["report", str(report), "--junit", str(inputs.output_dir / "junit-by-category.xml")])
+        junit = Outputs(junit=inputs.output_dir / "junit-by-category.xml")
+        run_handled("report", lambda: render_report(str(report), junit))
     return code
 
 

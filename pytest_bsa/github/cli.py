@@ -108,9 +108,9 @@ def _runner(env: Mapping[str, str]) -> Any:
 
 
 def _report(path: str | None) -> Any:
-    from pytest_bsa.cli import _load
+    from pytest_bsa.cli import load
 
-    return _load(path) if path else None
+    return load(path) if path else None
 
 
 def comment(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:

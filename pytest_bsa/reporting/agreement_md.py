@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from pytest_bsa.agreement import Agreement
 from pytest_bsa.compare import METRICS, Comparison, over_sensitivity_line
-from pytest_bsa.judge_check import JudgeCheck, KappaValue, not_asked_note, one_line, scenario_rows
+from pytest_bsa.judge_check import JudgeCheck, not_asked_note
+from pytest_bsa.judge_check_summary import KappaValue, one_line, scenario_rows
 from pytest_bsa.rejudge import Rejudged
 
 DISAGREEMENTS_SHOWN = 40

@@ -21,12 +21,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_bsa.evaluation import verdict_of
-from pytest_bsa.metrics import INTERVAL_METRICS
-from pytest_bsa.models import InstanceResult
-from pytest_bsa.names import slug
 from pytest_bsa.report import InstanceStatus, Report, write_atomic
-from pytest_bsa.reporting.text import describe_failure
+from pytest_bsa.reporting.view import (
+    RATE_COLUMNS,
+    REPORT_ONLY,
+    InstanceResult,
+    describe_failure,
+    instance_statuses,
+    slug,
+)
 
 OVERALL_SUITE = "overall"
 XSD_PATH = Path(__file__).with_name("junit.xsd")
@@ -55,13 +58,13 @@ def suite_properties(report: Report, group: Mapping[str, Any] | None) -> dict[st
         props["n"] = _fmt(group.get("n_instances"))
         props["k"] = _fmt(group.get("samples", report.k))
         intervals = group.get("intervals") or {}
-        for metric in INTERVAL_METRICS:
+        for metric in RATE_COLUMNS:
             props[metric] = _fmt(group.get(metric))
             if metric in intervals:
                 low, high = intervals[metric]
                 props[f"{metric}_ci95"] = f"{low:.6f}-{high:.6f}"
         worst = group.get("worst") or {}
-        for metric in INTERVAL_METRICS:
+        for metric in RATE_COLUMNS:
             if worst.get(metric) is not None:
                 props[f"{metric}_worst"] = _fmt(worst[metric])
         for count in (
@@ -86,29 +89,12 @@ def suite_properties(report: Report, group: Mapping[str, Any] | None) -> dict[st
             "dataset_sha256": prov.dataset.sha256,
             "plugin_version": prov.plugin_version,
             "gate": report.policy.gate,
-            "verdict": "REPORT ONLY"
+            "verdict": REPORT_ONLY
             if report.report_only
             else ("failed" if report.exit_code else "passed"),
         }
     )
     return {xml_safe(k): xml_safe(v) for k, v in props.items()}
-
-
-def _statuses(report: Report) -> dict[str, InstanceStatus]:
-    """The saved statuses; instances without one are decided here with the report's policy."""
-    saved = {s.id: s for s in report.statuses}
-    policy = report.policy
-    for result in report.instances:
-        iid = result.instance.id
-        if iid in saved:
-            continue
-        if result.errors:
-            saved[iid] = InstanceStatus(id=iid, status="error")
-            continue
-        verdict = verdict_of(result, policy)
-        status = "met" if verdict.met else "missed" if verdict.judged else "unjudged"
-        saved[iid] = InstanceStatus(id=iid, status=status, reasons=verdict.reasons)
-    return saved
 
 
 def instance_case(result: InstanceResult, status: InstanceStatus, category: str) -> Any:
@@ -153,7 +139,7 @@ def gate_case(gate: Mapping[str, Any]) -> Any:
     case = TestCase(name=xml_safe(metric), classname=xml_safe(".".join(["bsa", "gate", *where])))
     sentence = xml_safe(gate.get("sentence", ""))
     if gate["status"] == "failed" and gate.get("advisory"):
-        advisory = f"REPORT ONLY (advisory, not enforced): {sentence}"
+        advisory = f"{REPORT_ONLY} (advisory, not enforced): {sentence}"
         case.add_skipped_info(message=advisory, output=advisory)
     elif gate["status"] == "failed":
         case.add_failure_info(message=sentence, output=sentence, failure_type="bsa.gate")
@@ -176,7 +162,7 @@ def build_suites(report: Report) -> list[Any]:
     ordered = [key.split(":", 1)[1] for key in report.groups if key.startswith("category:")]
     categories = [c for c in ordered if c in present]
     categories += sorted(present - set(categories))
-    statuses = _statuses(report)
+    statuses = instance_statuses(report)
     cases: dict[str, list[Any]] = {OVERALL_SUITE: [], **{c: [] for c in categories}}
     for result in report.instances:
         status = statuses[result.instance.id]

@@ -177,6 +177,6 @@ def endpoint_host(api_base: str | None) -> str | None:
 
 def scrub_params(params: dict[str, Any]) -> dict[str, Any]:
     """Generation parameters without anything named like a credential."""
-    from pytest_bsa.engine.cache import is_secret_name
+    from pytest_bsa.engine.cache_keys import is_secret_name
 
     return {k: v for k, v in params.items() if not is_secret_name(k)}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_bsa.csvrows import CsvRowError, column_index, csv_rows
+from pytest_bsa.csvrows import column_index, csv_rows
 from pytest_bsa.metrics import Breakdown, GroupMetrics, InstanceOutcomes, breakdown
 from pytest_bsa.models import (
     SCENARIOS,
@@ -125,15 +125,8 @@ class UpstreamRow:
 
 def _records(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """``(start line, record)`` per non-blank row; the header must name every column."""
-    rows = csv_rows(text)
     index: dict[str, int] | None = None
-    while True:
-        try:
-            start, row = next(rows)
-        except StopIteration:
-            return
-        except CsvRowError as exc:
-            raise UpstreamError(f"{where}:{exc.line}: {exc}") from None
+    for start, row in csv_rows(text, lambda line, msg: UpstreamError(f"{where}:{line}: {msg}")):
         if index is None:
             index = column_index(row)
             missing = [name for name in COLUMNS if name not in index]

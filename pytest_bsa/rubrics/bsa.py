@@ -19,7 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_bsa.models import Instance
-from pytest_bsa.rubrics import JudgeKind, JudgePrompt, JudgeReplyError, ParsedReply, allowed_labels
+from pytest_bsa.rubrics.base import (
+    JudgeKind,
+    JudgePrompt,
+    JudgeReplyError,
+    ParsedReply,
+    allowed_labels,
+)
 from pytest_bsa.rubrics.untrusted import BEGIN, END, data_block
 
 RUBRIC_NAME = "bsa-rubric-2"

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from pytest_bsa.pinned import PinnedFileError, fetch_pinned
-from pytest_bsa.rubrics import RubricError
+from pytest_bsa.rubrics.base import RubricError
 
 OFFICIAL_REPO = "OpenStellarTeam/BSA"
 OFFICIAL_COMMIT = "b54c09fb8c8fdc0d568bdaff89ff0a46149ab094"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_bsa.models import SCENARIOS, Instance
-from pytest_bsa.rubrics import (
+from pytest_bsa.rubrics.base import (
     OFFICIAL,
     JudgeKind,
     JudgePrompt,

@@ -45,6 +45,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pytest_bsa.models import SAFETY_LABELS, THINK_LABELS
+from pytest_bsa.simulate.chance import unit_hash
 from pytest_bsa.simulate.verdicts import JudgeRequest
 
 PROPERTIES = ("refuse", "toward_safe", "flip", "unstable")
@@ -132,8 +133,6 @@ def calibration_case(req: JudgeRequest) -> _Case | None:
 
 @cache
 def _ranks(seed: int, judge: str, prop: str, kind: str, unsafe_only: bool) -> dict[str, int]:
-    from pytest_bsa.simulate.script import unit_hash
-
     keys = [
         c.key
         for cases in _calibration_index()[kind].values()
@@ -197,8 +196,6 @@ class JudgeBook:
         return label, credit
 
     def _other(self, judge: str, label: str, labels: tuple[str, ...], key: str) -> str:
-        from pytest_bsa.simulate.script import unit_hash
-
         others = [x for x in labels if x != label]
         return others[int(unit_hash(self.seed, judge, "other", key) * len(others))]
 

@@ -43,13 +43,13 @@ one sample are counted apart.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from pytest_bsa.simulate.chance import unit_hash
 from pytest_bsa.simulate.judges import JudgeQuality
 from pytest_bsa.simulate.markers import Coverage
 
@@ -87,13 +87,6 @@ Chance = float | bool | list[bool]
 
 class ScriptError(ValueError):
     """A script that cannot be loaded; the message names the file and the bad location."""
-
-
-def unit_hash(*parts: object) -> float:
-    """A deterministic number in [0, 1) from ``parts`` (same in every process)."""
-    key = "\x1f".join(str(p) for p in parts).encode()
-    digest = hashlib.blake2b(key, digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def _decide(chance: Chance, seed: int, instance_id: str, sample: int, what: str) -> bool:
