@@ -199,6 +199,12 @@ def test_verdict_cache_key_follows_judge_and_dataset(tmp_path: Path) -> None:
     config = tmp_path / "bsa.yaml"
     config.write_text("judge: openai/j\n")
     assert key(BSA_IN_JUDGE="", BSA_IN_CONFIG=str(config)) == key()
+    # The judge as a mapping (with its check), and a panel, are read too.
+    config.write_text("judge: {model: openai/j, min_kappa: 0.7}\n")
+    assert key(BSA_IN_JUDGE="", BSA_IN_CONFIG=str(config)) == key()
+    config.write_text("judges: [openai/j, openai/k, openai/l]\n")
+    panel = key(BSA_IN_JUDGE="", BSA_IN_CONFIG=str(config))
+    assert panel not in (key(), key(BSA_IN_JUDGE="openai/k"))
 
 
 # -- artifacts, redaction, the cache --------------------------------------------------------
