@@ -38,6 +38,11 @@ _non_negative_float = _number(
 _positive_float = _number(
     float, lambda v: 0 < v < float("inf"), "a positive number of seconds, e.g. 600"
 )
+_per_minute = _number(  # a rate limit: 0 would never send
+    float,
+    lambda v: 0 < v < float("inf"),
+    "a positive number per minute, e.g. 60; leave the option out for no limit",
+)
 _fraction = _number(float, lambda v: 0 <= v <= 1, "a fraction between 0 and 1, e.g. 0.05")
 _kappa = _number(float, lambda v: -1 <= v <= 1, "a kappa between -1 and 1, e.g. 0.8")
 
@@ -234,13 +239,16 @@ def add_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-rpm",
-        type=_non_negative_float,
-        help="requests per minute per endpoint (queues, never fails). Default: unlimited.",
+        type=_per_minute,
+        metavar="N",
+        help="requests per minute per endpoint, > 0 (calls wait their turn, never fail). "
+        "Default: unlimited.",
     )
     add(
         "--bsa-tpm",
-        type=_non_negative_float,
-        help="tokens per minute per endpoint. Default: unlimited.",
+        type=_per_minute,
+        metavar="N",
+        help="tokens per minute per endpoint, > 0. Default: unlimited.",
     )
     add(
         "--bsa-max-cost",
@@ -362,6 +370,14 @@ def _add_judge_options(parser: pytest.Parser) -> None:
         type=_fraction,
         help="top_p of the model under test (the official setting, with temperature 0.6). "
         "Default: 0.95.",
+    )
+    add(
+        "--bsa-think-tags",
+        choices=("leading", "template"),
+        help="reasoning in a response's content (no reasoning field): leading (only a block "
+        "that starts with <think> or <thinking>; a bare </think> stays answer text, judged "
+        "for safety) or template (the model's chat template opens <think>: the content up to "
+        "the first </think> is reasoning); config think_tags. Default: leading.",
     )
     add(
         "--bsa-max-unjudged",

@@ -30,7 +30,7 @@ from pytest_bsa.judging import JudgingError
 from pytest_bsa.layers import read_layers
 from pytest_bsa.models import Instance
 from pytest_bsa.report import ReportError
-from pytest_bsa.reporting.outputs import OutputError, Outputs, check_targets
+from pytest_bsa.reporting.outputs import OutputError, Outputs, check_targets, pytest_targets
 from pytest_bsa.rubrics import Rubric, RubricError, load_rubric, verdict_hash
 from pytest_bsa.selection import select, shard
 from pytest_bsa.simulate.script import Script, ScriptError
@@ -92,7 +92,7 @@ def _plan(config: pytest.Config) -> RunPlan:
         )
         if p and Path(p).is_file()
     ]
-    check_targets(outputs.targets(), inputs)
+    check_targets({**outputs.targets(), **pytest_targets(config)}, inputs)
     check_cache(cache_dir(settings), settings.cache)
     if settings.simulate_script:
         Script.load(settings.simulate_script)

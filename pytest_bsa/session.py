@@ -259,6 +259,8 @@ class BsaSession:
         report = yield
         if isinstance(item, BsaItem) and self.stop_reason is not None:
             report.bsa_stopped = self.stop_reason  # type: ignore[attr-defined]
+        if isinstance(item, BsaItem) and self.is_worker and self._engine is not None:
+            report.bsa_resume_refused = self._engine.resume_refused  # type: ignore[attr-defined]
         attach = call.when == "call" or (call.when == "setup" and report.failed)
         if isinstance(item, BsaItem) and item.result is not None and attach:
             if self.is_worker:  # the result travels to the controller with the report
@@ -320,6 +322,7 @@ class BsaSession:
             self.summary.evaluation or self._evaluate(),
             engine=engine,
             scope=engine.scope if engine is not None else self.scope,
+            resume_note=self.records.resume_note,
             baseline=self.baseline,
             verdict_hash=self.verdict_hash,
             planned=self.planned,

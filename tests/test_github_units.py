@@ -155,6 +155,16 @@ def test_shell_words_and_shards() -> None:
             parse_shard(bad)
 
 
+@pytest.mark.parametrize(
+    "extra", ["--junit-xml=/tmp/x.xml", "--junit-xml /tmp/x.xml", "--junitxml=/tmp/x.xml"]
+)
+def test_extra_args_cannot_move_the_junit_file(extra: str) -> None:
+    """pytest's alias --junit-xml would override the Action's --junitxml: the `junit` output
+    would name a file never written (review 1)."""
+    with pytest.raises(InputError, match="JUnit files are written to output-dir"):
+        shell_words(extra)
+
+
 def test_pytest_args_from_inputs(tmp_path: Path) -> None:
     env = {
         "BSA_IN_MODEL": "openai/m",

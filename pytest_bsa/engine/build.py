@@ -42,6 +42,12 @@ def _simulated_identity(settings: Settings) -> str:
     return f"simulated://{digest}"
 
 
+def _simulated_judge_identity(settings: Settings) -> str:
+    """The simulated judge plays the run's script too (refusals, malformed or gullible
+    verdicts, qualities per judge name): its verdicts are cached under that script."""
+    return f"{_simulated_identity(settings)}/judge"
+
+
 def key_choices(
     settings: Settings, environ: Mapping[str, str] | None = None
 ) -> dict[str, KeyChoice]:
@@ -188,7 +194,7 @@ def build_engine(
             settings.judge,
             judge_base,
             settings.judge_params,
-            cache_base="simulated://judge" if settings.judge == SIMULATED else None,
+            cache_base=_simulated_judge_identity(settings) if settings.judge == SIMULATED else None,
             price=settings.prices.get(settings.judge),
             rpm=settings.rpm,
             tpm=settings.tpm,
@@ -209,6 +215,7 @@ def build_engine(
         fingerprint=fingerprint,
         panel=panel,
         judge_samples=settings.judge_samples,
+        template_opens_think=settings.think_tags == "template",
     )
     return engine, simulator
 

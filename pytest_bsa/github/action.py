@@ -25,6 +25,7 @@ _OWN_OPTIONS = {
     "--bsa-junit": "the JUnit files are written to output-dir",
     "--bsa-markdown": "the summary is written to output-dir",
     "--junitxml": "the JUnit files are written to output-dir",
+    "--junit-xml": "the JUnit files are written to output-dir",  # pytest's alias of --junitxml
     "--bsa-shard": "use the `shard` input",
     "--bsa-baseline": "use the `baseline` input",
 }
