@@ -55,26 +55,27 @@ class _Row:
     judged: Mapping[str, int]  # "safe" / "think" -> judged samples
 
 
-def _rows(outcomes: Sequence[InstanceOutcomes], k: int) -> dict[str, _Row]:
-    return {
-        o.id: _Row(
-            instance_values(o, k),
-            {
-                "safe": sum(v is not None for v in o.safe),
-                "think": sum(v is not None for v in o.think),
-            },
-        )
-        for o in outcomes
-    }
+def _row(o: InstanceOutcomes, k: int) -> _Row:
+    return _Row(
+        instance_values(o, k),
+        {
+            "safe": sum(v is not None for v in o.safe),
+            "think": sum(v is not None for v in o.think),
+        },
+    )
 
 
-def _levels(outcomes: Sequence[InstanceOutcomes]) -> dict[str, dict[str, list[str]]]:
-    """Instance ids per group of each level, grouped as the metrics group them."""
+def _levels(
+    outcomes: Sequence[InstanceOutcomes],
+) -> dict[str, dict[str, dict[str, InstanceOutcomes]]]:
+    """The members of every group of each level, by instance id, as the metrics count them: a
+    category credits a two-label Cognitive Shortcut instance with its own query's risk (the
+    per-query credit of the category tables), scenarios and overall keep the single label."""
     scenarios, categories, _ = group_members(outcomes)
     return {
-        "overall": {"overall": [o.id for o in outcomes]},
-        "scenario": {name: [o.id for o in m] for name, m in scenarios.items()},
-        "category": {name: [o.id for o in m] for name, m in categories.items()},
+        "overall": {"overall": {o.id: o for o in outcomes}},
+        "scenario": {name: {o.id: o for o in m} for name, m in scenarios.items()},
+        "category": {name: {o.id: o for o in m} for name, m in categories.items()},
     }
 
 
@@ -153,35 +154,27 @@ def plan_tests(
     *,
     seed: int = 0,
 ) -> list[BaselineTest]:
-    """Every configured (level, group, metric) test, compared, weighted and decided."""
-    cur_rows, base_rows = _rows(current, k), _rows(baseline, k)
+    """Every configured (level, group, metric) test, compared, weighted and decided.
+
+    Each group compares the values its table shows (:func:`_levels`)."""
     cur_levels, base_levels = _levels(current), _levels(baseline)
-    cur_by_id = {o.id: o for o in current}
-    base_by_id = {o.id: o for o in baseline}
     tests: list[BaselineTest] = []
     for level in LEVELS:
         if level not in cfg.levels:
             continue
         base_groups = base_levels[level]
-        for group, ids in cur_levels[level].items():
-            in_base = set(base_groups.get(group, ()))
-            shared = [i for i in ids if i in in_base]
+        for group, members in cur_levels[level].items():
+            theirs = base_groups.get(group, {})
+            cur = [o for i, o in members.items() if i in theirs]
+            base = [theirs[o.id] for o in cur]
+            cur_rows, base_rows = [_row(o, k) for o in cur], [_row(o, k) for o in base]
             for metric in cfg.metrics:
-                test = BaselineTest(level, group, metric, len(shared))
+                test = BaselineTest(level, group, metric, len(cur))
                 tests.append(test)
                 if metric == "f_score":
-                    _compare_f(
-                        test,
-                        [cur_by_id[i] for i in shared],
-                        [base_by_id[i] for i in shared],
-                        [cur_rows[i] for i in shared],
-                        [base_rows[i] for i in shared],
-                        cfg,
-                        k,
-                        seed,
-                    )
+                    _compare_f(test, cur, base, cur_rows, base_rows, cfg, k, seed)
                 else:
-                    _compare_rate(test, [(cur_rows[i], base_rows[i]) for i in shared], cfg)
+                    _compare_rate(test, list(zip(cur_rows, base_rows, strict=True)), cfg)
     _decide(tests, cfg)
     return tests
 
@@ -295,8 +288,8 @@ def detectable_drops(
     """Per group key (``overall``, ``scenario:<name>``, ``category:<name>``): the Think@1 drop a
     baseline test of this group catches with ``cfg.power``, at its share of alpha and beyond
     ``cfg.max_drop``. From a comparison's observed variance when ``tests`` has one; else from
-    this run alone (twice its within-run variance: what a rerun would add)."""
-    rows = _rows(outcomes, k)
+    this run alone (twice its within-run variance: what a rerun would add). A category's
+    values are its table's (per-query credit)."""
     groups = _levels(outcomes)
     counted = {lvl: len(groups[lvl]) * len(cfg.metrics) for lvl in cfg.levels}
     known = {(t.level, t.group): t for t in tests if t.metric == POWER_METRIC}
@@ -305,13 +298,14 @@ def detectable_drops(
         # A level that is not gated is costed as if it were added to the family.
         weights = level_weights({**counted, lvl: len(groups[lvl]) * max(len(cfg.metrics), 1)})
         share = cfg.alpha * weights.get(lvl, 0.0)
-        for group, ids in groups[lvl].items():
+        for group, members_by_id in groups[lvl].items():
             key = "overall" if lvl == "overall" else f"{lvl}:{group}"
             test = known.get((lvl, group))
             if test is not None and test.comparison is not None:
                 out[key] = test.detectable
                 continue
-            members = [rows[i] for i in ids if rows[i].values[POWER_METRIC] is not None]
+            rows = [_row(o, k) for o in members_by_id.values()]
+            members = [r for r in rows if r.values[POWER_METRIC] is not None]
             if len(members) < 2:
                 out[key] = None
                 continue

@@ -16,6 +16,7 @@ from typing import Any
 from pytest_bsa.comparison import BaselineTest, detectable_drops, plan_tests
 from pytest_bsa.comparison_gates import gate_result as baseline_gate_result
 from pytest_bsa.config import MODEL_METRICS, GatePolicy
+from pytest_bsa.flips import Flip, flips
 from pytest_bsa.gate import (
     GateResult,
     InstanceVerdict,
@@ -26,7 +27,6 @@ from pytest_bsa.gate import (
 from pytest_bsa.intervals import breakdown_with_intervals
 from pytest_bsa.metrics import Breakdown, InstanceOutcomes, breakdown
 from pytest_bsa.models import InstanceResult
-from pytest_bsa.stats import Flip, flips
 
 BOOTSTRAP_REPS = 1000
 COST_LIMIT_MARK = "(--bsa-max-cost)"  # in the error of a sample the cost limit stopped

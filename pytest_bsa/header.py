@@ -56,6 +56,11 @@ def header_lines(
         )
     if keys:
         lines.append("bsa: keys: " + "; ".join(k.describe() for k in keys.values()))
+    if s.think_tags == "template":
+        lines.append(
+            "bsa: think tags: the chat template opens <think> (--bsa-think-tags=template): "
+            "a response's content up to its first </think> is reasoning"
+        )
     if scope is not None:
         lines.append(f"bsa: answers: {scope_text(scope)}")
     if not benchmark_only:
@@ -109,7 +114,8 @@ def scope_text(scope: AnswerScope) -> str:
     if scope.resumed:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(scope.started_at or 0))
         return (
-            f"resuming interrupted run {scope.run_id} of {when} (same settings; checked "
-            "against the model the endpoint serves now; --bsa-answers=fresh starts over)"
+            f"resuming interrupted run {scope.run_id} of {when} (same settings) if the "
+            "endpoint still serves the model it saw: checked with the first answer, the "
+            "summary says which (--bsa-answers=fresh starts over)"
         )
     return f"sampled afresh (run {scope.run_id})"

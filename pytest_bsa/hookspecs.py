@@ -32,10 +32,12 @@ def pytest_bsa_generate(instance: Instance, sample_index: int, config: pytest.Co
 
     Called once per instance and sample (``sample_index`` 0..k-1) instead of a model endpoint:
     a plain function runs in worker threads (up to ``--bsa-concurrency`` at once), an
-    ``async def`` on the run's event loop. Return the answer text (``<think>`` tags are split
-    off as reasoning), or ``pytest_bsa.Generation(answer, reasoning)`` (or a mapping with
-    ``answer`` and ``reasoning``) when your chain exposes its reasoning. An exception is retried
-    like an endpoint error; the cache, progress, judge, gates and reports work as for any model.
+    ``async def`` on the run's event loop. Return the answer text (a leading ``<think>`` block
+    is split off as reasoning; a bare ``</think>`` stays answer text unless
+    ``--bsa-think-tags=template``), or ``pytest_bsa.Generation(answer, reasoning)`` (or a
+    mapping with ``answer`` and ``reasoning``) when your chain exposes its reasoning. An
+    exception is retried like an endpoint error; the cache, progress, judge, gates and reports
+    work as for any model.
     Example (``conftest.py``)::
 
         from pytest_bsa import Generation

@@ -19,6 +19,7 @@ from pytest_bsa.config import (
     load_pyproject_table,
     parse_param,
     parse_price,
+    rebase_paths,
 )
 
 CLI_OPTIONS = {
@@ -66,6 +67,7 @@ CLI_OPTIONS = {
     "max_unjudged": "bsa_max_unjudged",
     "no_answer": "bsa_no_answer",
     "no_reasoning": "bsa_no_reasoning",
+    "think_tags": "bsa_think_tags",
     "judge_samples": "bsa_judge_samples",
     "judge_check_run": "bsa_judge_check",
     "judge_check_min_kappa": "bsa_judge_min_kappa",
@@ -100,7 +102,12 @@ def read_layers(config: pytest.Config) -> tuple[dict[str, Any], FileConfig | Non
         if key == "judge" and values["judges"]:
             continue
         if values.get(key) is None and (ini := config.getini(f"bsa_{key}")):
-            values[key] = _ini_samples(config, ini) if key == "samples" else ini
+            if key == "samples":
+                values[key] = _ini_samples(config, ini)
+            elif key in _INI_PATHS:
+                values[key] = _ini_path(config, ini, _INI_PATHS[key])
+            else:
+                values[key] = ini
             from_ini.append(f"bsa_{key}")
     values["scenarios"] = tuple(values["scenarios"] or ())
     values["categories"] = tuple(values["categories"] or ())
@@ -111,6 +118,9 @@ def read_layers(config: pytest.Config) -> tuple[dict[str, Any], FileConfig | Non
     config_path = config.getoption("bsa_config")
     if not config_path and (config_path := config.getini("bsa_config")):
         from_ini.append("bsa_config")
+        config_path = _ini_path(config, config_path)
+    if not config.getoption("bsa_report") and config.getini("bsa_report"):
+        from_ini.append("bsa_report")  # read by Outputs.from_options
     if from_ini:
         sources.append(f"{', '.join(from_ini)} from {config.inipath}")
     if config_path:
@@ -119,10 +129,24 @@ def read_layers(config: pytest.Config) -> tuple[dict[str, Any], FileConfig | Non
             path = Path(config.invocation_params.dir) / path
         values["config_path"] = str(path)
         return values, load_file_config(path), [str(path), *sources]
-    found = load_pyproject_table(_pyproject_dir(config))
+    where = _pyproject_dir(config)
+    found = load_pyproject_table(where)
     if found is None:
         return values, None, sources
-    return values, found[0], [found[1], *sources]
+    return values, rebase_paths(found[0], where), [found[1], *sources]
+
+
+# Path-valued ini options and the words they take that are not paths.
+_INI_PATHS: dict[str, tuple[str, ...]] = {"dataset": ("sample", "hf"), "cache_dir": ()}
+
+
+def _ini_path(config: pytest.Config, value: str, keywords: tuple[str, ...] = ()) -> str:
+    """An ini value that is a relative path, resolved against the ini file's directory (as
+    pytest resolves its own ini paths), so that pytest started from a subdirectory finds it."""
+    path = Path(value).expanduser()
+    if value in keywords or path.is_absolute() or config.inipath is None:
+        return value
+    return str(config.inipath.parent / path)
 
 
 def _pyproject_dir(config: pytest.Config) -> Path:

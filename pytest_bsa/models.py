@@ -82,10 +82,11 @@ class ReasoningState(str, Enum):
 
 
 # How a completion's reasoning was found: a dedicated field (or thinking blocks), a leading
-# ``<think>`` block, a bare ``</think>`` (the opening tag was in the chat template), a leading
-# ``<think>`` that never closed, or none at all.
-SplitKind = Literal["field", "tags", "bare_close", "unclosed", "none"]
-SPLIT_KINDS: tuple[str, ...] = ("field", "tags", "bare_close", "unclosed", "none")
+# ``<think>`` block, a bare ``</think>`` read as the end of a block the chat template opened
+# (``--bsa-think-tags=template``), a leading ``<think>`` that never closed, or none at all:
+# ``stray_close`` is none with a bare ``</think>`` kept in the answer (the default reading).
+SplitKind = Literal["field", "tags", "bare_close", "unclosed", "none", "stray_close"]
+SPLIT_KINDS: tuple[str, ...] = ("field", "tags", "bare_close", "unclosed", "none", "stray_close")
 
 
 class Usage(_Frozen):

@@ -32,6 +32,11 @@ non_negative_float = _number(
 positive_float = _number(
     float, lambda v: 0 < v < float("inf"), "a positive number of seconds, e.g. 600"
 )
+per_minute = _number(  # a rate limit: 0 would never send
+    float,
+    lambda v: 0 < v < float("inf"),
+    "a positive number per minute, e.g. 60; leave the option out for no limit",
+)
 fraction = _number(float, lambda v: 0 <= v <= 1, "a fraction between 0 and 1, e.g. 0.05")
 kappa = _number(float, lambda v: -1 <= v <= 1, "a kappa between -1 and 1, e.g. 0.8")
 poll_seconds = _number(float, lambda v: 0 < v < float("inf"), "a positive number, e.g. 30")

@@ -13,6 +13,7 @@ from pytest_bsa.option_types import (
     kappa,
     non_negative_float,
     non_negative_int,
+    per_minute,
     poll_seconds,
     positive_float,
     positive_int,
@@ -228,13 +229,16 @@ def add_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-rpm",
-        type=non_negative_float,
-        help="requests per minute per endpoint (queues, never fails). Default: unlimited.",
+        type=per_minute,
+        metavar="N",
+        help="requests per minute per endpoint, > 0 (calls wait their turn, never fail). "
+        "Default: unlimited.",
     )
     add(
         "--bsa-tpm",
-        type=non_negative_float,
-        help="tokens per minute per endpoint. Default: unlimited.",
+        type=per_minute,
+        metavar="N",
+        help="tokens per minute per endpoint, > 0. Default: unlimited.",
     )
     add(
         "--bsa-max-cost",
@@ -357,6 +361,14 @@ def _add_judge_options(parser: pytest.Parser) -> None:
         type=fraction,
         help="top_p of the model under test (the official setting, with temperature 0.6). "
         "Default: 0.95.",
+    )
+    add(
+        "--bsa-think-tags",
+        choices=("leading", "template"),
+        help="reasoning in a response's content (no reasoning field): leading (only a block "
+        "that starts with <think> or <thinking>; a bare </think> stays answer text, judged "
+        "for safety) or template (the model's chat template opens <think>: the content up to "
+        "the first </think> is reasoning); config think_tags. Default: leading.",
     )
     add(
         "--bsa-max-unjudged",

@@ -3,16 +3,25 @@
 Servers deliver reasoning in many shapes (DESIGN.md section 3): a ``reasoning_content`` or
 ``reasoning`` field, Anthropic thinking blocks, a leading ``<think>``/``<thinking>`` block, a
 bare ``</think>`` whose opening tag was in the chat template, or a leading ``<think>`` that
-never closed. The rules, so that no text is ever lost or moved out of a judge's reach:
+never closed. The rules, so that no text is ever lost or moved out of a judge's reach (when in
+doubt, text is answer: the safety judge must see every word the user would):
 
 - A reasoning field wins, and then the content is the answer as it is (tags and all).
-- Otherwise only a *leading* block is reasoning: ``<think>`` at the start (after whitespace) up
-  to the first matching close, or everything before a first ``</think>`` that has no opening
-  tag. Any later tag is answer text; nothing between tags is dropped.
+- Otherwise only a *leading* block is reasoning: content that starts (after whitespace) with
+  ``<think>`` or ``<thinking>``, up to the first closing tag of either spelling (so a mismatched
+  ``<think>...</thinking>`` still ends there and the rest is answer). A block that never closes
+  is all reasoning and leaves no answer (a failed sample, never a hidden one). Any later tag is
+  answer text; nothing between tags is dropped.
+- A bare ``</think>`` with no opening tag before it is answer text by default (split kind
+  ``stray_close``): the text before it may be answer the model wrote, and a pipeline or a plain
+  endpoint has no chat template that could have opened a block. Only when the run says the
+  model's chat template opens ``<think>`` (``--bsa-think-tags=template``,
+  :func:`split_template_opened`) does the content start inside a block: up to the first closing
+  tag it is reasoning (kind ``bare_close``; without one, ``unclosed``).
 - Truncation comes from ``finish_reason`` ("length"), never from guessing at tags.
 - Reasoning the provider hides (no text, ``reasoning_tokens`` > 0, or redacted thinking) is
   ``UNAVAILABLE``; an empty block or no reasoning at all is the model's own (``EMPTY``,
-  ``ABSENT``).
+  ``ABSENT``; a stray close with reasoning tokens too: the text may be in the content).
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ from typing import Any, NamedTuple
 
 from pytest_bsa.models import Completion, ReasoningState, SplitKind, Usage
 
-_LEADING_OPEN = re.compile(r"\A\s*<(think|thinking)>", re.IGNORECASE)
-_CLOSE = re.compile(r"</(think|thinking)>", re.IGNORECASE)
+_LEADING_OPEN = re.compile(r"\A\s*<(?:think|thinking)>", re.IGNORECASE)
+_CLOSE = re.compile(r"</(?:think|thinking)>", re.IGNORECASE)
 _OPEN = re.compile(r"<(?:think|thinking)>", re.IGNORECASE)
 
 
@@ -37,19 +46,22 @@ class Split(NamedTuple):
     kind: SplitKind
 
 
-def _split_content(content: str) -> tuple[str, str | None, SplitKind]:
+def _split_content(
+    content: str, template_opens_think: bool = False
+) -> tuple[str, str | None, SplitKind]:
     """(answer, reasoning, kind) from content alone; only a leading block is reasoning."""
     opened = _LEADING_OPEN.match(content)
-    if opened:
-        name = opened.group(1).lower()
-        for closed in _CLOSE.finditer(content, opened.end()):
-            if closed.group(1).lower() == name:
-                return content[closed.end() :], content[opened.end() : closed.start()], "tags"
-        return "", content[opened.end() :], "unclosed"
+    if opened or template_opens_think:
+        start = opened.end() if opened else 0
+        closed = _CLOSE.search(content, start)
+        if closed is None:
+            return "", content[start:], "unclosed"
+        kind: SplitKind = "tags" if opened else "bare_close"
+        return content[closed.end() :], content[start : closed.start()], kind
     closed = _CLOSE.search(content)
     if closed and not _OPEN.search(content, 0, closed.start()):
-        # The opening tag was in the chat template: everything before the close is reasoning.
-        return content[closed.end() :], content[: closed.start()], "bare_close"
+        # Maybe a block the chat template opened, maybe answer text: answer, unless told.
+        return content, None, "stray_close"
     return content, None, "none"
 
 
@@ -90,13 +102,17 @@ def split_reasoning(
     thinking_blocks: Sequence[Mapping[str, Any]] | None = None,
     finish_reason: str | None = None,
     reasoning_tokens: int = 0,
+    template_opens_think: bool = False,
 ) -> Split:
     """Split one completion; text is cleaned by :func:`clean_text` and stripped at the ends.
 
     A dedicated field (``reasoning_content``, then ``reasoning``, then thinking blocks) wins over
-    the content, which is then the answer unchanged.
+    the content, which is then the answer unchanged. ``template_opens_think``: the model's chat
+    template opened ``<think>``, so the content starts inside the block.
     """
-    answer, trace, kind, hidden = _split(content, reasoning_content, reasoning, thinking_blocks)
+    answer, trace, kind, hidden = _split(
+        content, reasoning_content, reasoning, thinking_blocks, template_opens_think
+    )
     answer = clean_text(answer).strip()
     trace = None if trace is None else clean_text(trace).strip()
     if trace:
@@ -117,6 +133,7 @@ def _split(
     reasoning_content: str | None,
     reasoning: str | None,
     thinking_blocks: Sequence[Mapping[str, Any]] | None,
+    template_opens_think: bool = False,
 ) -> tuple[str, str | None, SplitKind, bool]:
     """(answer, reasoning or None, kind, hidden): ``hidden`` when only redacted thinking came.
 
@@ -131,14 +148,48 @@ def _split(
     readable = _thinking_text([b for b in blocks if b.get("type") == "thinking"])
     if readable:
         return content or "", readable, "field", False
-    answer, trace, kind = _split_content(content or "")
-    if kind != "none":
+    answer, trace, kind = _split_content(content or "", template_opens_think)
+    if kind not in ("none", "stray_close"):
         return answer, trace, kind, False
     redacted = any(b.get("type") == "redacted_thinking" for b in blocks)
     thinking = any(b.get("type") == "thinking" for b in blocks)
     if redacted or thinking or any(isinstance(f, str) for f in (reasoning_content, reasoning)):
         return answer, "", "field", redacted
-    return answer, None, "none", False
+    return answer, None, kind, False
+
+
+def stray_close_note(count: int) -> str:
+    """Why responses with a bare ``</think>`` were judged whole, and the option that splits them."""
+    return (
+        f"{count:,} responses have a </think> with no <think> before it: all their text was "
+        "judged as the answer (fail closed); if the model's chat template opens <think>, pass "
+        "--bsa-think-tags=template"
+    )
+
+
+def split_template_opened(completion: Completion) -> Completion:
+    """``completion`` read as the answer of a model whose chat template opens ``<think>``
+    (``--bsa-think-tags=template``): content in which no reasoning was found (split kinds
+    ``none`` and ``stray_close``: all of it is in the answer) starts inside the block, up to the
+    first closing tag. Completions with reasoning of their own are returned as they are."""
+    if completion.split not in ("none", "stray_close") or completion.reasoning is not None:
+        return completion
+    if not completion.answer:
+        return completion
+    split = split_reasoning(
+        completion.answer,
+        finish_reason=completion.finish_reason,
+        reasoning_tokens=completion.usage.reasoning_tokens,
+        template_opens_think=True,
+    )
+    return completion.model_copy(
+        update={
+            "answer": split.answer,
+            "reasoning": split.reasoning,
+            "reasoning_state": split.state,
+            "split": split.kind,
+        }
+    )
 
 
 def _int(value: Any) -> int:

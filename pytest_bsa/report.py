@@ -234,6 +234,13 @@ class Report(_Model):
                 f"{len(next(r for r in self.instances if r.instance.id == wrong[0]).samples)} "
                 "samples"
             )
+        for r in self.instances:
+            indexes = [s.index for s in r.samples]
+            if indexes != list(range(k)):
+                raise ValueError(
+                    f"instance {r.instance.id} has samples numbered {indexes}; a run numbers "
+                    f"its {k} samples 0 to {k - 1} in order"
+                )
         return self
 
     @property
@@ -351,7 +358,11 @@ def load_report(path: Path) -> Report:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ReportError(f"{path}: not a pytest-bsa report ({where}: {first['msg']})") from None
+        why = first["msg"].removeprefix("Value error, ")
+        raise ReportError(
+            f"{path}: not a pytest-bsa report ({where}: {why}); restore it from the run that "
+            "wrote it or write it again with --bsa-report"
+        ) from None
 
 
 class _NotFinite(ValueError):

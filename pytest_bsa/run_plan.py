@@ -4,7 +4,9 @@ error (exit 4)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from pytest_bsa.judging import JudgingError
 from pytest_bsa.layers import read_layers
 from pytest_bsa.models import Instance
 from pytest_bsa.report import ReportError
-from pytest_bsa.reporting.outputs import OutputError, Outputs, check_targets
+from pytest_bsa.reporting.outputs import OutputError, Outputs, check_targets, pytest_targets
 from pytest_bsa.rubrics import Rubric, RubricError, load_rubric, verdict_hash
 from pytest_bsa.selection import select, shard
 from pytest_bsa.simulate.script import Script, ScriptError
@@ -63,12 +65,20 @@ class RunPlan:
     judge_check: JudgeCheckSummary | None = None  # the judge check before the run
 
 
+@contextlib.contextmanager
+def usage_errors(*more: type[Exception]) -> Iterator[None]:
+    """A bad value, file or endpoint found before the first call (``USAGE_ERRORS`` and
+    ``more``): pytest's usage error (exit 4), one sentence, no traceback."""
+    try:
+        yield
+    except (*USAGE_ERRORS, *more) as exc:
+        raise pytest.UsageError(f"pytest-bsa: {exc}") from None
+
+
 def plan_run(config: pytest.Config) -> RunPlan:
     """Validate everything before the first call: a bad value is a usage error (exit 4)."""
-    try:
+    with usage_errors():
         return _plan(config)
-    except USAGE_ERRORS as exc:
-        raise pytest.UsageError(f"pytest-bsa: {exc}") from None
 
 
 def _plan(config: pytest.Config) -> RunPlan:
@@ -92,7 +102,7 @@ def _plan(config: pytest.Config) -> RunPlan:
         )
         if p and Path(p).is_file()
     ]
-    check_targets(outputs.targets(), inputs)
+    check_targets({**outputs.targets(), **pytest_targets(config)}, inputs)
     check_cache(cache_dir(settings), settings.cache)
     if settings.simulate_script:
         Script.load(settings.simulate_script)
@@ -176,10 +186,8 @@ def start_run(settings: Settings, records: Any, instances: list[Instance], rubri
         estimate = estimate_for(settings, instances, cache_dir(settings), rubric)
         if problem := estimate.refusal(settings.max_cost):
             raise pytest.UsageError(f"pytest-bsa: {problem}")
-    try:
+    with usage_errors():
         records.record(settings)
-    except CacheError as exc:
-        raise pytest.UsageError(f"pytest-bsa: {exc}") from None
 
 
 def hook_pipeline(config: pytest.Config, model: str, instances: list[Instance]) -> Pipeline | None:

@@ -20,6 +20,9 @@ class RunRecords:
     def __init__(self, cache: Any = None, scope: AnswerScope | None = None) -> None:
         self.cache = cache  # the controller's cache handle (None on workers, or cache off)
         self.scope = scope  # the model answers this run may reuse
+        # Why an announced resume was refused (the served model changed), as a pytest-xdist
+        # worker's report brings it to the controller (a single process's engine knows).
+        self.resume_note: str | None = None
 
     @classmethod
     def begin(cls, settings: Settings, workerinput: Mapping[str, Any] | None) -> RunRecords:

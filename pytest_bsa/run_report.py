@@ -183,10 +183,12 @@ def build_report(
     wall_seconds: float,
     stopped: str | None,
     judge_check: JudgeCheckSummary | None = None,
+    resume_note: str | None = None,
 ) -> Report:
     """The JSON report of a run (also the source of every other output). ``engine`` is the
     one this process ran (None on the pytest-xdist controller), ``scope`` the run's answers,
-    ``judge_check`` the check of the judge before the run."""
+    ``judge_check`` the check of the judge before the run, ``resume_note`` why a pytest-xdist
+    worker refused the announced resume."""
     ordered = tuple(sorted(results, key=lambda r: r.instance.id))
     prov = provenance(
         settings,
@@ -200,7 +202,10 @@ def build_report(
         directory=directory,
         started_at=started_at,
         answers=answers_info(
-            ordered, settings.answers, scope, engine.resume_refused if engine else None
+            ordered,
+            settings.answers,
+            scope,
+            (engine.resume_refused if engine else None) or resume_note,
         ),
     )
     return Report(

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from _pytest.reports import TestReport
 
-from pytest_bsa.engine.cache import CacheError
 from pytest_bsa.engine.forecast import estimate_for, forecast_lines
 from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.evaluation import verdict_of
@@ -40,6 +39,7 @@ from pytest_bsa.run_plan import (
     plan_run,
     planned_verdict_hash,
     start_run,
+    usage_errors,
 )
 from pytest_bsa.run_records import RunRecords
 from pytest_bsa.run_report import build_report
@@ -96,12 +96,9 @@ class BsaSession:
 
     def begin_answers(self) -> None:
         """Decide which stored model answers this run may use (see ``AnswerScope``)."""
-        try:
-            self.records = RunRecords.begin(
-                self.settings, getattr(self.config, "workerinput", None)
-            )
-        except CacheError as exc:
-            raise pytest.UsageError(f"pytest-bsa: {exc}") from None
+        with usage_errors():
+            worker = getattr(self.config, "workerinput", None)
+            self.records = RunRecords.begin(self.settings, worker)
 
     @property
     def scope(self) -> AnswerScope | None:
@@ -222,7 +219,7 @@ class BsaSession:
         if self._engine is None:
             from pytest_bsa.engine.build import EndpointUnreachable, build_engine
 
-            try:
+            with usage_errors(EndpointUnreachable):
                 self._engine, self._simulator = build_engine(
                     self.settings,
                     cache_dir(self.settings),
@@ -232,8 +229,6 @@ class BsaSession:
                     rubric=self.rubric,
                     pipeline=hook_pipeline(self.config, self.settings.model, self.instances),
                 )
-            except (EndpointUnreachable, CacheError) as exc:
-                raise pytest.UsageError(f"pytest-bsa: {exc}") from None
             self.summary.engine_stats = self._engine.stats
         return self._engine
 
@@ -275,6 +270,8 @@ class BsaSession:
         report = yield
         if isinstance(item, BsaItem) and self.stop_reason is not None:
             report.bsa_stopped = self.stop_reason  # type: ignore[attr-defined]
+        if isinstance(item, BsaItem) and self.is_worker and self._engine is not None:
+            report.bsa_resume_refused = self._engine.resume_refused  # type: ignore[attr-defined]
         attach = call.when == "call" or (call.when == "setup" and report.failed)
         if isinstance(item, BsaItem) and item.result is not None and attach:
             if self.is_worker:  # the result travels to the controller with the report
@@ -330,6 +327,7 @@ class BsaSession:
             self.summary.evaluation or self._evaluate(),
             engine=engine,
             scope=engine.scope if engine is not None else self.scope,
+            resume_note=self.records.resume_note,
             baseline=self.baseline,
             verdict_hash=self.verdict_hash,
             planned=self.planned,

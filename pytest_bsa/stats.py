@@ -1,9 +1,9 @@
-"""Comparing runs of BSA metrics: paired tests, flips, power and detectable drops.
+"""Comparing runs of BSA metrics: paired tests, power and detectable drops.
 
 Pure standard library (no numpy). The unit is always the *instance*: samples of one instance
 share its prompt, so they are not independent and must move together. Intervals of a single
-run are in :mod:`pytest_bsa.intervals`. See the README's Statistics section for the methods
-and the simulations that check them.
+run are in :mod:`pytest_bsa.intervals`, flipped instances in :mod:`pytest_bsa.flips`. See the
+README's Statistics section for the methods and the simulations that check them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from itertools import compress, product
 from math import sqrt
 from random import Random
 from statistics import NormalDist
-from typing import Literal
 
+from pytest_bsa.flips import Flip as Flip
+from pytest_bsa.flips import by_id
+from pytest_bsa.flips import flips as flips
 from pytest_bsa.metrics import (
     INTERVAL_METRICS,
     RATE_METRICS,
@@ -71,15 +73,6 @@ def _compared(
     )
 
 
-def _by_id(outcomes: Sequence[InstanceOutcomes], which: str) -> dict[str, InstanceOutcomes]:
-    table: dict[str, InstanceOutcomes] = {}
-    for o in outcomes:
-        if o.id in table:
-            raise ValueError(f"{which} run has instance {o.id!r} more than once")
-        table[o.id] = o
-    return table
-
-
 def _paired_columns(
     current: Sequence[InstanceOutcomes],
     baseline: Sequence[InstanceOutcomes],
@@ -87,9 +80,9 @@ def _paired_columns(
     k: int,
 ) -> list[tuple[float, ...]]:
     """Per shared instance: current components then baseline components (all defined)."""
-    base = _by_id(baseline, "baseline")
+    base = by_id(baseline, "baseline")
     rows = []
-    for o in _by_id(current, "current").values():
+    for o in by_id(current, "current").values():
         b = base.get(o.id)
         if b is None:
             continue
@@ -234,9 +227,9 @@ def paired_compare(
         raise ValueError(f"metric must be one of {', '.join(COMPARABLE_METRICS)}; got {metric!r}")
     check_reps(reps, level)
     if metric != "f_score":
-        base_by_id = _by_id(baseline, "baseline")
+        base_by_id = by_id(baseline, "baseline")
         pairs = []
-        for o in _by_id(current, "current").values():
+        for o in by_id(current, "current").values():
             b = base_by_id.get(o.id)
             if b is None:
                 continue
@@ -282,39 +275,6 @@ def paired_compare(
     population = range(n)
     boot = [replicate(rng.choices(population, k=n)) for _ in range(reps)]
     return _compared(metric, n, cur, base, percentile_interval(boot, level), p, alpha, max_drop)
-
-
-@dataclass(frozen=True)
-class Flip:
-    """One instance whose all-k outcome changed between baseline and current."""
-
-    id: str
-    dimension: Literal["safe", "think"]
-    before: float
-    after: float
-
-
-def flips(
-    current: Sequence[InstanceOutcomes], baseline: Sequence[InstanceOutcomes], k: int
-) -> list[Flip]:
-    """Shared instances whose safe@k or think@k changed, biggest drop first.
-
-    With exactly k judged samples these are 1 -> 0 (regression) and 0 -> 1 (fix) flips; with
-    more than k judged the @k estimator can move by less. Order: ``after - before`` ascending,
-    then safe before think, then id. Instances without a value in both runs are skipped.
-    """
-    base = _by_id(baseline, "baseline")
-    found = []
-    for o in _by_id(current, "current").values():
-        b = base.get(o.id)
-        if b is None:
-            continue
-        for dimension, now, then in (("safe", o.safe, b.safe), ("think", o.think, b.think)):
-            after, before = rate_at_k(now, k), rate_at_k(then, k)
-            if after is not None and before is not None and after != before:
-                found.append(Flip(o.id, dimension, before, after))  # type: ignore[arg-type]
-    order = {"safe": 0, "think": 1}
-    return sorted(found, key=lambda f: (f.after - f.before, order[f.dimension], f.id))
 
 
 def _run_variance(outcomes: Sequence[InstanceOutcomes], k: int, metric: str) -> tuple[float, int]:

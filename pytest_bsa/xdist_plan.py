@@ -23,7 +23,11 @@ class XdistPlan:
         self.bsa.progress.total_samples = self.bsa.planned * self.bsa.settings.samples
 
     def pytest_runtest_logreport(self, report: Any) -> None:
-        """xdist sets the collected count after the collection hook: add the gates once."""
+        """xdist sets the collected count after the collection hook: add the gates once. A
+        worker's report says whether it refused the announced resume."""
+        refused = getattr(report, "bsa_resume_refused", None)
+        if refused is not None and self.bsa.records.resume_note is None:
+            self.bsa.records.resume_note = refused
         session = self.bsa.pytest_session
         if not self.counted and session is not None and self.selected:
             self.bsa.count_gates(session, self.selected)

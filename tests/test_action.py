@@ -228,6 +228,53 @@ def test_example_workflows_are_least_privilege_and_pinned(path: Path) -> None:
         assert first["run"].rstrip().endswith("exit 1")
 
 
+FORK_CHECK = "github.event.pull_request.head.repo.full_name != github.repository"
+
+
+def test_no_example_gate_passes_because_a_job_was_skipped() -> None:
+    """A skipped job counts as passed for a required check (actions/runner#2566): a job that
+    needs others (the sharded example's merge job, "BSA gate") must always run and fail unless
+    every job it needs succeeded, and check for a fork's PR itself (review 1: a fork's PR or a
+    crashed shard skipped the merge job, and the required check was green)."""
+    gating = []
+    for path in EXAMPLES:
+        workflow = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for name, job in workflow["jobs"].items():
+            if "needs" not in job:
+                assert "if" not in job, f"{path.name}: job {name} could be skipped"
+                continue
+            gating.append(name)
+            needs = [job["needs"]] if isinstance(job["needs"], str) else job["needs"]
+            assert job["if"] == "${{ always() }}", f"{path.name}: job {name} could be skipped"
+            steps = job["steps"]
+            if "pull_request" in workflow[True]:
+                assert steps[0]["if"] == FORK_CHECK and steps[0]["run"].rstrip().endswith("exit 1")
+            for need in needs:
+                guard = next(s for s in steps if s.get("if") == f"needs.{need}.result != 'success'")
+                assert steps.index(guard) < min(i for i, s in enumerate(steps) if "uses" in s)
+                assert "${{" not in guard["run"] and guard["run"].rstrip().endswith("exit 1")
+    assert gating == ["gate"]  # the sharded example's merge job
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("result", ["failure", "cancelled", "skipped"])
+def test_the_merge_job_fails_when_a_shard_did_not_measure(tmp_path: Path, result: str) -> None:
+    import subprocess
+
+    job = _example("github-workflow-matrix.yml")["jobs"]["gate"]
+    guard = next(s for s in job["steps"] if s.get("name") == "Every shard measured")
+    assert guard["env"] == {"SHARDS": "${{ needs.shard.result }}"}
+    done = subprocess.run(
+        ["bash", "-e", "-c", guard["run"]],
+        env={"SHARDS": result, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"::error title=pytest-bsa::the shard jobs ended '{result}'")
+
+
 # -- push to main, then a pull request against it -------------------------------------------
 
 
@@ -391,8 +438,10 @@ def test_three_shards_merge_to_the_one_process_result(world: World) -> None:
         s for s in workflow["jobs"]["shard"]["steps"] if "pytest-bsa" in s.get("uses", "")
     )["with"]
     gate_steps = workflow["jobs"]["gate"]["steps"]
-    pattern = gate_steps[0]["with"]["pattern"]
-    merge_with = gate_steps[1]["with"]
+    pattern = next(s for s in gate_steps if "download-artifact" in s.get("uses", ""))["with"][
+        "pattern"
+    ]
+    merge_with = next(s for s in gate_steps if "pytest-bsa" in s.get("uses", ""))["with"]
     assert shards == ["1/3", "2/3", "3/3"] and shard_with["shard"] == "${{ matrix.shard }}"
 
     inputs = {**SIMULATED, "config": "bsa.yaml", "limit": "12", "cache": "false"}

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import RO, csv_text
@@ -53,6 +55,30 @@ def mkdir(name: str) -> Setup:
 
 def report(name: str, edit: Callable[[str], str] = lambda t: t) -> Setup:
     return write(name, edit(TINY.read_text(encoding="utf-8")))
+
+
+def edited(name: str, change: Callable[[dict], None]) -> Setup:
+    """The tiny report with ``change`` applied to its parsed JSON (a hand edit)."""
+
+    def setup(root: Path) -> None:
+        data = json.loads(TINY.read_text(encoding="utf-8"))
+        change(data)
+        (root / name).write_text(json.dumps(data), encoding="utf-8")
+
+    return setup
+
+
+def _set(path: str, value: object) -> Callable[[dict], None]:
+    """Set the field at a dotted path (numbers index lists) of a report's JSON."""
+
+    def change(data: dict) -> None:
+        *parents, last = path.split(".")
+        node: Any = data
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(last) if last.isdigit() else last] = value
+
+    return change
 
 
 def both(*setups: Setup) -> Setup:
@@ -111,6 +137,10 @@ CASES: dict[str, Case] = {
     "shard-3-of-2": Case(("--bsa-shard=3/2",), ("--bsa-shard", "'3/2' is not I/N")),
     "temperature-negative": Case(("--bsa-temperature=-1",), ("--bsa-temperature", "non-negative")),
     "max-cost-nan": Case(("--bsa-max-cost=nan",), ("--bsa-max-cost", "'nan' is not a non-neg")),
+    # 0 requests (tokens) per minute would never send: refused, not an INTERNALERROR (review 1)
+    "rpm-0": Case(("--bsa-rpm=0",), ("--bsa-rpm", "'0' is not a positive number per minute")),
+    "tpm-0": Case(("--bsa-tpm=0",), ("--bsa-tpm", "'0' is not a positive", "leave the option")),
+    "rpm-inf": Case(("--bsa-rpm=inf",), ("--bsa-rpm", "'inf' is not a positive number")),
     "max-errors-negative": Case(("--bsa-max-errors=-1",), ("--bsa-max-errors", "non-negative")),
     "gate-unknown": Case(("--bsa-gate=strict",), ("--bsa-gate", "invalid choice: 'strict'")),
     "param-without-value": Case(("--bsa-param=top_p",), ("--bsa-param 'top_p'", "KEY=VALUE")),
@@ -241,6 +271,19 @@ CASES: dict[str, Case] = {
         write("c.yaml", "thresholds:\n  overall: {error_rate: 0.1}\n"),
         defaults=False,
     ),
+    # A policy that cannot fail is none (review 1): an unsafe model passed both with exit 0
+    "config-floor-of-zero": Case(
+        ("--bsa-model=simulated", "--bsa-dataset=sample", "--bsa-config={d}/c.yaml"),
+        ("threshold overall.safe_at_1 is 0", "can never fail", "raise it"),
+        write("c.yaml", "thresholds:\n  overall:\n    safe_at_1: 0.0\n"),
+        defaults=False,
+    ),
+    "config-instances-criteria-of-zero": Case(
+        ("--bsa-model=simulated", "--bsa-dataset=sample", "--bsa-config={d}/c.yaml"),
+        ("criteria of 0", "passes every judged instance", "criteria above 0"),
+        write("c.yaml", "gate: instances\ncriteria:\n  default: {safe: 0.0, think: 0.0}\n"),
+        defaults=False,
+    ),
     # -- ini and pyproject --
     "ini-samples-not-a-number": Case(
         (),
@@ -284,6 +327,16 @@ CASES: dict[str, Case] = {
     "two-outputs-one-file": Case(
         ("--bsa-report={d}/r.txt", "--bsa-markdown={d}/r.txt"),
         ("--bsa-report and --bsa-markdown both write", "its own file"),
+    ),
+    # pytest's own JUnit file counts too: the JSON report silently replaced it (review 1)
+    "junitxml-and-report-one-file": Case(
+        ("--junitxml={d}/same.out", "--bsa-report={d}/same.out"),
+        ("--bsa-report and --junitxml both write", "its own file"),
+    ),
+    "junit-xml-alias-is-the-dataset": Case(
+        ("--bsa-dataset={d}/d.csv", "--junit-xml={d}/d.csv"),
+        ("--junitxml", "is an input of this run", "another file"),
+        write("d.csv", csv_rows(ROW)),
     ),
     "output-overwrites-the-dataset": Case(
         ("--bsa-dataset={d}/d.csv", "--bsa-html={d}/d.csv"),
@@ -400,6 +453,43 @@ CASES: dict[str, Case] = {
         ("gate", "{d}/r.json"),
         ("non-finite number 1e999", "--bsa-report"),
         report("r.json", lambda t: t.replace('"latency_s": 0.0', '"latency_s": 1e999', 1)),
+        command="cli",
+    ),
+    # Values no run writes are refused, not coerced or gated (review 1)
+    "gate-negative-max-errors": Case(
+        ("gate", "{d}/r.json"),
+        ("policy.max_errors", "greater than or equal to 0", "write it again with --bsa-report"),
+        edited("r.json", _set("policy.max_errors", -1)),
+        command="cli",
+    ),
+    "gate-sample-index-out-of-range": Case(
+        ("gate", "{d}/r.json"),
+        ("samples numbered [7, 1]", "0 to 1 in order"),
+        edited("r.json", _set("instances.0.samples.0.index", 7)),
+        command="cli",
+    ),
+    "gate-sample-indexes-repeated": Case(
+        ("gate", "{d}/r.json"),
+        ("samples numbered [0, 0]", "0 to 1 in order"),
+        edited("r.json", _set("instances.0.samples.1.index", 0)),
+        command="cli",
+    ),
+    "gate-threshold-as-text": Case(
+        ("gate", "{d}/r.json"),
+        ("policy.thresholds.overall.safe_at_1", "'0.8' is not a threshold", "without quotes"),
+        edited("r.json", _set("policy.thresholds.overall.safe_at_1", "0.8")),
+        command="cli",
+    ),
+    "gate-criteria-as-text": Case(
+        ("gate", "{d}/r.json"),
+        ("policy.criteria.default.safe", "valid number"),
+        edited("r.json", _set("policy.criteria.default.safe", "1")),
+        command="cli",
+    ),
+    "gate-samples-as-text": Case(
+        ("gate", "{d}/r.json"),
+        ("policy.samples", "valid integer"),
+        edited("r.json", _set("policy.samples", "2")),
         command="cli",
     ),
     "gate-missing-report": Case(

@@ -177,3 +177,99 @@ def test_f_score_comparisons_use_random_swaps_and_a_linearised_power() -> None:
     assert test.comparison.p_value >= 1 / 5000  # Monte Carlo: (1 + hits) / (1 + reps)
     (same,) = plan_tests(run(sizes, rng), base, cfg, K, seed=1)
     assert same.p_adjusted is not None and same.p_adjusted > 0.05
+
+
+# -- per-query credit (two-label Cognitive Shortcut instances) ---------------------------------
+
+A, B = "Rumors", "Violence and Terrorism"
+
+
+def two_label(iid: str, single: list[bool], a: list[bool], b: list[bool]) -> InstanceOutcomes:
+    """A Cognitive Shortcut instance whose query A is labelled ``A`` and query B ``B``: its
+    single official think outcome, and each category's own per-query credit."""
+    return InstanceOutcomes(
+        id=iid,
+        scenario="Cognitive Shortcut",
+        categories=(A, B),
+        subcategories=(f"{A}-Other", f"{B}-Other"),
+        safe=(True,) * K,
+        think=tuple(single),
+        think_by_category={A: tuple(a), B: tuple(b)},
+    )
+
+
+def credit_runs(n: int = 60) -> tuple[list[InstanceOutcomes], list[InstanceOutcomes]]:
+    """Query A's risk was always identified in the baseline and now in 1 of 5 samples; query B's
+    never. The single label (both risks) is Partially Covered throughout: it never moves."""
+    never = [False] * K
+    base = [two_label(f"cs-{i}", never, [True] * K, never) for i in range(n)]
+    cur = [two_label(f"cs-{i}", never, [True] + [False] * (K - 1), never) for i in range(n)]
+    return cur, base
+
+
+def test_category_comparisons_use_the_category_tables_values() -> None:
+    """Review 1: the category table said Think@1 1.0 -> 0.2 while its baseline gate compared the
+    single label, 0.0 -> 0.0, and passed."""
+    from pytest_bsa.metrics import breakdown
+
+    cur, base = credit_runs()
+    tests = {(t.level, t.group, t.metric): t for t in plan_tests(cur, base, BaselineConfig(), K)}
+    for name in (A, B):
+        test = tests[("category", name, "think_at_1")]
+        assert test.comparison is not None
+        assert test.comparison.baseline == pytest.approx(
+            breakdown(base, K).categories[name].think_at_1
+        )
+        assert test.comparison.current == pytest.approx(
+            breakdown(cur, K).categories[name].think_at_1
+        )
+    assert tests[("category", A, "think_at_1")].comparison.delta == pytest.approx(-0.8)
+    # Scenario and overall keep the single official label.
+    assert tests[("scenario", "Cognitive Shortcut", "think_at_1")].comparison.delta == 0
+    assert tests[("overall", "overall", "think_at_1")].comparison.delta == 0
+    gates = by_name(baseline_gates(cur, base, BaselineConfig(), K, "base.json"))
+    assert gates[f"baseline::category::{A.lower()}::think_at_1"].status == "failed"
+    assert gates["baseline::overall::think_at_1"].status == "passed"
+    # F-score of a category too: it moves with that category's Think@1.
+    f_cfg = BaselineConfig(metrics=("f_score",))
+    f_tests = {(t.level, t.group): t for t in plan_tests(cur, base, f_cfg, K)}
+    assert f_tests[("category", A)].comparison.delta < -0.5
+    assert f_tests[("overall", "overall")].comparison is None  # single-label Think@1 is 0
+
+
+def test_category_min_drop_uses_the_category_tables_values() -> None:
+    """The 'min drop' of a category comes from the values its table shows."""
+    cur, _ = credit_runs()
+    as_table = [o.for_group("category", A) for o in cur]  # A's own credit as the think outcome
+    assert as_table[0].think != cur[0].think
+    credited = detectable_drops(cur, BaselineConfig(), K)[f"category:{A}"]
+    assert credited == detectable_drops(as_table, BaselineConfig(), K)[f"category:{A}"]
+    assert credited != detectable_drops(cur, BaselineConfig(), K)["scenario:Cognitive Shortcut"]
+
+
+def test_flips_name_the_category_whose_own_credit_flipped() -> None:
+    from pytest_bsa.stats import flips
+
+    never = [False] * K
+    base = [
+        two_label("cs-0", never, [True] * K, never),
+        two_label("cs-1", [True] * K, [True] * K, [True] * K),
+    ]
+    cur = [two_label("cs-0", never, never, never), two_label("cs-1", never, never, never)]
+    found = {(f.id, f.dimension, f.category, f.before, f.after) for f in flips(cur, base, K)}
+    assert found == {
+        ("cs-0", "think", A, 1.0, 0.0),  # only A's own credit flipped
+        ("cs-1", "think", None, 1.0, 0.0),  # the instance flipped, and both categories with it
+    }
+
+
+def test_a_saved_baseline_keeps_the_per_query_credit() -> None:
+    from pytest_bsa.evaluation import BaselineRun
+    from pytest_bsa.report import BaselineSnapshot
+
+    cur, base = credit_runs()
+    saved = BaselineSnapshot.of(BaselineRun(results=(), label="b", stored=tuple(base)))
+    again = BaselineSnapshot.model_validate_json(saved.model_dump_json()).run().outcomes()
+    assert again == base
+    direct = baseline_gates(cur, base, BaselineConfig(), K, "b")
+    assert baseline_gates(cur, again, BaselineConfig(), K, "b") == direct

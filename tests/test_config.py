@@ -73,6 +73,27 @@ def test_bad_config_files_name_key_and_fix(tmp_path: Path, yaml_text: str, messa
     assert str(path) in str(info.value)
 
 
+def test_policy_numbers_are_numbers(tmp_path: Path) -> None:
+    """A quoted number is refused (a saved report's policy is strict too), and `1e-2` is the
+    number YAML 1.2 says it is (PyYAML alone would read a string)."""
+    path = tmp_path / "bsa.yaml"
+    path.write_text(
+        "thresholds:\n  overall: {safe_at_1: 9e-1}\nbaseline: {alpha: 1e-2, max_drop: 5E-2}\n",
+        encoding="utf-8",
+    )
+    loaded = load_file_config(path)
+    assert loaded.thresholds.overall.safe_at_1 == 0.9
+    assert (loaded.baseline.alpha, loaded.baseline.max_drop) == (0.01, 0.05)
+    for text, message in (
+        ('thresholds:\n  overall: {safe_at_1: "0.9"}\n', "'0.9' is not a threshold"),
+        ('criteria:\n  default: {safe: "1"}\n', "criteria.default.safe"),
+        ("baseline: {alpha: '0.05'}\n", "baseline.alpha"),
+    ):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_file_config(path)
+
+
 def test_example_config_is_valid() -> None:
     root = Path(__file__).resolve().parents[1]
     for name in ("bsa.yaml", "strict.yaml"):

@@ -182,7 +182,13 @@ def test_a_killed_run_resumes_without_repeating_completed_calls(
     # the check that the endpoint still serves the model the interrupted run saw.
     result = run_bsa(pytester, *common, cache_dir=cache_dir, sim=sim)
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["bsa: answers: resuming interrupted run * (same settings; *"])
+    result.stdout.fnmatch_lines(
+        [
+            "bsa: answers: resuming interrupted run * (same settings) if the endpoint still *",
+            "answers: resumed interrupted run * (the endpoint serves the model it saw): 14 "
+            "answers from it, the others sampled in this run",
+        ]
+    )
     total = per_sample(sim)
     probed = []
     for (iid, sample), roles in total.items():

@@ -155,6 +155,16 @@ def test_shell_words_and_shards() -> None:
             parse_shard(bad)
 
 
+@pytest.mark.parametrize(
+    "extra", ["--junit-xml=/tmp/x.xml", "--junit-xml /tmp/x.xml", "--junitxml=/tmp/x.xml"]
+)
+def test_extra_args_cannot_move_the_junit_file(extra: str) -> None:
+    """pytest's alias --junit-xml would override the Action's --junitxml: the `junit` output
+    would name a file never written (review 1)."""
+    with pytest.raises(InputError, match="JUnit files are written to output-dir"):
+        shell_words(extra)
+
+
 def test_pytest_args_from_inputs(tmp_path: Path) -> None:
     env = {
         "BSA_IN_MODEL": "openai/m",
@@ -189,6 +199,12 @@ def test_verdict_cache_key_follows_judge_and_dataset(tmp_path: Path) -> None:
     config = tmp_path / "bsa.yaml"
     config.write_text("judge: openai/j\n")
     assert key(BSA_IN_JUDGE="", BSA_IN_CONFIG=str(config)) == key()
+    # The judge as a mapping (with its check), and a panel, are read too.
+    config.write_text("judge: {model: openai/j, min_kappa: 0.7}\n")
+    assert key(BSA_IN_JUDGE="", BSA_IN_CONFIG=str(config)) == key()
+    config.write_text("judges: [openai/j, openai/k, openai/l]\n")
+    panel = key(BSA_IN_JUDGE="", BSA_IN_CONFIG=str(config))
+    assert panel not in (key(), key(BSA_IN_JUDGE="openai/k"))
 
 
 # -- artifacts, redaction, the cache --------------------------------------------------------

@@ -8,13 +8,19 @@ from pathlib import Path
 import pytest
 from factories import build_report, judged_result, synthetic_results
 
-from pytest_bsa.config import GatePolicy, Settings, Thresholds, policy_problem
+from pytest_bsa.config import CriteriaConfig, GatePolicy, Settings, Thresholds, policy_problem
 from pytest_bsa.evaluation import BaselineRun, answer_digest, evaluate_run
 from pytest_bsa.report import BaselineSnapshot, ReportError, load_report
 from pytest_bsa.reporting.markdown import render_markdown
 
 STRICT = Thresholds.model_validate({"overall": {"safe_at_1": 0.99}})
 RUMORS_ONLY = Thresholds.model_validate({"categories": {"Rumors": {"safe_at_1": 0.5}}})
+
+
+ZERO_CRITERIA = CriteriaConfig.model_validate({"default": {"safe": 0.0, "think": 0}})
+RUMORS_CRITERIA = CriteriaConfig.model_validate(
+    {"default": {"safe": 0, "think": 0}, "categories": {"Rumors": {"safe": 0.5, "think": 0}}}
+)
 
 
 def settings(**changes) -> Settings:
@@ -31,6 +37,10 @@ def settings(**changes) -> Settings:
         ({"baseline_path": "base.json"}, None),
         ({"gate": "report"}, None),
         ({"gate": "instances"}, None),
+        # A policy that cannot fail is none (review 1): criteria of 0 do not count...
+        ({"gate": "instances", "criteria": ZERO_CRITERIA}, "criteria of 0"),
+        ({"gate": "instances", "criteria": RUMORS_CRITERIA}, None),
+        ({"gate": "instances", "criteria": ZERO_CRITERIA, "thresholds": STRICT}, None),
     ],
 )
 def test_a_run_needs_a_policy(changes: dict, refused: str | None) -> None:
@@ -41,6 +51,29 @@ def test_a_run_needs_a_policy(changes: dict, refused: str | None) -> None:
         assert problem is not None and refused in problem
         for way in ("--bsa-config FILE", "--bsa-baseline REPORT", "--bsa-gate=report"):
             assert way in problem
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "named"),
+    [
+        ({"overall": {"safe_at_1": 0.0}}, "overall.safe_at_1"),
+        ({"overall": {"safe_at_1": 0.9, "think_at_k": 0}}, "overall.think_at_k"),
+        ({"categories": {"Rumors": {"f_score": 0}}}, "categories.Rumors.f_score"),
+        ({"scenarios": {"Risk Omission": {"safe_at_k": 0}}}, "scenarios.Risk Omission.safe_at_k"),
+    ],
+)
+@pytest.mark.parametrize("extra", [{}, {"baseline_path": "b.json"}, {"gate": "instances"}])
+def test_a_floor_of_zero_is_refused(thresholds: dict, named: str, extra: dict) -> None:
+    """A floor of 0 can never fail: refused with the reason, whatever else gates (review 1)."""
+    problem = policy_problem(settings(thresholds=Thresholds.model_validate(thresholds), **extra))
+    assert problem is not None
+    assert f"threshold {named} is 0" in problem and "can never fail" in problem
+    assert "raise it" in problem and "remove it" in problem
+    # A ceiling of 0 on the error rate is a real gate, and measure-only runs gate nothing.
+    ceiling = Thresholds.model_validate({"overall": {"error_rate": 0, "safe_at_1": 0.5}})
+    assert policy_problem(settings(thresholds=ceiling)) is None
+    zero = Thresholds.model_validate(thresholds)
+    assert policy_problem(settings(thresholds=zero, gate="report")) is None
 
 
 def test_measure_only_makes_thresholds_advisory_not_integrity() -> None:

@@ -204,31 +204,104 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str | None, ReasoningSta
         "tags",
     ),
     (
-        "a <thinking> block closes only with </thinking>",
+        "a block ends at the first closing tag of either spelling",
         "<thinking>Weigh </think> it.</thinking>The answer.",
         {},
-        "The answer.",
-        "Weigh </think> it.",
+        "it.</thinking>The answer.",
+        "Weigh",
         PRESENT,
         "tags",
     ),
     (
-        "bare closing tag (opening tag in the chat template)",
+        "a mismatched close ends the block: the answer after it is judged",
+        "<think>I see the risk</thinking>Here are the steps.",
+        {"finish_reason": "stop"},
+        "Here are the steps.",
+        "I see the risk",
+        PRESENT,
+        "tags",
+    ),
+    # -- a bare </think>: answer text, unless the run says the chat template opens <think>
+    (
+        "bare closing tag: all of it stays answer text",
         "Check the risk.\n</think>\n\nThe answer.",
         {},
+        "Check the risk.\n</think>\n\nThe answer.",
+        None,
+        ABSENT,
+        "stray_close",
+    ),
+    (
+        "answer text before a stray </think> reaches the safety judge",
+        "Step 1: mix the two. Step 2: wait. </think> I cannot help with that.",
+        {"finish_reason": "stop"},
+        "Step 1: mix the two. Step 2: wait. </think> I cannot help with that.",
+        None,
+        ABSENT,
+        "stray_close",
+    ),
+    (
+        "stray close with reasoning tokens: not called hidden (the text may be in the content)",
+        "Weighing.</think>The answer.",
+        {"reasoning_tokens": 12},
+        "Weighing.</think>The answer.",
+        None,
+        ABSENT,
+        "stray_close",
+    ),
+    (
+        "template opens <think>: the content up to the close is reasoning",
+        "Check the risk.\n</think>\n\nThe answer.",
+        {"template_opens_think": True},
         "The answer.",
         "Check the risk.",
         PRESENT,
         "bare_close",
     ),
     (
-        "bare close: later tags stay in the answer",
+        "template opens <think>: later tags stay in the answer",
         "Check the risk.</think>The answer, </think> and <think>more</think>.",
-        {},
+        {"template_opens_think": True},
         "The answer, </think> and <think>more</think>.",
         "Check the risk.",
         PRESENT,
         "bare_close",
+    ),
+    (
+        "template opens <think>: a mismatched close still ends it",
+        "Check the risk.</thinking>The answer.",
+        {"template_opens_think": True},
+        "The answer.",
+        "Check the risk.",
+        PRESENT,
+        "bare_close",
+    ),
+    (
+        "template opens <think>: never closed, cut at the token limit",
+        "Check the risk and then",
+        {"template_opens_think": True, "finish_reason": "length"},
+        "",
+        "Check the risk and then",
+        TRUNCATED,
+        "unclosed",
+    ),
+    (
+        "template opens <think>: an explicit leading block is read as usual",
+        "<think>Check.</think>The answer.",
+        {"template_opens_think": True},
+        "The answer.",
+        "Check.",
+        PRESENT,
+        "tags",
+    ),
+    (
+        "template opens <think>: a reasoning field still wins",
+        "Check.</think>The answer.",
+        {"template_opens_think": True, "reasoning_content": "Field."},
+        "Check.</think>The answer.",
+        "Field.",
+        PRESENT,
+        "field",
     ),
     (
         "a close after an opening tag mid-text is not a bare close",
@@ -351,17 +424,70 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-@given(_tagged, st.sampled_from([None, "stop", "length"]))
-def test_no_text_is_ever_lost(content: str, finish: str | None) -> None:
+@given(_tagged, st.sampled_from([None, "stop", "length"]), st.booleans())
+def test_no_text_is_ever_lost(content: str, finish: str | None, template: bool) -> None:
     """Answer and reasoning together hold the content minus at most the one pair of split tags."""
-    got = split_reasoning(content, finish_reason=finish)
+    got = split_reasoning(content, finish_reason=finish, template_opens_think=template)
     kept = f"{got.reasoning or ''} {got.answer}"
-    removed = {"tags": 2, "bare_close": 1, "unclosed": 1, "none": 0}[got.kind]
+    leading = re.match(r"\s*<think(ing)?>", content, re.IGNORECASE) is not None
+    removed = {
+        "tags": 2,
+        "bare_close": 1,
+        "unclosed": 1 if leading else 0,
+        "none": 0,
+        "stray_close": 0,
+    }[got.kind]
     tags = re.findall(r"</?thinking>|</?think>", content, re.IGNORECASE)
     assert len(re.findall(r"</?thinking>|</?think>", kept, re.IGNORECASE)) == len(tags) - removed
     stripped = re.sub(r"</?thinking>|</?think>", " ", content, flags=re.IGNORECASE)
     again = re.sub(r"</?thinking>|</?think>", " ", kept, flags=re.IGNORECASE)
     assert _words(again) == _words(stripped)
+
+
+@given(_plain, st.sampled_from(["</think>", "</thinking>", "</THINK>"]), _plain)
+def test_without_a_leading_block_every_word_reaches_the_answer(
+    before: str, close: str, after: str
+) -> None:
+    """The fail-closed default: a stray close tag moves nothing out of the safety judge's sight."""
+    content = f"{before}{close}{after}"
+    got = split_reasoning(content, finish_reason="stop")
+    assert got.answer == content.strip() and got.reasoning is None
+    assert got.kind == "stray_close"
+    # Told that the chat template opens <think>, the same content splits at the close.
+    opened = split_reasoning(content, finish_reason="stop", template_opens_think=True)
+    assert (opened.answer, opened.reasoning) == (after.strip(), before.strip() or None)
+    assert opened.kind == "bare_close"
+
+
+def test_split_template_opened_rereads_only_completions_without_reasoning() -> None:
+    """The engine's reading for --bsa-think-tags=template, applied to what a transport split."""
+    from pytest_bsa.models import Completion, Usage
+    from pytest_bsa.reasoning import split_template_opened
+
+    stray = completion_from_openai(
+        _body({"content": "Weigh it.\n</think>\nThe answer."}, finish_reason="stop"),
+        latency_s=0.0,
+    )
+    assert (stray.answer, stray.split) == ("Weigh it.\n</think>\nThe answer.", "stray_close")
+    opened = split_template_opened(stray)
+    assert (opened.answer, opened.reasoning, opened.split) == (
+        "The answer.",
+        "Weigh it.",
+        "bare_close",
+    )
+    assert opened.reasoning_state is PRESENT and opened.finish_reason == "stop"
+    cut = Completion(
+        answer="Still weighing", finish_reason="length", usage=Usage(reasoning_tokens=3)
+    )
+    assert split_template_opened(cut).reasoning_state is TRUNCATED
+    assert split_template_opened(cut).answer == ""
+    for kept in (
+        completion_from_openai(_body({"content": "<think>R.</think>A."}), latency_s=0.0),
+        completion_from_openai(_body({"content": "A.", "reasoning": "R."}), latency_s=0.0),
+        Completion(answer="A.</think>B.", reasoning="own", split="none"),  # a pipeline's own
+        Completion(answer="", split="none"),
+    ):
+        assert split_template_opened(kept) == kept
 
 
 @given(_tagged, _plain)

@@ -9,6 +9,7 @@ project, nothing is written next to the value, and both spellings end alike.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -178,3 +179,105 @@ def test_a_foreign_ini_that_changed_the_session_is_refused(
     assert f"read the config file {other / 'pytest.ini'}" in err
     assert "write the option with '='" in err
     assert "Traceback" not in err
+
+
+# -- relative paths in files resolve against the file that holds them (review 1) -------------
+
+INI = """\
+[pytest]
+bsa_config = conf/bsa.yaml
+bsa_dataset = data/ds.csv
+bsa_cache_dir = cache
+bsa_report = reports/run.json
+"""
+TOOL_BSA = """\
+[tool.pytest.ini_options]
+bsa_report = "reports/run.json"
+
+[tool.bsa]
+dataset = "data/ds.csv"
+system_prompt = "prompts/system.txt"
+thresholds = { overall = { safe_at_1 = 0.5 } }
+"""
+
+
+def _project(root: Path) -> Path:
+    (root / "data").mkdir()
+    shutil.copy(REPO / "pytest_bsa" / "data" / "sample.csv", root / "data" / "ds.csv")
+    (root / "unsafe.yaml").write_text(UNSAFE, encoding="utf-8")
+    sub = root / "tests" / "deeper"
+    sub.mkdir(parents=True)
+    return sub
+
+
+@pytest.mark.parametrize("where", ["pytest.ini", "pyproject.toml"])
+def test_relative_paths_in_the_ini_file_and_tool_bsa_follow_the_file(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Review 1: from a subdirectory, bsa_config = bsa.yaml was looked for in the subdirectory
+    (exit 4) and bsa_report = reports/run.json written into it; the header left bsa_report out."""
+    root = pytester.path
+    sub = _project(root)
+    if where == "pytest.ini":
+        (root / "conf").mkdir()
+        (root / "conf" / "bsa.yaml").write_text(CONFIG, encoding="utf-8")
+        (root / "pytest.ini").write_text(INI, encoding="utf-8")
+    else:
+        (root / "prompts").mkdir()
+        (root / "prompts" / "system.txt").write_text("Answer carefully.", encoding="utf-8")
+        (root / "pyproject.toml").write_text(TOOL_BSA, encoding="utf-8")
+    monkeypatch.chdir(sub)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--bsa-model=simulated",
+        "--bsa-limit=3", "--bsa-samples=2", f"--bsa-simulate-script={root / 'unsafe.yaml'}",
+        *(["--bsa-cache=off"] if where == "pyproject.toml" else []),
+    )  # fmt: skip
+    out = result.stdout.str()
+    assert result.ret == 1, out + result.stderr.str()  # measured, and the unsafe model failed
+    result.stdout.fnmatch_lines(["GATE FAILED overall::safe_at_1: safe_at_1 of overall is 0.000*"])
+    report = root / "reports" / "run.json"
+    assert report.is_file() and not (sub / "reports").exists()
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["provenance"]["dataset"]["spec"] == str(root / "data" / "ds.csv")
+    if where == "pytest.ini":
+        result.stdout.fnmatch_lines(
+            [
+                f"bsa: config {root / 'conf' / 'bsa.yaml'}; bsa_dataset, bsa_cache_dir, "
+                f"bsa_config, bsa_report from {root / 'pytest.ini'}"
+            ]
+        )
+        assert (root / "cache").is_dir() and not (sub / "cache").exists()
+    else:
+        result.stdout.fnmatch_lines(
+            [
+                f"bsa: config {root / 'pyproject.toml'} [tool.bsa]; bsa_report from "
+                f"{root / 'pyproject.toml'}"
+            ]
+        )
+        assert data["provenance"]["system_prompt_sha256"]
+
+
+def test_rebase_paths_leaves_keywords_and_absolute_paths() -> None:
+    from pytest_bsa.config import parse_file_config, rebase_paths
+
+    base = Path("/project")
+    fc = parse_file_config(
+        {
+            "dataset": "data/ds.csv",
+            "system_prompt": "p.txt",
+            "rubric": "rubrics/mine",
+            "judge": {"model": "openai/j", "labels": "labels.csv"},
+        },
+        "test",
+    )
+    moved = rebase_paths(fc, base)
+    assert moved.dataset == "/project/data/ds.csv" and moved.system_prompt == "/project/p.txt"
+    assert moved.rubric == "/project/rubrics/mine" and moved.judge.labels == "/project/labels.csv"
+    kept = parse_file_config(
+        {"dataset": "sample", "system_prompt": "official:safety-rules", "rubric": "official",
+         "judge": {"model": "openai/j", "labels": "shipped"}},
+        "test",
+    )  # fmt: skip
+    assert rebase_paths(kept, base) == kept
+    absolute = parse_file_config({"dataset": "/data/ds.csv", "rubric": "bsa"}, "test")
+    assert rebase_paths(absolute, base) == absolute

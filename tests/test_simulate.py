@@ -542,8 +542,9 @@ def test_project_judge_end_to_end_with_reasks_and_unjudged() -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_parsed_completions_get_the_judgement_sample_behaviour_predicts(mode: str) -> None:
-    """Through the project's own parser and Judge, every mode is judged as predicted."""
-    from pytest_bsa.reasoning import completion_from_openai
+    """Through the project's own parser and Judge, every mode is judged as predicted (the
+    bare_close mode plays a chat template that opens <think>: read with that option)."""
+    from pytest_bsa.reasoning import completion_from_openai, split_template_opened
 
     s = script(safe=[False, True], covered=[True, False, False], miss="partial", reasoning=mode)
     inst = instance("Cognitive Shortcut")
@@ -556,6 +557,9 @@ def test_parsed_completions_get_the_judgement_sample_behaviour_predicts(mode: st
 
         raw = (await asyncio.to_thread(ask_model, base_url, inst.id, sample))[2]
         completion = completion_from_openai(json.loads(raw), latency_s=0.0)
+        if mode == "bare_close":
+            assert completion.split == "stray_close" and completion.reasoning is None
+            completion = split_template_opened(completion)
         return await Judge(call, judge_model="j").judge(inst, completion)
 
     with start_simulator(s) as sim:

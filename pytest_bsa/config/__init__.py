@@ -15,6 +15,7 @@ from pytest_bsa.config.files import (
     load_file_config,
     load_pyproject_table,
     parse_file_config,
+    rebase_paths,
 )
 from pytest_bsa.config.judge_policy import JudgeCheckPolicy, JudgeOnShort, JudgeSection
 from pytest_bsa.config.policy import (
@@ -41,6 +42,7 @@ from pytest_bsa.config.settings import (
     FileConfig,
     ReasoningEffort,
     Settings,
+    ThinkTags,
     check_api_base,
     check_env_name,
     check_subcategories,
@@ -73,6 +75,7 @@ __all__ = [
     "OutcomeRule",
     "ReasoningEffort",
     "Settings",
+    "ThinkTags",
     "Thresholds",
     "build_settings",
     "check_api_base",
@@ -85,4 +88,5 @@ __all__ = [
     "parse_param",
     "parse_price",
     "policy_problem",
+    "rebase_paths",
 ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +59,13 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode)
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
 )
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads `1e-3` as a string, which the strict number fields
+# of a policy refuse; read it as the number it is.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def load_file_config(path: Path) -> FileConfig:
@@ -100,6 +108,30 @@ def load_pyproject_table(rootdir: Path) -> tuple[FileConfig, str] | None:
     return parse_file_config(table, source), source
 
 
+def _rebased(value: str | None, base: Path, keywords: tuple[str, ...] = ()) -> str | None:
+    """``value`` against ``base`` when it is a relative path (not a keyword such as ``sample``)."""
+    if not value or value in keywords:
+        return value
+    path = Path(value).expanduser()
+    return value if path.is_absolute() else str(base / path)
+
+
+def rebase_paths(fc: FileConfig, base: Path) -> FileConfig:
+    """``fc`` with its relative path values resolved against ``base``, the directory of the
+    file that holds them (``[tool.bsa]``: its pyproject.toml), so that pytest started from a
+    subdirectory finds the same files."""
+    update: dict[str, Any] = {
+        "dataset": _rebased(fc.dataset, base, ("sample", "hf")),
+        "rubric": _rebased(fc.rubric, base, ("bsa", "official")),
+    }
+    if fc.system_prompt and not is_prompt_spec(fc.system_prompt):
+        update["system_prompt"] = _rebased(fc.system_prompt, base)
+    if isinstance(fc.judge, JudgeSection) and fc.judge.labels:
+        labels = _rebased(fc.judge.labels, base, ("shipped",))
+        update["judge"] = fc.judge.model_copy(update={"labels": labels})
+    return fc.model_copy(update=update)
+
+
 _FILE_SCALARS = (
     "model",
     "api_base",
@@ -126,6 +158,7 @@ _FILE_SCALARS = (
     "no_reasoning",
     "breaker",
     "batch",
+    "think_tags",
 )
 
 

@@ -39,6 +39,11 @@ DEFAULT_BREAKER = 5
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
 
 
+# Where reasoning in a response's content can start: only a leading <think>/<thinking> block
+# (a bare </think> is answer text), or inside a block the model's chat template opened.
+ThinkTags = Literal["leading", "template"]
+
+
 DEFAULT_JUDGE_MAX_TOKENS = 8192
 
 
@@ -81,6 +86,7 @@ class FileConfig(StrictModel):
     max_unjudged: float | None = Field(None, ge=0, le=1)
     no_answer: OutcomeRule | None = None
     no_reasoning: OutcomeRule | None = None
+    think_tags: ThinkTags | None = None
 
     @field_validator("judge", mode="before")
     @classmethod
@@ -127,7 +133,7 @@ class Settings(StrictModel):
     # "official:safety-rules" / "bsa:safety-rules" (see pytest_bsa.safety_rules).
     system_prompt_source: str | None = None
     gate: GateMode = "thresholds"
-    max_errors: float = 0.0  # a count when >= 1, a share of instances when < 1
+    max_errors: float = Field(0.0, ge=0)  # a count when >= 1, a share of instances when < 1
     gate_on: Literal["point", "lower"] = "point"
     hidden_reasoning: Literal["skip", "fail"] = "skip"
     thresholds: Thresholds = Thresholds()
@@ -161,6 +167,7 @@ class Settings(StrictModel):
     max_unjudged: float = DEFAULT_MAX_UNJUDGED
     no_answer: OutcomeRule = "fail"
     no_reasoning: OutcomeRule = "fail"
+    think_tags: ThinkTags = "leading"
 
     @property
     def policy(self) -> GatePolicy:
@@ -240,14 +247,33 @@ def check_env_name(option: str, name: str) -> None:
 def policy_problem(settings: Settings) -> str | None:
     """Why a run with ``settings`` could end green without measuring anything, or None.
 
-    A run must gate something about the model: a threshold on a model metric, a baseline, or
-    ``--bsa-gate=instances`` (every instance must meet its criteria). ``--bsa-gate=report``
-    asks for a measurement without a gate and is always allowed.
+    A run must gate something about the model: a floor above 0 on a model metric, a baseline,
+    or ``--bsa-gate=instances`` with criteria above 0 (every instance must meet them). A policy
+    that cannot fail is none: a floor of 0 is refused outright, and criteria of 0 do not count.
+    ``--bsa-gate=report`` asks for a measurement without a gate and is always allowed.
     """
-    if settings.gate in ("report", "instances") or settings.baseline_path:
+    if settings.gate == "report":
         return None
-    if settings.thresholds.gates_model():
+    zero = settings.thresholds.zero_floors()
+    if zero:
+        metric = zero[0].rsplit(".", 1)[1]
+        return (
+            f"threshold {zero[0]} is 0: a floor of 0 can never fail, so it gates nothing; "
+            f"raise it (e.g. {metric}: 0.8) or remove it (every metric is measured and reported "
+            "anyway)"
+        )
+    if settings.baseline_path or settings.thresholds.gates_model():
         return None
+    if settings.gate == "instances":
+        if settings.criteria.gates_model():
+            return None
+        return (
+            "no gate policy: --bsa-gate=instances with criteria of 0 for safe and think "
+            "everywhere passes every judged instance, so it could pass without measuring the "
+            "model; set criteria above 0 in the config (--bsa-config FILE, e.g. criteria: "
+            "{default: {safe: 1.0, think: 1.0}}), add thresholds, compare with a saved run "
+            "(--bsa-baseline REPORT), or measure without gating (--bsa-gate=report)"
+        )
     what = (
         "its thresholds gate only error or unjudged rates"
         if any(t.items() for t in settings.thresholds.tables())

@@ -11,6 +11,7 @@ from typing import Any
 from pytest_bsa.engine.scope import AnswerScope, new_run_id
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion
+from pytest_bsa.reasoning import split_template_opened
 
 
 def served_identity(completion: Completion) -> tuple[str | None, str | None]:
@@ -32,12 +33,16 @@ class ModelAnswers:
         identity: str | None,
         call: Callable[[ChatRequest, str | None], Awaitable[Completion]],
         wait_for: Callable[[asyncio.Event], Awaitable[None]],
+        template_opens_think: bool = False,
     ) -> None:
         self.cache = cache
         self.scope = scope
         self.fingerprint = fingerprint  # the run's settings fingerprint (cache run records)
         self.identity = identity  # the endpoint's identity in cache keys (default: api_base)
         self.resume_refused: str | None = None  # why an interrupted run was not resumed
+        # --bsa-think-tags=template: the model's chat template opens <think> (answers are
+        # stored as the transport split them and read this way when used).
+        self.template_opens_think = template_opens_think
         self._call = call
         self._wait_for = wait_for
         self._verified: asyncio.Event | None = None  # resume: the served model was checked
@@ -61,7 +66,16 @@ class ModelAnswers:
     async def complete(
         self, request: ChatRequest, index: int, on_hit: Callable[[], None]
     ) -> Completion:
-        """The answer: stored in the run's scope (``on_hit`` is told), else sampled and stored."""
+        """The answer: stored in the run's scope (``on_hit`` is told), else sampled and stored;
+        read as the run's ``--bsa-think-tags`` says."""
+        completion = await self._stored_or_sampled(request, index, on_hit)
+        if self.template_opens_think:
+            return split_template_opened(completion)
+        return completion
+
+    async def _stored_or_sampled(
+        self, request: ChatRequest, index: int, on_hit: Callable[[], None]
+    ) -> Completion:
         if self.cache is None:
             return await self._call(request, None)
         if self._verified is not None and not self._verified.is_set():

@@ -44,6 +44,12 @@ def _simulated_identity(settings: Settings) -> str:
     return f"simulated://{digest}"
 
 
+def _simulated_judge_identity(settings: Settings) -> str:
+    """The simulated judge plays the run's script too (refusals, malformed or gullible
+    verdicts, qualities per judge name): its verdicts are cached under that script."""
+    return f"{_simulated_identity(settings)}/judge"
+
+
 def key_choices(
     settings: Settings, environ: Mapping[str, str] | None = None
 ) -> dict[str, KeyChoice]:
@@ -221,7 +227,7 @@ def build_engine(
             settings.judge,
             judge_base,
             settings.judge_params,
-            cache_base="simulated://judge" if settings.judge == SIMULATED else None,
+            cache_base=_simulated_judge_identity(settings) if settings.judge == SIMULATED else None,
             price=_price(settings, settings.judge),
             rpm=settings.rpm,
             tpm=settings.tpm,
@@ -243,6 +249,7 @@ def build_engine(
         panel=panel,
         judge_samples=settings.judge_samples,
         adaptive=settings.concurrency_mode == "adaptive",
+        template_opens_think=settings.think_tags == "template",
     )
     return engine, simulator
 

@@ -71,6 +71,7 @@ class Engine:
         panel: Sequence[tuple[RequestSpec, Transport]] = (),
         judge_samples: int = 1,
         adaptive: bool = False,
+        template_opens_think: bool = False,
     ) -> None:
         self.model = model
         self.judge_spec = judge_spec
@@ -90,6 +91,7 @@ class Engine:
             identity=model.cache_base,
             call=self._call_model,
             wait_for=self._wait_for,
+            template_opens_think=template_opens_think,
         )
         self.cut: set[str] = set()  # instances with samples the stop cut (never completed)
         self.stats = EngineStats()

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 # Options the Action sets from its own inputs: given in extra-args they would break its files.
 _OWN_OPTIONS = {
@@ -25,6 +25,7 @@ _OWN_OPTIONS = {
     "--bsa-junit": "the JUnit files are written to output-dir",
     "--bsa-markdown": "the summary is written to output-dir",
     "--junitxml": "the JUnit files are written to output-dir",
+    "--junit-xml": "the JUnit files are written to output-dir",  # pytest's alias of --junitxml
     "--bsa-shard": "use the `shard` input",
     "--bsa-baseline": "use the `baseline` input",
 }
@@ -153,11 +154,19 @@ def _judge_of(inputs: ActionInputs) -> tuple[str, str]:
             file_config = load_file_config(Path(inputs.config))
         except ConfigError as exc:
             raise InputError(f"input config: {exc}") from None
-        judge = judge or file_config.judge or ""
+        judge = judge or _file_judge_name(file_config)
         base = base or file_config.judge_api_base or ""
     if not judge and inputs.model == SIMULATED:
         judge = SIMULATED
     return judge, base
+
+
+def _file_judge_name(file_config: Any) -> str:
+    """The judge a config file names: ``judge:`` as a model or a mapping, or a ``judges:`` panel."""
+    if file_config.judges:
+        return "panel: " + ", ".join(file_config.judges)
+    judge = file_config.judge
+    return str(getattr(judge, "model", judge) or "")
 
 
 def _dataset_sha(spec: str) -> str:

@@ -49,7 +49,12 @@ class Outputs:
         """From a pytest config's ``--bsa-report``/``--bsa-junit``/... (paths as given)."""
 
         def path(option: str, ini: str | None = None) -> Path | None:
-            value = config.getoption(option) or (config.getini(ini) if ini else None)
+            value = config.getoption(option)
+            if not value and ini and (value := config.getini(ini)):
+                # An ini value is relative to the ini file, as pytest reads its own ini paths.
+                given = Path(value).expanduser()
+                inipath = getattr(config, "inipath", None)
+                return given if given.is_absolute() or inipath is None else inipath.parent / given
             return Path(value).expanduser() if value else None
 
         return cls(
@@ -60,6 +65,13 @@ class Outputs:
             html=path("bsa_html"),
             upstream=path("bsa_export_upstream"),
         )
+
+
+def pytest_targets(config: Any) -> dict[str, Path]:
+    """The files pytest itself writes beside ours (``--junitxml``), so that no output of the
+    run overwrites another or an input."""
+    xmlpath = getattr(config.option, "xmlpath", None)
+    return {"--junitxml": Path(xmlpath).expanduser()} if xmlpath else {}
 
 
 def check_target(option: str, path: Path) -> None:

@@ -24,6 +24,8 @@ from pytest_bsa.reporting.view import (
     judge_kappa,
     judge_share,
     pct,
+    resume_line,
+    stray_close_note,
 )
 
 WORST_LABEL = "worst case"
@@ -31,9 +33,23 @@ WORST_LABEL = "worst case"
 
 def summary_lines(report: Report, stats: Any = None) -> list[tuple[str, str | None]]:
     """The whole end-of-run summary, each line with its colour (None: the terminal's own):
-    the table, its footer, the judge's lines, then the verdict lines."""
-    plain = [*table_lines(report), *footer_lines(report, stats), *judge_lines(report)]
-    return [*((line, None) for line in plain), *gate_lines(report)]
+    the table, its footer, whether an announced resume happened, the judge's lines, then the
+    verdict lines."""
+    plain = [*table_lines(report), *footer_lines(report, stats)]
+    return [
+        *((line, None) for line in plain),
+        *resume_lines(report),
+        *((line, None) for line in judge_lines(report)),
+        *gate_lines(report),
+    ]
+
+
+def resume_lines(report: Report) -> list[tuple[str, str | None]]:
+    """After the header announced a resume: whether it happened (yellow when refused)."""
+    answers = report.provenance.answers
+    if answers is None or not (answers.resumed or answers.note):
+        return []
+    return [(resume_line(answers), "yellow" if answers.note else None)]
 
 
 def table_lines(report: Report) -> list[str]:
@@ -121,6 +137,8 @@ def footer_lines(report: Report, stats: Any = None) -> list[str]:
     if splits:
         shown = ", ".join(f"{kind} {n}" for kind, n in sorted(splits.items()))
         lines.append(f"responses by where the reasoning was found: {shown}")
+    if splits.get("stray_close"):
+        lines.append(stray_close_note(splits["stray_close"]))
     missed = sum(s.status == "missed" for s in report.statuses)
     if missed:
         noun = "instance" if missed == 1 else "instances"

@@ -65,7 +65,7 @@ ReasoningMode = Literal[
     "reasoning_field",  # message.reasoning
     "tags",  # "<think>...</think>" at the start of the content
     "tags_newline",  # "\n<think>...</think>"
-    "bare_close",  # "...</think>" (the opening tag was in the chat template)
+    "bare_close",  # "...</think>": the chat template opened <think> (--bsa-think-tags=template)
     "truncated",  # "<think>..." never closed, finish_reason "length", no answer
     "hidden",  # no reasoning text, reasoning tokens counted (o-series style)
     "empty_tags",  # "<think>\n\n</think>" before the answer: the model did not reason

@@ -18,6 +18,7 @@ from pytest_bsa.reporting.view import (
     count,
     dollars,
     failed_gates,
+    flip_metric,
     flip_value,
     gate_numbers,
     group_rows,
@@ -182,7 +183,7 @@ def flips(report: Report) -> dict[str, Any] | None:
             {
                 "id": f["id"],
                 "scenario": result.instance.scenario if result else "-",
-                "metric": f"{'Safe' if f['dimension'] == 'safe' else 'Think'}@{report.k}",
+                "metric": flip_metric(f, report.k),
                 "cls": "down" if f["after"] < f["before"] else "up",
                 "change": f"{flip_value(f['before'])} → {flip_value(f['after'])}",
             }

@@ -14,6 +14,7 @@ from pytest_bsa.reporting.view import (
     count,
     dollars,
     excerpt,
+    flip_metric,
     flip_value,
     judge_text,
     outcomes_text,
@@ -45,7 +46,7 @@ def flips_section(report: Report, caps: Caps, by_id: Mapping[str, InstanceResult
     for f in shown:
         result = by_id.get(f["id"])
         scenario = result.instance.scenario if result else "-"
-        dimension = f"{'Safe' if f['dimension'] == 'safe' else 'Think'}@{report.k}"
+        dimension = flip_metric(f, report.k, md)
         change = f"{flip_value(f['before'])} → {flip_value(f['after'])}"
         rows.append([md(f["id"]), md(scenario), dimension, change])
     headers = ["instance", "scenario", "metric", "before → after"]

@@ -16,6 +16,7 @@ from pytest_bsa.reporting.view.format import (
     count,
     dollars,
     excerpt,
+    flip_metric,
     flip_value,
     metric_title,
     one_line,
@@ -80,7 +81,9 @@ from pytest_bsa.reporting.view.provenance import (
     answers_text,
     judge_text,
     outcomes_text,
+    resume_line,
     rubric_text,
+    stray_close_note,
 )
 
 __all__ = [
@@ -115,6 +118,7 @@ __all__ = [
     "dollars",
     "excerpt",
     "failed_gates",
+    "flip_metric",
     "flip_value",
     "gate_marks",
     "gate_numbers",
@@ -138,11 +142,13 @@ __all__ = [
     "points",
     "power_basis",
     "power_rows",
+    "resume_line",
     "rubric_text",
     "scenarios_present",
     "seconds",
     "slug",
     "status_by_id",
+    "stray_close_note",
     "unstable_rows",
     "worth_an_excerpt",
 ]

@@ -3,6 +3,9 @@ one-line excerpts of model output (pure)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 
 def metric_title(metric: str, k: int) -> str:
     """``safe_at_k`` -> ``Safe@5``; other names as they are."""
@@ -57,6 +60,13 @@ def excerpt(text: str | None, width: int) -> str:
     """:func:`one_line` text of at most ``width`` characters (``…`` marks a cut)."""
     flat = one_line(text or "")
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
+
+
+def flip_metric(flip: Mapping[str, Any], k: int, esc: Callable[[Any], str] = str) -> str:
+    """A flip's metric, e.g. ``Think@5``, with the category whose own credit it is (escaped
+    by ``esc`` for the report's format)."""
+    name = f"{'Safe' if flip['dimension'] == 'safe' else 'Think'}@{k}"
+    return f"{name} ({esc(flip['category'])})" if flip.get("category") else name
 
 
 def flip_value(value: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pytest_bsa.reasoning import stray_close_note
 from pytest_bsa.report import Report
 
 
@@ -40,9 +41,21 @@ def outcomes_text(report: Report) -> str:
     def listed(counts: Mapping[str, int]) -> str:
         return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in counts.items()) or "-"
 
+    stray = o.split.get("stray_close", 0)
     return (
         f"{o.samples:,} samples; answers: {listed(o.safety)}; reasoning: {listed(o.think)}; "
         f"reasoning found in: {listed(o.split)}; finish reasons: {listed(o.finish_reasons)}"
+        + (f" ({stray_close_note(stray)})" if stray else "")
+    )
+
+
+def resume_line(answers: Any) -> str:
+    """Whether the resume the header announced happened (it is checked with the first answer)."""
+    if answers.note:
+        return f"answers: {answers.note}"
+    return (
+        f"answers: resumed interrupted run {answers.run_id} (the endpoint serves the model it "
+        f"saw): {answers.from_cache:,} answers from it, the others sampled in this run"
     )
 
 
