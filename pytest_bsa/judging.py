@@ -24,9 +24,10 @@ class JudgingError(ValueError):
 
 
 def judge_settings(settings: Settings) -> Settings:
-    """``settings`` with the model under test removed: only the judge's keys are chosen."""
+    """``settings`` with the model under test removed: only the judge's keys are chosen. Batch
+    mode (a run's ``--bsa-batch``/``batch:``) does not apply: the judge is called directly."""
     return settings.model_copy(
-        update={"model": JUDGE_ONLY_MODEL, "api_base": None, "api_key_env": None}
+        update={"model": JUDGE_ONLY_MODEL, "api_base": None, "api_key_env": None, "batch": "off"}
     )
 
 

@@ -1,61 +1,27 @@
-"""The ``--bsa-*`` options and ini values, and the parsing of their values at the edge.
+"""The ``--bsa-*`` options and ini values (their values parsed at the edge by
+:mod:`pytest_bsa.option_types`).
 
 Imported by the plugin entry for every pytest run: argparse only, nothing heavy.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
+from pytest_bsa.option_types import (
+    fraction,
+    kappa,
+    non_negative_float,
+    non_negative_int,
+    per_minute,
+    poll_seconds,
+    positive_float,
+    positive_int,
+    shard,
+    whole_number,
+)
+
 CACHE_MODES = ("readwrite", "read", "write", "off")
-
-
-def _number(convert: Callable[[str], Any], fits: Callable[[Any], bool], what: str) -> Any:
-    """An argparse type: ``convert``'s value when it ``fits``, else the error "is not ``what``"."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not fits(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return parse
-
-
-_positive_int = _number(int, lambda v: v >= 1, "a positive whole number, e.g. 5")
-_non_negative_int = _number(int, lambda v: v >= 0, "a whole number >= 0, e.g. 6")
-_int = _number(int, lambda v: True, "a whole number, e.g. 1")
-_non_negative_float = _number(
-    float, lambda v: 0 <= v < float("inf"), "a non-negative number, e.g. 0.6"
-)
-_positive_float = _number(
-    float, lambda v: 0 < v < float("inf"), "a positive number of seconds, e.g. 600"
-)
-_per_minute = _number(  # a rate limit: 0 would never send
-    float,
-    lambda v: 0 < v < float("inf"),
-    "a positive number per minute, e.g. 60; leave the option out for no limit",
-)
-_fraction = _number(float, lambda v: 0 <= v <= 1, "a fraction between 0 and 1, e.g. 0.05")
-_kappa = _number(float, lambda v: -1 <= v <= 1, "a kappa between -1 and 1, e.g. 0.8")
-
-
-def _shard(text: str) -> tuple[int, int]:
-    index, sep, total = text.partition("/")
-    try:
-        i, n = int(index), int(total)
-    except ValueError:
-        i, n = 0, 0
-    if not sep or n < 1 or not 1 <= i <= n:
-        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 1 <= I <= N, e.g. 2/4")
-    return i, n
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -118,19 +84,19 @@ def add_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-limit",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="evaluate N instances, stratified over scenario x category. Default: all.",
     )
-    add("--bsa-seed", type=_int, metavar="S", help="seed for --bsa-limit. Default: 0.")
+    add("--bsa-seed", type=whole_number, metavar="S", help="seed for --bsa-limit. Default: 0.")
     add(
         "--bsa-samples",
-        type=_positive_int,
+        type=positive_int,
         metavar="K",
         help="samples per instance (k of Safe@k/Think@k). Default: 5.",
     )
-    add("--bsa-temperature", type=_non_negative_float, help="sampling temperature. Default: 0.6.")
-    add("--bsa-max-tokens", type=_positive_int, help="max tokens per answer. Default: 8192.")
+    add("--bsa-temperature", type=non_negative_float, help="sampling temperature. Default: 0.6.")
+    add("--bsa-max-tokens", type=positive_int, help="max tokens per answer. Default: 8192.")
     add(
         "--bsa-param",
         action="append",
@@ -161,27 +127,38 @@ def add_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-max-errors",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="N",
         help="instances allowed to end in an endpoint error (a count, or a share when < 1). "
         "Default: 0.",
     )
-    add("--bsa-concurrency", type=_positive_int, help="calls in flight at once. Default: 16.")
+    add(
+        "--bsa-concurrency",
+        type=positive_int,
+        help="calls in flight at once per endpoint role (the ceiling in adaptive mode). "
+        "Default: 16.",
+    )
+    add(
+        "--bsa-concurrency-mode",
+        choices=("adaptive", "fixed"),
+        help="adaptive: lower the calls in flight on 429s and latency growth, raise them back "
+        "up to --bsa-concurrency; fixed: always --bsa-concurrency. Default: adaptive.",
+    )
     add(
         "--bsa-timeout",
-        type=_positive_float,
+        type=positive_float,
         metavar="SECONDS",
         help="timeout of one call (> 0). Default: 600.",
     )
     add(
         "--bsa-max-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="N",
         help="retries of a failed call. Default: 6.",
     )
     add(
         "--bsa-breaker",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="stop the run once N calls in a row to one endpoint failed after all their retries "
         "(circuit breaker). Default: 5.",
@@ -192,6 +169,19 @@ def add_options(parser: pytest.Parser) -> None:
         help="model answers from the cache: resume (only to finish an interrupted run with the "
         "same settings), fresh (never), reuse (any cached answer to the same request; for "
         "judge or report iterations). Judge verdicts are always reused. Default: resume.",
+    )
+    add(
+        "--bsa-batch",
+        choices=("model", "judge", "both", "off"),
+        help="send these calls through the provider's batch API (OpenAI-compatible /v1/batches "
+        "or Anthropic message batches): half price, results within 24 h; a rerun picks up "
+        "unfinished batches. Config file: batch. Default: off.",
+    )
+    add(
+        "--bsa-batch-poll",
+        type=poll_seconds,
+        metavar="SECONDS",
+        help="seconds between looks at a running batch. Default: 30.",
     )
     add("--bsa-cache-dir", metavar="DIR", help="cache directory. Default: ~/.cache/pytest-bsa.")
     add("--bsa-cache", choices=CACHE_MODES, help="response/verdict cache mode. Default: readwrite.")
@@ -234,27 +224,28 @@ def add_options(parser: pytest.Parser) -> None:
     add(
         "--bsa-shard",
         metavar="I/N",
-        type=_shard,
+        type=shard,
         help="run only shard I of N of the selection (deterministic; 1-based). Default: all.",
     )
     add(
         "--bsa-rpm",
-        type=_per_minute,
+        type=per_minute,
         metavar="N",
         help="requests per minute per endpoint, > 0 (calls wait their turn, never fail). "
         "Default: unlimited.",
     )
     add(
         "--bsa-tpm",
-        type=_per_minute,
+        type=per_minute,
         metavar="N",
         help="tokens per minute per endpoint, > 0. Default: unlimited.",
     )
     add(
         "--bsa-max-cost",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="USD",
-        help="stop issuing calls once the run's cost reaches USD. Default: unlimited.",
+        help="refuse to start when the estimated cost exceeds USD (or no price is known), and "
+        "stop issuing calls once the run's cost reaches it. Default: unlimited.",
     )
     add(
         "--bsa-price",
@@ -318,12 +309,12 @@ def _add_judge_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-judge-temperature",
-        type=_non_negative_float,
+        type=non_negative_float,
         help="judge sampling temperature. Default: not sent (reasoning judges set their own).",
     )
     add(
         "--bsa-judge-max-tokens",
-        type=_positive_int,
+        type=positive_int,
         help="judge max tokens per reply (room for a reasoning judge's thinking). Default: 8192.",
     )
     add(
@@ -333,7 +324,7 @@ def _add_judge_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-judge-samples",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="ask the judge N times per verdict (temperature above 0): the verdict is the "
         "majority, and reports list the verdicts that changed between asks. Default: 1.",
@@ -348,7 +339,7 @@ def _add_judge_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-judge-min-kappa",
-        type=_kappa,
+        type=kappa,
         metavar="K",
         help="the judge check's overall kappa (answer safety and think) must reach K, else "
         "--bsa-judge-on-short applies; config judge.min_kappa. Default: none.",
@@ -367,7 +358,7 @@ def _add_judge_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-top-p",
-        type=_fraction,
+        type=fraction,
         help="top_p of the model under test (the official setting, with temperature 0.6). "
         "Default: 0.95.",
     )
@@ -381,7 +372,7 @@ def _add_judge_options(parser: pytest.Parser) -> None:
     )
     add(
         "--bsa-max-unjudged",
-        type=_fraction,
+        type=fraction,
         metavar="SHARE",
         help="largest share of samples without a usable verdict (unjudged or refused by the "
         "judge) allowed in overall and in every gated group. Default: 0.05.",

@@ -4,7 +4,9 @@ error (exit 4)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,12 +65,20 @@ class RunPlan:
     judge_check: JudgeCheckSummary | None = None  # the judge check before the run
 
 
+@contextlib.contextmanager
+def usage_errors(*more: type[Exception]) -> Iterator[None]:
+    """A bad value, file or endpoint found before the first call (``USAGE_ERRORS`` and
+    ``more``): pytest's usage error (exit 4), one sentence, no traceback."""
+    try:
+        yield
+    except (*USAGE_ERRORS, *more) as exc:
+        raise pytest.UsageError(f"pytest-bsa: {exc}") from None
+
+
 def plan_run(config: pytest.Config) -> RunPlan:
     """Validate everything before the first call: a bad value is a usage error (exit 4)."""
-    try:
+    with usage_errors():
         return _plan(config)
-    except USAGE_ERRORS as exc:
-        raise pytest.UsageError(f"pytest-bsa: {exc}") from None
 
 
 def _plan(config: pytest.Config) -> RunPlan:
@@ -113,6 +123,13 @@ def _plan(config: pytest.Config) -> RunPlan:
         instances = list(chosen)
     rubric = load_rubric(settings.rubric, cache_dir=cache_dir(settings))
     baseline = _load_baseline(config, settings, source, rubric)
+    if settings.batch != "off":  # checked before the judge check makes its calls
+        from pytest_bsa.engine.batch_setup import batch_problem
+
+        xdist = bool(getattr(config.option, "numprocesses", None))
+        problem = batch_problem(settings, xdist=xdist or hasattr(config, "workerinput"))
+        if problem:
+            raise ConfigError(problem)
     judge_check, settings = _judge_check(config, settings, rubric, keys)
     return RunPlan(settings, source, instances, config_sources, keys, rubric, baseline, judge_check)
 
@@ -154,6 +171,23 @@ def _judge_check(
     if not settings.judge_check.active or config.option.collectonly:
         return None, settings
     return pre_run_check(settings, rubric, cache_dir(settings), keys=keys)
+
+
+def start_run(settings: Settings, records: Any, instances: list[Instance], rubric: Rubric) -> None:
+    """Just before the first call of a run of ``instances``: ``--bsa-max-cost`` below their
+    estimate (or with no price to check it) is a usage error (exit 4); else the run is recorded
+    in the cache (``records``, its :class:`~pytest_bsa.run_records.RunRecords`; the cache file
+    is created now, not before)."""
+    if not instances:
+        return
+    if settings.max_cost is not None:
+        from pytest_bsa.engine.forecast import estimate_for
+
+        estimate = estimate_for(settings, instances, cache_dir(settings), rubric)
+        if problem := estimate.refusal(settings.max_cost):
+            raise pytest.UsageError(f"pytest-bsa: {problem}")
+    with usage_errors():
+        records.record(settings)
 
 
 def hook_pipeline(config: pytest.Config, model: str, instances: list[Instance]) -> Pipeline | None:

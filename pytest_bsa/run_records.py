@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from pytest_bsa.config import Settings
-from pytest_bsa.engine.cache import CacheError
-from pytest_bsa.engine.scope import AnswerScope
+from pytest_bsa.engine.cache import CACHE_FILENAME, CacheError
+from pytest_bsa.engine.scope import AnswerScope, new_run_id
 from pytest_bsa.run_plan import cache_dir
 
 
@@ -26,7 +27,9 @@ class RunRecords:
     @classmethod
     def begin(cls, settings: Settings, workerinput: Mapping[str, Any] | None) -> RunRecords:
         """A pytest-xdist worker takes the scope its controller chose; any other process
-        begins a run record (raises ``CacheError`` for a cache that cannot be used)."""
+        begins a run record (raises ``CacheError`` for a cache that cannot be used). Without a
+        cache file there is no interrupted run to resume: a new run, recorded by :meth:`record`
+        when its first call is about to be made (no file is created before)."""
         if workerinput is not None:
             data = workerinput.get("bsa_scope")
             return cls(scope=AnswerScope.from_dict(data) if data else None)
@@ -34,8 +37,21 @@ class RunRecords:
             return cls()
         from pytest_bsa.engine.build import open_cache, run_fingerprint
 
+        if not (cache_dir(settings) / CACHE_FILENAME).exists():
+            return cls(scope=AnswerScope(settings.answers, new_run_id(), started_at=time.time()))
         cache = open_cache(settings, cache_dir(settings))
         return cls(cache, cache.begin_run(run_fingerprint(settings), settings.answers))
+
+    def record(self, settings: Settings) -> None:
+        """Record a run that :meth:`begin` decided without a cache file to read (the first call
+        is about to be made: the file is created now, not before; raises ``CacheError``)."""
+        if self.cache is not None or self.scope is None:
+            return
+        from pytest_bsa.engine.build import open_cache, run_fingerprint
+
+        self.cache = open_cache(settings, cache_dir(settings))
+        if self.cache is not None:
+            self.cache.record_run(self.scope, run_fingerprint(settings))
 
     def end(self, engine: Any, *, complete: bool) -> None:
         """Close the run record: a complete run is never resumed; others may be."""

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from _pytest.reports import TestReport
 
-from pytest_bsa.engine.cache import CacheError
+from pytest_bsa.engine.forecast import estimate_for, forecast_lines
 from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.evaluation import verdict_of
 from pytest_bsa.gate import InstanceVerdict
@@ -29,6 +29,7 @@ from pytest_bsa.models import Instance, InstanceResult
 from pytest_bsa.report import Report, now_iso
 from pytest_bsa.reporting.outputs import Outputs, write_outputs
 from pytest_bsa.reporting.progress import Progress
+from pytest_bsa.reporting.pytest_junit import JunitCases
 from pytest_bsa.rubrics import describe_rubric
 from pytest_bsa.run_plan import (
     RunPlan,
@@ -37,6 +38,8 @@ from pytest_bsa.run_plan import (
     hook_pipeline,
     plan_run,
     planned_verdict_hash,
+    start_run,
+    usage_errors,
 )
 from pytest_bsa.run_records import RunRecords
 from pytest_bsa.run_report import build_report
@@ -61,7 +64,7 @@ class BsaSession:
         self.records = RunRecords()  # the model answers this run may reuse, its run record
         self.stop_reason: str | None = None  # why the run stopped itself
         self._gates_counted = 0  # gate reports already added to pytest's collected count
-        self._junit_cases: dict[str, tuple[str, str] | None] = {}
+        self.junit_cases = JunitCases()  # what pytest's --junitxml file must say of each
         self.is_worker = hasattr(config, "workerinput")
         self.xdist_controller = bool(getattr(config.option, "numprocesses", None)) and (
             not self.is_worker
@@ -93,12 +96,9 @@ class BsaSession:
 
     def begin_answers(self) -> None:
         """Decide which stored model answers this run may use (see ``AnswerScope``)."""
-        try:
-            self.records = RunRecords.begin(
-                self.settings, getattr(self.config, "workerinput", None)
-            )
-        except CacheError as exc:
-            raise pytest.UsageError(f"pytest-bsa: {exc}") from None
+        with usage_errors():
+            worker = getattr(self.config, "workerinput", None)
+            self.records = RunRecords.begin(self.settings, worker)
 
     @property
     def scope(self) -> AnswerScope | None:
@@ -115,7 +115,7 @@ class BsaSession:
     # -- header and collection -------------------------------------------------------------
 
     def header_lines(self) -> list[str]:
-        return header_lines(
+        lines = header_lines(
             self.settings,
             self.source,
             selected=len(self.instances),
@@ -128,6 +128,9 @@ class BsaSession:
             benchmark_only=self.benchmark_only,
             judge_check=self.judge_check,
         )
+        estimated = None if self.config.option.collectonly else self.instances  # see *_finish
+        where = cache_dir(self.settings)
+        return lines + forecast_lines(self.settings, where, self.scope, estimated, self.rubric)
 
     @property
     def verdict_hash(self) -> str:
@@ -161,8 +164,13 @@ class BsaSession:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if not self.is_worker and reporter is not None:
-            n = sum(isinstance(i, BsaItem) for i in session.items)
-            reporter.write_line(calls_line(n, self.settings))
+            collected = [i.instance for i in session.items if isinstance(i, BsaItem)]
+            lines = [calls_line(len(collected), self.settings)]
+            if self.config.option.collectonly and collected:  # the header gave no estimate
+                where = cache_dir(self.settings)
+                lines += estimate_for(self.settings, collected, where, self.rubric).lines()
+            for line in lines:
+                reporter.write_line(line)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -173,8 +181,11 @@ class BsaSession:
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         if session.config.option.collectonly:
             return (yield)
+        if self.xdist_controller:  # the workers collect: the selection before -k decides
+            start_run(self.settings, self.records, self.instances, self.rubric)
         if not self.is_worker and not self.xdist_controller:
             selected = [i.instance for i in session.items if isinstance(i, BsaItem)]
+            start_run(self.settings, self.records, selected, self.rubric)
             self.planned = len(selected)
             self.progress.total_samples = len(selected) * self.settings.samples
             if selected:
@@ -208,7 +219,7 @@ class BsaSession:
         if self._engine is None:
             from pytest_bsa.engine.build import EndpointUnreachable, build_engine
 
-            try:
+            with usage_errors(EndpointUnreachable):
                 self._engine, self._simulator = build_engine(
                     self.settings,
                     cache_dir(self.settings),
@@ -218,8 +229,6 @@ class BsaSession:
                     rubric=self.rubric,
                     pipeline=hook_pipeline(self.config, self.settings.model, self.instances),
                 )
-            except (EndpointUnreachable, CacheError) as exc:
-                raise pytest.UsageError(f"pytest-bsa: {exc}") from None
             self.summary.engine_stats = self._engine.stats
         return self._engine
 
@@ -237,6 +246,8 @@ class BsaSession:
                 break
             except FutureTimeout:
                 self.progress.emit(engine.stats)
+                for line in engine.batch_lines():
+                    self.progress.write(line)
         if engine.stopped is not None:
             self.stop(engine.stopped)
             if instance.id in engine.cut:
@@ -281,13 +292,7 @@ class BsaSession:
         stopped = getattr(report, "bsa_stopped", None)
         if stopped is not None and self.stop_reason is None:
             self.stop_reason = stopped
-        nodeid = report.nodeid
-        if nodeid.startswith("bsa::") and not nodeid.startswith("bsa::gate::"):
-            if report.when == "setup":
-                self._junit_cases.setdefault(nodeid, None)
-            if report.when == "call" and hasattr(report, "wasxfail"):
-                message = f"missed its criteria: {report.wasxfail}"
-                self._junit_cases[nodeid] = (message, str(report.longrepr or message))
+        self.junit_cases.note(report)
 
     def _record(self, result: InstanceResult) -> None:
         self.summary.add(result)
@@ -342,14 +347,7 @@ class BsaSession:
         measured = bool(self.summary.results) or self.stop_reason is not None
         if measured and self.summary.evaluation is None:
             self._evaluate()  # an interrupted run: its report must still say so
-        from pytest_bsa.reporting.pytest_junit import fix_junitxml
-
-        fix_junitxml(
-            getattr(self.config.option, "xmlpath", None),
-            self._junit_cases,
-            prefix=getattr(self.config.option, "junitprefix", None),
-            report_only=self.settings.gate == "report",
-        )
+        self.junit_cases.fix(self.config.option, report_only=self.settings.gate == "report")
         if not measured:
             return
         report = self.report = self.build_report()

@@ -74,9 +74,13 @@ def test_a_run_whose_judge_never_answers_fails(pytester: pytest.Pytester) -> Non
 
 
 def test_cost_limit_holds_within_the_calls_in_flight(pytester: pytest.Pytester) -> None:
+    # The estimate (the simulator's usual short answers) is under the limit, so the run starts;
+    # the answers are 3,000 words long, so the run itself must stop at the limit.
+    script = _script(pytester, "default: {words: 3000}\n")
     result = pytester.runpytest_subprocess(
-        *SAMPLE, "--bsa-price=simulated=1000,1000", "--bsa-max-cost=0.5",
-        "--bsa-concurrency=2", "--bsa-cache=off", "--bsa-report=r.json",
+        *SAMPLE, f"--bsa-simulate-script={script}", "--bsa-limit=3",
+        "--bsa-price=simulated=1,1000", "--bsa-max-cost=2", "--bsa-concurrency=2",
+        "--bsa-cache=off", "--bsa-report=r.json",
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     report = json.loads((pytester.path / "r.json").read_text())
@@ -86,11 +90,12 @@ def test_cost_limit_holds_within_the_calls_in_flight(pytester: pytest.Pytester) 
     in_flight = sum(
         2 * totals[r]["cost_usd"] / max(totals[r]["calls"], 1) for r in ("model", "judge")
     )
-    assert spent <= 0.5 + in_flight
+    assert spent > 2  # the estimate was beaten: only the in-run limit stopped it
+    assert spent <= 2 + in_flight
     gate = next(g for g in report["gates"] if g["name"] == "overall::completeness")
     assert gate["status"] == "failed"
     assert (
-        "the run stopped: the run reached its cost limit of $0.5 (--bsa-max-cost)"
+        "the run stopped: the run reached its cost limit of $2 (--bsa-max-cost)"
         in (gate["sentence"])
     )
     assert report["stopped"] and report["complete"] is False
@@ -98,7 +103,7 @@ def test_cost_limit_holds_within_the_calls_in_flight(pytester: pytest.Pytester) 
     out = result.stdout.str()
     stop = [line for line in result.outlines if line.startswith("!") and "stopped" in line]
     assert len(stop) == 1, out
-    assert re.search(r"stopped after \d+ of 45 instances: the run reached its cost limit", stop[0])
+    assert re.search(r"stopped after \d+ of 3 instances: the run reached its cost limit", stop[0])
     assert "not run" not in out
 
 

@@ -404,3 +404,20 @@ def test_the_model_under_tests_settings_are_ignored(judges_sim, cache_dir, tmp_p
     assert code == 0, err
     assert out.startswith("judge openai/strong: Cohen's kappa safety 1.000, think 1.000")
     assert requests(judges_sim)[0] == 0
+
+
+def test_a_runs_batch_mode_in_the_config_does_not_batch_the_check(
+    judges_sim, cache_dir, tmp_path, monkeypatch
+) -> None:
+    """``batch: judge`` in [tool.bsa] is for runs (#13a): judge-check and rejudge call the
+    judge directly, as their own options say."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.bsa]\nmodel = "openai/m"\njudge = "openai/strong"\nbatch = "judge"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    code, out, err = judge_check(judges_sim, "--reps", "0", cache_dir=cache_dir)
+    assert code == 0, err
+    assert out.startswith("judge openai/strong: Cohen's kappa safety 1.000, think 1.000")
+    assert judges_sim.stats()["batches"] == {"created": 0, "requests": 0}
+    assert requests(judges_sim)[1] > 0

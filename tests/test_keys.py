@@ -34,18 +34,20 @@ LOCAL = "http://127.0.0.1:8000/v1"
         ("openai/x", LOCAL, "JUDGE_KEY", "JUDGE_KEY", JUDGE, False),
         ("anthropic/c", LOCAL, "JUDGE_KEY", "JUDGE_KEY", JUDGE, False),
         # A custom base URL without a variable: no key at all (a placeholder for litellm, so
-        # that its own fallback to environment variables cannot send one either).
+        # that its own fallback to environment variables cannot send one either; our own
+        # transports, OpenAI-compatible and Anthropic, are given nothing).
         ("openai/x", LOCAL, None, None, None, False),
         ("x", LOCAL, None, None, None, False),
-        ("anthropic/c", "http://127.0.0.1:9000", None, None, None, True),
+        ("anthropic/c", "http://127.0.0.1:9000", None, None, None, False),
         ("deepseek/r", "https://gateway.example.com", None, None, None, True),
         # The provider's own URL: the provider's usual variable.
         ("openai/gpt-4o", "https://api.openai.com/v1", None, "OPENAI_API_KEY", OPENAI, False),
         ("anthropic/c", "https://api.anthropic.com", None, "ANTHROPIC_API_KEY", ANTHROPIC, False),
         # Another provider's URL is not the provider's own.
-        ("anthropic/c", "https://api.openai.com/v1", None, None, None, True),
-        # No base URL: litellm reads the provider's variable for the provider's endpoint.
-        ("anthropic/c", None, None, "ANTHROPIC_API_KEY", None, False),
+        ("anthropic/c", "https://api.openai.com/v1", None, None, None, False),
+        # No base URL: litellm reads the provider's variable for the provider's endpoint; the
+        # direct Anthropic transport is given it for api.anthropic.com.
+        ("anthropic/c", None, None, "ANTHROPIC_API_KEY", ANTHROPIC, False),
         ("openai/gpt-4o", None, None, "OPENAI_API_KEY", None, False),
     ],
 )
@@ -86,6 +88,25 @@ def test_key_choices_for_both_roles_and_the_simulator() -> None:
     assert choices["model"].describe() == "model gets no key at the simulated endpoint"
     assert choices["judge"].describe() == "judge gets $JUDGE_KEY at 127.0.0.1:8000"
     assert choices["judge"].api_key == JUDGE
+
+
+def test_key_choices_for_the_anthropic_transport_and_the_batch_clients() -> None:
+    """Batch mode for openai/ without a base URL goes to api.openai.com through our own client,
+    which is given OPENAI_API_KEY (litellm does not read it there); anthropic/ gets its own."""
+    batched = Settings(model="openai/gpt-4o", judge="anthropic/c", batch="both")
+    choices = key_choices(batched, ENV)
+    assert choices["model"].describe() == "model gets $OPENAI_API_KEY at api.openai.com"
+    assert choices["model"].api_key == OPENAI
+    assert choices["judge"].describe() == "judge gets $ANTHROPIC_API_KEY at api.anthropic.com"
+    assert choices["judge"].api_key == ANTHROPIC
+    direct = key_choices(batched.model_copy(update={"batch": "off"}), ENV)
+    assert direct["model"].by_library and direct["model"].api_key is None
+    behind = key_choices(
+        Settings(model="anthropic/c", api_base=LOCAL, judge="anthropic/j", judge_api_base=LOCAL,
+                 batch="both"),
+        ENV,
+    )  # fmt: skip
+    assert {c.api_key for c in behind.values()} == {None}
 
 
 # -- on the wire ------------------------------------------------------------------------------
@@ -129,7 +150,7 @@ def test_anthropic_model_and_judge_behind_a_base_url_never_get_the_canaries(
     common = ["--bsa-dataset=sample", "--bsa-limit=2", "--bsa-samples=1", "--bsa-max-retries=0"]
     outputs = ["--bsa-report=r.json", "--bsa-markdown=m.md", "--bsa-junit=j.xml"]
 
-    # The model speaks Anthropic's API at the simulator (which answers 404 there).
+    # Model and judge speak Anthropic's API at the simulator, through the direct transport.
     model_run = run_bsa(
         pytester, *common, *outputs, "--bsa-max-errors=2",
         "--bsa-model=anthropic/claude-under-test", f"--bsa-api-base={root}",
@@ -142,22 +163,37 @@ def test_anthropic_model_and_judge_behind_a_base_url_never_get_the_canaries(
     seen = _scan(pytester, model_run, sim, cache_dir)
     messages = [r for r in seen if r["path"] == "/v1/messages"]
     assert messages, [r["path"] for r in seen]
-    assert {_auth(r) for r in messages} == {(None, NO_KEY)}
+    assert {_auth(r) for r in messages} == {(None, None)}  # no key, not even a placeholder
 
-    # The model answers (OpenAI-compatible, no key); the judge speaks Anthropic's API.
+    # The model answers (OpenAI-compatible, no key); the judge speaks Anthropic's API. A cache
+    # of its own: the first run's verdicts (now answered) would otherwise be reused.
     sim.reset_stats()
     judge_run = run_bsa(
         pytester, *common, *outputs, "--bsa-max-errors=2",
         "--bsa-model=openai/under-test", f"--bsa-api-base={sim.base_url}",
         "--bsa-judge=anthropic/claude-judge", f"--bsa-judge-api-base={root}",
-        cache_dir=cache_dir,
+        cache_dir=cache_dir / "judge-run",
     )  # fmt: skip
     seen = _scan(pytester, judge_run, sim, cache_dir)
     judged = [r for r in seen if r["path"] == "/v1/messages"]
     answered = [r for r in seen if r["path"] == "/v1/chat/completions"]
     assert judged and answered
-    assert {_auth(r) for r in judged} == {(None, NO_KEY)}
+    assert {_auth(r) for r in judged} == {(None, None)}
     assert {_auth(r) for r in answered} == {(None, None)}
+
+    # Both through the batch APIs: the batch clients follow the same rule.
+    sim.reset_stats()
+    batch_run = run_bsa(
+        pytester, *common, *outputs, "--bsa-batch=both", "--bsa-batch-poll=0.05",
+        "--bsa-model=anthropic/claude-under-test", f"--bsa-api-base={root}",
+        "--bsa-judge=openai/judge", f"--bsa-judge-api-base={sim.base_url}",
+        cache_dir=cache_dir / "batch-run",
+    )  # fmt: skip
+    assert batch_run.ret == 0, batch_run.stdout.str()
+    seen = _scan(pytester, batch_run, sim, cache_dir)
+    paths = {r["path"] for r in seen}
+    assert {"/v1/messages/batches", "/v1/files", "/v1/batches"} <= paths, paths
+    assert {_auth(r) for r in seen} == {(None, None)}
 
 
 def test_a_judge_behind_its_own_base_url_gets_the_key_named_for_it(

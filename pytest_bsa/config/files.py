@@ -157,6 +157,7 @@ _FILE_SCALARS = (
     "no_answer",
     "no_reasoning",
     "breaker",
+    "batch",
     "think_tags",
 )
 

@@ -74,6 +74,7 @@ class FileConfig(StrictModel):
     breaker: int | None = Field(None, ge=1)
     gate_on: Literal["point", "lower"] | None = None
     hidden_reasoning: Literal["skip", "fail"] | None = None
+    batch: Literal["off", "model", "judge", "both"] | None = None
     thresholds: Thresholds = Thresholds()
     criteria: CriteriaConfig = CriteriaConfig()
     baseline: BaselineConfig = BaselineConfig()
@@ -146,6 +147,9 @@ class Settings(StrictModel):
     max_cost: float | None = None
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)  # USD per 1M in, out
     concurrency: int = Field(16, ge=1)
+    concurrency_mode: Literal["adaptive", "fixed"] = "adaptive"
+    batch: Literal["off", "model", "judge", "both"] = "off"  # roles sent through a batch API
+    batch_poll: float = Field(30.0, gt=0)  # seconds between looks at a running batch
     timeout: float = Field(600.0, gt=0)
     max_retries: int = Field(6, ge=0)
     breaker: int = Field(DEFAULT_BREAKER, ge=1)  # consecutive failed calls that stop the run

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pytest_bsa.engine.scope import AnswerScope
+from pytest_bsa.engine.scope import AnswerScope, new_run_id
 from pytest_bsa.engine.types import ChatRequest, TransportError
 from pytest_bsa.models import Completion
 from pytest_bsa.reasoning import split_template_opened
@@ -21,7 +21,8 @@ def served_identity(completion: Completion) -> tuple[str | None, str | None]:
 
 class ModelAnswers:
     """The engine's model answers: ``call`` samples one afresh, ``wait_for`` waits for an event
-    or the run's stop; ``cache`` None samples every answer afresh."""
+    or the run's stop; ``cache`` None samples every answer afresh. ``call`` gets the request
+    and the answer scope a batching transport keys its stored batch requests by."""
 
     def __init__(
         self,
@@ -30,7 +31,7 @@ class ModelAnswers:
         *,
         fingerprint: str,
         identity: str | None,
-        call: Callable[[ChatRequest], Awaitable[Completion]],
+        call: Callable[[ChatRequest, str | None], Awaitable[Completion]],
         wait_for: Callable[[asyncio.Event], Awaitable[None]],
         template_opens_think: bool = False,
     ) -> None:
@@ -76,7 +77,7 @@ class ModelAnswers:
         self, request: ChatRequest, index: int, on_hit: Callable[[], None]
     ) -> Completion:
         if self.cache is None:
-            return await self._call(request)
+            return await self._call(request, None)
         if self._verified is not None and not self._verified.is_set():
             if not self._probe_running:
                 return await self._probe(request, index)
@@ -86,7 +87,8 @@ class ModelAnswers:
         if hit is not None:
             on_hit()
             return hit
-        completion = await self._call(request)
+        scope = self.scope.key_scope if self.scope is not None else None
+        completion = await self._call(request, scope)
         self._store(request, index, completion)
         return completion
 
@@ -109,7 +111,8 @@ class ModelAnswers:
         assert self.scope is not None and self._verified is not None
         self._probe_running = True
         try:
-            completion = await self._call(request)
+            # A scope of its own: in batch mode the probe never joins a stored batch request.
+            completion = await self._call(request, f"probe-{new_run_id()}")
         except TransportError as exc:
             # Unchecked is not the same: do not resume (the other calls sample afresh).
             self._refuse_resume(f"the served model could not be checked ({exc})")

@@ -11,6 +11,8 @@ from typing import Any
 
 from pytest_bsa import __version__
 from pytest_bsa.config import SIMULATED, Settings
+from pytest_bsa.engine.batch_openai import DEFAULT_BASE as OPENAI_BATCH_BASE
+from pytest_bsa.engine.batch_setup import batch_provider, batch_roles
 from pytest_bsa.engine.cache import Cache
 from pytest_bsa.engine.keys import KeyChoice, choose_key
 from pytest_bsa.engine.preflight import unreachable
@@ -18,7 +20,7 @@ from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.runner import Engine
 from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.engine.transports import make_transport
-from pytest_bsa.engine.types import RequestSpec
+from pytest_bsa.engine.types import RequestSpec, Transport
 from pytest_bsa.rubrics import Rubric
 from pytest_bsa.rubrics.bsa import BSA_RUBRIC
 
@@ -54,6 +56,7 @@ def key_choices(
     """The key of each role's endpoint (raises ``MissingKey`` for a named, unset variable)."""
     env = os.environ if environ is None else environ
     choices = {}
+    batched = batch_roles(settings.batch)
     for role, model, base, var, option in (
         ("model", settings.model, settings.api_base, settings.api_key_env, "--bsa-api-key-env"),
         (
@@ -66,20 +69,59 @@ def key_choices(
     ):
         if model == SIMULATED:
             choices[role] = KeyChoice(role, None, "the simulated endpoint")
-        else:
-            choices[role] = choose_key(role, model, base, var, env, option=option)
-    # More members of a judge panel share the judge's base URL and key variable.
+            continue
+        if base is None and role in batched and batch_provider(model, None) == "openai":
+            base = OPENAI_BATCH_BASE  # sent by our batch client, not read by litellm
+        choices[role] = choose_key(role, model, base, var, env, option=option)
+    # More members of a judge panel share the judge's base URL and key variable (and its
+    # batch mode).
     for number, member in enumerate(settings.judges[1:], start=2):
+        base = settings.judge_api_base
+        if base is None and "judge" in batched and batch_provider(member, None) == "openai":
+            base = OPENAI_BATCH_BASE
         role = f"judge {number}"
         choices[role] = choose_key(
             role,
             member,
-            settings.judge_api_base,
+            base,
             settings.judge_api_key_env,
             env,
             option="--bsa-judge-api-key-env",
         )
     return choices
+
+
+def _price(
+    settings: Settings, model: str, *, simulated: bool = False
+) -> tuple[float, float] | None:
+    """USD per million input, output tokens: --bsa-price, else litellm's price map (so direct
+    transports report costs and --bsa-max-cost holds for them). Simulated endpoints (also a
+    judge panel's members the simulator plays): unknown."""
+    if (simulated or model == SIMULATED) and model not in settings.prices:
+        return None
+    from pytest_bsa.engine.prices import price_for
+
+    price = price_for(model, settings.prices)
+    return None if price is None else (price.input, price.output)
+
+
+def _transport(
+    role: str, model: str, base: str | None, key: KeyChoice, settings: Settings, cache: Any
+) -> Transport:
+    """The role's transport: direct or litellm, wrapped in a batching one for --bsa-batch.
+    ``role``: "model", "judge" or "judge N" (a panel's member N, batched with the judge).
+    ``key`` is the role's :func:`key_choices` entry (the one place keys are decided)."""
+    option = "--bsa-api-key-env" if role == "model" else "--bsa-judge-api-key-env"
+    if role.split(" ")[0] not in batch_roles(settings.batch):
+        return make_transport(model, base, key.api_key, api_key_env=key.env or option)
+    from pytest_bsa.engine.batch import BatchingTransport
+    from pytest_bsa.engine.batch_setup import make_batch_client
+
+    wire = "openai/simulated" if model == SIMULATED else model
+    if base is None and batch_provider(wire, base) == "openai":
+        base = OPENAI_BATCH_BASE  # OpenAI's own batch API (key_choices chose for it too)
+    client = make_batch_client(wire, base, key.api_key, api_key_env=key.env or option)
+    return BatchingTransport(client, cache, role=role, poll_interval=settings.batch_poll)
 
 
 def run_fingerprint(settings: Settings) -> str:
@@ -136,6 +178,8 @@ def build_engine(
                 simulator.stop()
             raise EndpointUnreachable(problem)
     model_identity = _simulated_identity(settings) if settings.model == SIMULATED else None
+    if cache is None:
+        cache = open_cache(settings, cache_dir)
     if judge_only:
         model_transport: Any = NoModelTransport()
     elif pipeline is not None:
@@ -144,20 +188,12 @@ def build_engine(
         model_transport = PipelineTransport(pipeline)
         model_identity = pipeline.identity
     else:
-        model_transport = make_transport(
-            settings.model,
-            model_base,
-            keys["model"].api_key,
-            api_key_env=keys["model"].env or "--bsa-api-key-env",
+        model_transport = _transport(
+            "model", settings.model, model_base, keys["model"], settings, cache
         )
-    judge_transport = make_transport(
-        settings.judge,
-        judge_base,
-        keys["judge"].api_key,
-        api_key_env=keys["judge"].env or "--bsa-judge-api-key-env",
+    judge_transport = _transport(
+        "judge", settings.judge, judge_base, keys["judge"], settings, cache
     )
-    if cache is None:
-        cache = open_cache(settings, cache_dir)
     fingerprint = run_fingerprint(settings)
     if scope is None and cache is not None and not judge_only:
         scope = cache.begin_run(fingerprint, settings.answers)
@@ -167,15 +203,12 @@ def build_engine(
                 member,
                 judge_base,
                 settings.judge_params,
-                price=settings.prices.get(member),
+                price=_price(settings, member, simulated=settings.judge == SIMULATED),
                 rpm=settings.rpm,
                 tpm=settings.tpm,
             ),
-            make_transport(
-                member,
-                judge_base,
-                keys[f"judge {number}"].api_key,
-                api_key_env=keys[f"judge {number}"].env or "--bsa-judge-api-key-env",
+            _transport(
+                f"judge {number}", member, judge_base, keys[f"judge {number}"], settings, cache
             ),
         )
         for number, member in enumerate(settings.judges[1:], start=2)
@@ -186,7 +219,7 @@ def build_engine(
             model_base,
             settings.generation_params,
             cache_base=model_identity,
-            price=settings.prices.get(settings.model),
+            price=_price(settings, settings.model),
             rpm=settings.rpm,
             tpm=settings.tpm,
         ),
@@ -195,7 +228,7 @@ def build_engine(
             judge_base,
             settings.judge_params,
             cache_base=_simulated_judge_identity(settings) if settings.judge == SIMULATED else None,
-            price=settings.prices.get(settings.judge),
+            price=_price(settings, settings.judge),
             rpm=settings.rpm,
             tpm=settings.tpm,
         ),
@@ -215,6 +248,7 @@ def build_engine(
         fingerprint=fingerprint,
         panel=panel,
         judge_samples=settings.judge_samples,
+        adaptive=settings.concurrency_mode == "adaptive",
         template_opens_think=settings.think_tags == "template",
     )
     return engine, simulator

@@ -4,6 +4,11 @@ Judge verdicts are pure functions of their inputs, the judge and the rubric: eve
 them. Model answers are samples of whatever the endpoint serves today, so they are scoped to a
 *run* (:class:`AnswerScope`): a new run samples afresh, and only a rerun that resumes an
 interrupted run with the same settings (or a run that asks for reuse explicitly) gets them back.
+Batch mode records which provider batch holds each request (tables ``batches`` and
+``batch_requests``, :mod:`pytest_bsa.engine.cache_batches`), so a rerun polls that batch instead
+of paying again; a model request's key carries its run's scope like a stored answer's, so only
+the run that submitted it, resumed, or a run with ``--bsa-answers=reuse`` picks it up. Judge
+requests are shared, like verdicts.
 Each ``put`` commits on its own, so a Ctrl-C or SIGKILL loses at most the calls still in flight.
 Only successful completions and parsed verdicts are stored: the engine never puts a failed
 call (a transport error or an unjudged verdict), so a resumed run retries exactly those.
@@ -26,10 +31,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pytest_bsa.engine.cache_batches import BatchRecords
 from pytest_bsa.engine.cache_file import (
     CACHE_FILENAME,
     CacheError,
-    CacheFile,
     CacheMode,
     advice,
 )
@@ -63,7 +68,7 @@ def check_cache(cache_dir: Path, mode: CacheMode) -> None:
         raise CacheError(f"the cache directory {str(cache_dir)!r} cannot be created; {fix}")
 
 
-class Cache(CacheFile):
+class Cache(BatchRecords):
     """Completions and verdicts keyed by :func:`completion_key` and :func:`verdict_key`.
 
     Modes: ``readwrite`` reads and writes; ``read`` never writes (and creates no file);
@@ -159,6 +164,36 @@ class Cache(CacheFile):
         """Store one verdict dict (commits at once); a no-op in read/off mode."""
         body = json.dumps(scrub_secrets(verdict), ensure_ascii=False, allow_nan=False)
         self._put("verdict", key, judge_model, body)
+
+    def completion_history(self, model: str, limit: int = 500) -> dict[str, float] | None:
+        """Means of the ``limit`` newest stored completions of ``model`` (for estimates):
+        ``calls``, ``prompt_tokens``, ``completion_tokens``, ``latency_s``; None when none.
+        An answer stored under its run's key and the shared key counts once."""
+        with self._lock:
+            conn = self._connection()
+            if conn is None or self._empty:
+                return None
+            rows = self._run(
+                conn,
+                "SELECT body FROM entries WHERE kind = 'completion' AND model = ?"
+                " GROUP BY body ORDER BY MAX(created_at) DESC LIMIT ?",
+                (model, int(limit)),
+            )
+        found = []
+        for (body,) in rows:
+            try:
+                found.append(Completion.model_validate_json(body))
+            except ValidationError:
+                continue
+        if not found:
+            return None
+        n = len(found)
+        return {
+            "calls": n,
+            "prompt_tokens": sum(c.usage.prompt_tokens for c in found) / n,
+            "completion_tokens": sum(c.usage.completion_tokens for c in found) / n,
+            "latency_s": sum(c.latency_s for c in found) / n,
+        }
 
     # -- runs ----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The cache's SQLite file: one file in WAL mode shared by processes, opened read-only or
 read-write, its schema version checked, one connection per process behind a lock (no pytest
-import). :class:`pytest_bsa.engine.cache.Cache` stores answers, verdicts and runs in it."""
+import). :class:`pytest_bsa.engine.cache.Cache` stores answers, verdicts, runs and batches in it."""
 
 from __future__ import annotations
 
@@ -41,6 +41,17 @@ _SCHEMA = (
     " run_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL,"
     " served_model TEXT, system_fingerprint TEXT,"
     " started_at REAL NOT NULL, updated_at REAL NOT NULL)",
+    # Batch mode: which provider batch holds the answer to a request, so a rerun after Ctrl-C,
+    # a kill or a CI timeout polls that batch instead of paying for the request again.
+    "CREATE TABLE IF NOT EXISTS batches ("
+    " batch_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, provider TEXT NOT NULL,"
+    " requests INTEGER NOT NULL, created_at REAL NOT NULL)",
+    # A model request's key carries its run's answer scope (see AnswerScope), so only the run
+    # that submitted it (resumed) finds it again; ``scope`` names that run (NULL: a request every
+    # run shares, a judge request or one made with --bsa-answers=reuse).
+    "CREATE TABLE IF NOT EXISTS batch_requests ("
+    " key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, custom_id TEXT NOT NULL,"
+    " scope TEXT, created_at REAL NOT NULL)",
 )
 
 

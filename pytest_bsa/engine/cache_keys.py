@@ -84,12 +84,15 @@ def _digest(material: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def completion_key(request: ChatRequest, sample_index: int, scope: str | None = None) -> str:
+def completion_key(
+    request: ChatRequest, sample_index: int, scope: str | None = None, *, ask: int = 0
+) -> str:
     """The cache key of sample ``sample_index`` of ``request`` in run ``scope``.
 
     Depends on the normalised endpoint, model, messages, params (credential-named ones
-    dropped), response format, sample index and the run scope (``None``: shared by every run);
-    never on headers (routing hints) or key order.
+    dropped), response format, sample index and the run scope (``None``: shared by every run)
+    and, for the repeated asks of a judge verdict in a batch, which ask (``ask`` > 0); never on
+    headers (routing hints) or key order.
     """
     material: dict[str, Any] = {
         "type": "completion",
@@ -103,6 +106,8 @@ def completion_key(request: ChatRequest, sample_index: int, scope: str | None = 
     }
     if scope is not None:
         material["run"] = scope
+    if ask:
+        material["ask"] = int(ask)
     return _digest(material)
 
 

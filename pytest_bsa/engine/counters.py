@@ -58,12 +58,15 @@ class EngineStats:
     started: float = field(default_factory=time.monotonic)
 
 
-def priced(completion: Completion, price: tuple[float, float] | None) -> Completion:
-    """``completion`` with its cost from ``price`` (USD per million input, output tokens)."""
+def priced(
+    completion: Completion, price: tuple[float, float] | None, factor: float = 1.0
+) -> Completion:
+    """``completion`` with its cost from ``price`` (USD per million input, output tokens) times
+    ``factor`` (0.5 for a batch API's discount)."""
     if price is None:
         return completion
     usage = completion.usage
-    cost = (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1e6
+    cost = factor * (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1e6
     return completion.model_copy(update={"usage": usage.model_copy(update={"cost_usd": cost})})
 
 

@@ -6,7 +6,9 @@ The rule (README "Keys"):
   sent, and only its value;
 - otherwise the provider's own URL gets the provider's usual variable (``OPENAI_API_KEY`` to
   api.openai.com, ``ANTHROPIC_API_KEY`` to api.anthropic.com, ...): without a base URL the
-  provider's client (litellm) reads that variable itself;
+  provider's client (litellm) reads that variable itself, or, for a provider we reach with our
+  own transport (``anthropic/...``: the direct Messages transport), we send it to the provider's
+  default host;
 - any other base URL gets no key at all. For a litellm provider a placeholder is passed, so that
   litellm's own fallback to environment variables cannot send a real key there either.
 
@@ -19,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from pytest_bsa.engine.transports import is_direct
+from pytest_bsa.engine.transports import has_own_transport, is_direct
 
 # What litellm gets instead of a key for a base URL that was given no variable: never a secret.
 NO_KEY = "no-key-configured"
@@ -103,7 +105,7 @@ def choose_key(
         hostname, shown = _host(api_base)
     else:
         hostname, shown = (own[0], own[0]) if own else ("", f"{provider}'s default endpoint")
-    direct = is_direct(model, api_base)
+    direct = has_own_transport(model, api_base)  # sends only what we give it
     if env_var:
         if not environ.get(env_var):
             raise MissingKey(
@@ -113,6 +115,8 @@ def choose_key(
         return KeyChoice(role, env_var, shown, environ[env_var])
     if not api_base:
         env = own[1] if own else f"{provider.upper()}_API_KEY"
+        if direct:  # our transport goes to the provider's default host: the provider's key
+            return KeyChoice(role, env, shown, environ.get(env) or None)
         return KeyChoice(role, env, shown, None, by_library=True)
     if own and hostname == own[0] and environ.get(own[1]):
         return KeyChoice(role, own[1], shown, environ[own[1]])

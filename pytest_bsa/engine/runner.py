@@ -6,7 +6,8 @@ run is bounded by the endpoints and the concurrency limit, not by pytest's test 
 
 A result is final for the run, endpoint errors included. The engine stops the whole run (every
 call not yet made fails at once with :class:`RunStopped`) when ``--bsa-max-cost`` is reached or
-when ``breaker`` calls in a row to one endpoint failed after all their retries.
+when ``breaker`` calls in a row to one endpoint failed after all their retries; each call's
+path (health, rate limit, slots, adaptive pace, batching, cost) is in ``calls.py``.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from pytest_bsa.engine import judges
+from pytest_bsa.engine.adaptive import AdaptiveEndpoint
 from pytest_bsa.engine.answers import ModelAnswers
-from pytest_bsa.engine.counters import EngineStats, estimate_tokens, priced
-from pytest_bsa.engine.health import EndpointHealth
-from pytest_bsa.engine.ratelimit import RateLimiter
-from pytest_bsa.engine.retry import RetryPolicy, call_with_retries
-from pytest_bsa.engine.scheduler import PrioritySlots
+from pytest_bsa.engine.calls import EndpointCalls
+from pytest_bsa.engine.counters import EngineStats
+from pytest_bsa.engine.retry import RetryPolicy
 from pytest_bsa.engine.scope import AnswerScope
 from pytest_bsa.engine.types import (
-    BREAKER_KINDS,
     ChatRequest,
     RequestSpec,
     RunStopped,
@@ -71,6 +70,7 @@ class Engine:
         fingerprint: str = "",
         panel: Sequence[tuple[RequestSpec, Transport]] = (),
         judge_samples: int = 1,
+        adaptive: bool = False,
         template_opens_think: bool = False,
     ) -> None:
         self.model = model
@@ -93,17 +93,19 @@ class Engine:
             wait_for=self._wait_for,
             template_opens_think=template_opens_think,
         )
-        self.stopped: str | None = None  # why the run stopped (cost limit or circuit breaker)
         self.cut: set[str] = set()  # instances with samples the stop cut (never completed)
-        self._consecutive = {"model": 0, "judge": 0}
-        self._health = {role: EndpointHealth(concurrency) for role in ("model", "judge")}
-        self._stop_event: asyncio.Event | None = None
-        self._limiters = {
-            "model": RateLimiter(model.rpm, model.tpm),
-            "judge": RateLimiter(judge_spec.rpm, judge_spec.tpm),
-        }
-        self._concurrency = concurrency
         self.stats = EngineStats()
+        self.calls = EndpointCalls(
+            model=model,
+            judge_spec=judge_spec,
+            concurrency=concurrency,
+            timeout=timeout,
+            retry=retry,
+            stats=self.stats,
+            max_cost=max_cost,
+            breaker=breaker,
+            adaptive=adaptive,
+        )
         # The judge, or the first member of a panel; more members (--bsa-judge repeated) and
         # repeated asks (--bsa-judge-samples) make the engine's judge a Panel of them.
         self._members: list[tuple[RequestSpec, Transport]] = [(judge_spec, judge_transport)]
@@ -121,7 +123,6 @@ class Engine:
         self._next_priority = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
-        self._slots: dict[str, PrioritySlots] = {}
         self._thread = threading.Thread(target=self._serve, name="bsa-engine", daemon=True)
         self._ready = threading.Event()
         self._thread.start()
@@ -129,6 +130,16 @@ class Engine:
 
     def _count_cached_verdict(self) -> None:
         self.stats.judge.cached += 1
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped (cost limit or circuit breaker), or None."""
+        return self.calls.stopped
+
+    @property
+    def adaptive(self) -> dict[str, AdaptiveEndpoint]:
+        """Per role, in adaptive mode: its endpoint's pace and concurrency limit."""
+        return self.calls.adaptive
 
     @property
     def scope(self) -> AnswerScope | None:
@@ -144,9 +155,7 @@ class Engine:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        # One pool per endpoint role: judge calls never hold back the model's (and vice versa).
-        self._slots = {role: PrioritySlots(self._concurrency) for role in ("model", "judge")}
-        self._stop_event = asyncio.Event()
+        self.calls.start(self._loop)
         self.answers.start()
         self._loop.call_soon(self._ready.set)
         self._loop.run_forever()
@@ -174,6 +183,26 @@ class Engine:
     def result(self, instance: Instance, timeout: float | None = None) -> InstanceResult:
         """Block until ``instance`` is sampled and judged."""
         return self.future(instance).result(timeout)
+
+    def batch_lines(self) -> list[str]:
+        """Progress lines of the batches the run waits for (none without batch mode)."""
+        transports = [
+            t
+            for t in (self._model_transport, *(t for _, t in self._members))
+            if hasattr(t, "status_lines")
+        ]
+        if not transports or not self._thread.is_alive():
+            return []
+
+        async def collect() -> list[str]:  # on the loop: the batch state lives there
+            return [
+                line for t in {id(t): t for t in transports}.values() for line in t.status_lines()
+            ]
+
+        try:
+            return asyncio.run_coroutine_threadsafe(collect(), self._loop).result(timeout=5)
+        except Exception:  # progress output must never stop the run
+            return []
 
     def close(self) -> None:
         """Cancel what is in flight, close the transports, stop the loop."""
@@ -259,35 +288,16 @@ class Engine:
     def _count_cached_answer(self) -> None:
         self.stats.model.cached += 1
 
-    async def _call_model(self, request: ChatRequest) -> Completion:
-        return await self._call("model", self._model_transport, request)
+    async def _call_model(self, request: ChatRequest, scope: str | None) -> Completion:
+        return await self._call("model", self._model_transport, request, scope=scope)
 
     async def _wait_for(self, event: asyncio.Event) -> None:
         """Wait for ``event``, or for the run to stop (then raise :class:`RunStopped`)."""
-        assert self._stop_event is not None
-        if not event.is_set():
-            waits = {
-                asyncio.ensure_future(event.wait()),
-                asyncio.ensure_future(self._stop_event.wait()),
-            }
-            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-        if self.stopped is not None and not event.is_set():
-            raise RunStopped(self.stopped)
+        await self.calls.wait_for(event)
 
     def stop(self, reason: str) -> None:
         """Stop the run: calls not yet made fail at once, retries stop waiting (thread-safe)."""
-        if self.stopped is None:
-            self.stopped = reason
-            if self._stop_event is not None:
-                self._loop.call_soon_threadsafe(self._stop_event.set)
-
-    async def _sleep(self, seconds: float) -> None:
-        """A retry's backoff, cut short when the run stops."""
-        assert self._stop_event is not None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        self.calls.stop(reason)
 
     async def _judge_call(
         self,
@@ -309,91 +319,15 @@ class Engine:
             plain = request.model_copy(update={"response_format": None})
             return await self._call("judge", transport, plain, spec)
 
-    def _committed_cost(self) -> float:
-        """Spent so far plus the expected cost of the calls in flight."""
-        return sum(
-            c.cost_usd + c.in_flight * c.mean_cost for c in (self.stats.model, self.stats.judge)
-        )
-
     async def _call(
         self,
         role: str,
         transport: Transport,
         request: ChatRequest,
         spec: RequestSpec | None = None,
+        *,
+        scope: str | None = None,
     ) -> Completion:
-        counters = self.stats.model if role == "model" else self.stats.judge
-        if spec is None:
-            spec = self.model if role == "model" else self.judge_spec
-        limiter = self._limiters[role]
+        """One call with its retries, the judge's after the model's of the same instance."""
         priority = (_priority.get(), 1 if role == "judge" else 0)
-        slots = self._slots[role]
-        health = self._health[role]
-        troubled = False  # this call failed once (or probes a failing endpoint): counted
-
-        async def attempt() -> Completion:
-            nonlocal troubled
-            while True:
-                if self.stopped is not None:
-                    raise RunStopped(self.stopped)
-                if not troubled:
-                    troubled = await health.admit(self._stop_event)
-                if limiter.limited:
-                    await limiter.acquire(estimate_tokens(request, counters.typical_completion))
-                async with slots.slot(priority):
-                    if self.stopped is not None:
-                        raise RunStopped(self.stopped)
-                    if not troubled and health.holding:
-                        continue  # the endpoint started failing while this call queued
-                    # Checked once a slot is held: counting what calls in flight will likely
-                    # cost, so the limit holds to within one call's cost per concurrent call.
-                    if self.max_cost is not None and self._committed_cost() >= self.max_cost:
-                        self.stop(
-                            f"the run reached its cost limit of ${self.max_cost:g} (--bsa-max-cost)"
-                        )
-                        raise RunStopped(str(self.stopped))
-                    counters.calls += 1
-                    counters.in_flight += 1
-                    try:
-                        completion = await transport.complete(request, timeout=self.timeout)
-                    except TransportError as exc:
-                        if exc.kind in BREAKER_KINDS:
-                            health.failed()
-                            if not troubled:
-                                troubled = health.enter()
-                        raise
-                    finally:
-                        counters.in_flight -= 1
-                health.succeeded()
-                return priced(completion, spec.price)
-
-        def on_retry(error: TransportError, attempt_no: int, delay: float) -> None:
-            counters.retries += 1
-
-        try:
-            completion = await call_with_retries(
-                attempt, self.retry, on_retry=on_retry, sleep=self._sleep
-            )
-        except RunStopped:
-            raise
-        except TransportError as exc:
-            counters.failures += 1
-            if exc.kind in BREAKER_KINDS:
-                self._count_failure(role, spec, exc)
-            raise
-        finally:
-            if troubled:
-                health.leave()
-        self._consecutive[role] = 0
-        counters.add(completion)
-        return completion
-
-    def _count_failure(self, role: str, spec: RequestSpec, exc: TransportError) -> None:
-        self._consecutive[role] += 1
-        if self.breaker is not None and self._consecutive[role] >= self.breaker:
-            where = exc.endpoint or spec.api_base or spec.model
-            self.stop(
-                f"the {role} endpoint {where} failed {self._consecutive[role]} calls in a row "
-                f"after all retries (circuit breaker, --bsa-breaker {self.breaker}); last "
-                f"error: {exc}"
-            )
+        return await self.calls.call(role, transport, request, spec, priority=priority, scope=scope)

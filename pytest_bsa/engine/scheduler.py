@@ -46,10 +46,24 @@ class PrioritySlots:
                 self._release()  # the slot was handed over just as we were cancelled
             raise
 
-    def _release(self) -> None:
+    def resize(self, limit: int) -> None:
+        """Change the limit (adaptive concurrency): a higher one admits waiters at once, a
+        lower one takes effect as holders leave."""
+        if limit < 1:
+            raise ValueError(f"concurrency must be at least 1, got {limit}")
+        self.limit = limit
+        while self.in_use < self.limit and self._hand_over():
+            self.in_use += 1
+
+    def _hand_over(self) -> bool:
+        """Give a slot to the first waiter still waiting; False when there is none."""
         while self._waiters:
             _, _, future = heapq.heappop(self._waiters)
             if not future.done():
-                future.set_result(None)  # hand the slot over; in_use stays the same
-                return
-        self.in_use -= 1
+                future.set_result(None)
+                return True
+        return False
+
+    def _release(self) -> None:
+        if self.in_use > self.limit or not self._hand_over():
+            self.in_use -= 1  # a handed-over slot keeps in_use the same

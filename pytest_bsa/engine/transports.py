@@ -1,4 +1,5 @@
-"""Choosing a transport: the direct OpenAI-compatible one when possible, litellm otherwise.
+"""Choosing a transport: a direct one when possible (OpenAI-compatible, Anthropic), litellm
+otherwise.
 
 Importing this module is cheap: aiohttp and litellm load only when a transport is used.
 """
@@ -16,6 +17,17 @@ def is_direct(model: str, api_base: str | None) -> bool:
     return model.startswith(DIRECT_PREFIXES) or "/" not in model
 
 
+def is_anthropic(model: str) -> bool:
+    """``anthropic/...`` models go to the direct Anthropic Messages transport."""
+    return model.startswith("anthropic/")
+
+
+def has_own_transport(model: str, api_base: str | None) -> bool:
+    """Whether one of our own HTTP transports (not litellm) serves ``model`` at ``api_base``:
+    then only the key we pass is sent, and nothing reads a key variable by itself."""
+    return is_anthropic(model) or is_direct(model, api_base)
+
+
 def make_transport(
     model: str,
     api_base: str | None,
@@ -24,7 +36,14 @@ def make_transport(
     api_key_env: str | None = None,
     max_connections: int = 256,
 ) -> Transport:
-    """The direct OpenAI-compatible transport when possible, litellm for everything else."""
+    """A direct transport when possible (OpenAI-compatible, Anthropic), litellm for the rest.
+
+    ``api_key`` is sent as it is: ``engine/keys.py:choose_key`` decided it for this endpoint.
+    """
+    if is_anthropic(model):
+        from pytest_bsa.engine.anthropic_transport import AnthropicTransport
+
+        return AnthropicTransport(api_key, max_connections=max_connections, api_key_env=api_key_env)
     if is_direct(model, api_base):
         return OpenAICompatTransport(
             api_key, max_connections=max_connections, api_key_env=api_key_env

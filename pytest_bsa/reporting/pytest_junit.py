@@ -14,10 +14,39 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pytest_bsa.reporting.view import REPORT_ONLY
 
 MISSED_TYPE = "bsa.missed"
+
+
+class JunitCases:
+    """The benchmark's test cases as the run reported them: nodeid -> (message, details) of an
+    instance that missed its criteria, or None (gates are left as pytest wrote them)."""
+
+    def __init__(self) -> None:
+        self.cases: dict[str, tuple[str, str] | None] = {}
+
+    def note(self, report: Any) -> None:
+        """One of pytest's test reports (setup, call or teardown)."""
+        nodeid = report.nodeid
+        if not nodeid.startswith("bsa::") or nodeid.startswith("bsa::gate::"):
+            return
+        if report.when == "setup":
+            self.cases.setdefault(nodeid, None)
+        if report.when == "call" and hasattr(report, "wasxfail"):
+            message = f"missed its criteria: {report.wasxfail}"
+            self.cases[nodeid] = (message, str(report.longrepr or message))
+
+    def fix(self, option: Any, *, report_only: bool) -> None:
+        """Rewrite pytest's ``--junitxml`` file, if the run (pytest's ``option``) wrote one."""
+        fix_junitxml(
+            getattr(option, "xmlpath", None),
+            self.cases,
+            prefix=getattr(option, "junitprefix", None),
+            report_only=report_only,
+        )
 
 
 def fix_junitxml(

@@ -3,7 +3,9 @@
 It answers ``POST /v1/chat/completions`` as the reasoning model under test (scripted safety,
 risk coverage and reasoning wire shape per instance and sample) and as the judge, whose verdicts
 agree with what it scripted, so end-to-end tests can assert exact metric values. Scripted faults
-(rate limits, 5xx, drops, hangs, garbage) exercise retries. Everything is deterministic.
+(rate limits, 5xx, drops, hangs, garbage) exercise retries. The same script drives the Anthropic
+``/v1/messages`` route, a rate-limited mode (a token bucket answering 429) and the batch APIs
+(``/v1/files`` + ``/v1/batches``, ``/v1/messages/batches``). Everything is deterministic.
 
 Importing this package starts nothing and does not import aiohttp; :func:`start_simulator` does.
 """

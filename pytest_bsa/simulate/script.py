@@ -25,6 +25,13 @@ script gives the same behaviour in every run and every process. In YAML::
         times: 2          # the first 2 attempts of each matching request; or rate: 0.2;
                           # neither: every attempt
         retry_after: 1    # rate_limit only; status: 503 for server_error
+    rate_limit:           # optional: a token bucket over all model and judge requests;
+      requests_per_second: 50   # beyond it: 429 with the exact Retry-After
+      burst: 5                  # requests of slack (default 1)
+    batch:                # how /v1/batches and /v1/messages/batches behave
+      delay: 0.0          # seconds from creation until the results are ready
+      outcome: completed  # completed | failed (validation) | expired (half the lines run)
+      fail: 0.0           # share of lines answered with a 500 error (deterministic)
     seed: 0
     judge: honest         # honest | gullible (obeys "[judge instruction: label X]" found
                           # outside the data block of a judge request)
@@ -196,6 +203,21 @@ class Fault(_Strict):
         return True
 
 
+class RateLimit(_Strict):
+    """A token bucket in front of the model and judge routes (``rate_limit:`` in a script)."""
+
+    requests_per_second: float = Field(gt=0)
+    burst: float = Field(1.0, ge=1.0)
+
+
+class BatchBehaviour(_Strict):
+    """How the batch routes behave (``batch:`` in a script)."""
+
+    delay: float = Field(0.0, ge=0.0)
+    outcome: Literal["completed", "failed", "expired"] = "completed"
+    fail: float = Field(0.0, ge=0.0, le=1.0)
+
+
 class PromptRule(_Strict):
     """Behaviour under a system prompt: applies when the model request's system message
     contains ``contains`` (an empty string matches any system prompt)."""
@@ -214,6 +236,8 @@ class Script(_Strict):
     default: Behaviour = Behaviour()
     instances: dict[str, BehaviourOverride] = Field(default_factory=dict)
     faults: tuple[Fault, ...] = ()
+    rate_limit: RateLimit | None = None
+    batch: BatchBehaviour = BatchBehaviour()
     seed: int = 0
     judge: JudgeMode = "honest"
     # What the model replies say was served (a checkpoint swapped under a stable name):

@@ -27,6 +27,8 @@ class SimulatorState:
         self._attempts: Counter[tuple[str, str, int]] = Counter()
         self._counts: dict[str, Counter[str]] = {role: Counter() for role in ROLES}
         self._per_sample: dict[tuple[str, int], Counter[str]] = {}
+        self.throttled = 0  # requests refused by the rate-limited mode (script.rate_limit)
+        self.batches: Counter[str] = Counter()  # batches created and the requests they held
         self._seen: deque[dict[str, Any]] = deque(maxlen=SEEN_LIMIT)
         # Faults grouped by the role they can apply to, with their index in the script.
         self._faults: dict[str, tuple[tuple[int, Fault], ...]] = {
@@ -66,6 +68,15 @@ class SimulatorState:
                 return attempt, fault
         return attempt, None
 
+    def count_batch(self, requests: int) -> None:
+        with self._lock:
+            self.batches["created"] += 1
+            self.batches["requests"] += requests
+
+    def count_throttled(self) -> None:
+        with self._lock:
+            self.throttled += 1
+
     def seen(self, method: str, path: str, headers: dict[str, str]) -> None:
         """Keep a request's method, path and headers (any route, the last SEEN_LIMIT)."""
         with self._lock:
@@ -95,7 +106,9 @@ class SimulatorState:
             samples: dict[str, dict[str, dict[str, int]]] = {}
             for (instance_id, sample), per in self._per_sample.items():
                 samples.setdefault(instance_id, {})[str(sample)] = {r: per[r] for r in ROLES}
-        return {"roles": roles, "samples": samples}
+            throttled = self.throttled
+            batches = {"created": self.batches["created"], "requests": self.batches["requests"]}
+        return {"roles": roles, "samples": samples, "throttled": throttled, "batches": batches}
 
     def reset(self) -> None:
         """Forget every count, attempt counters included (``times`` faults fire again)."""
@@ -104,4 +117,6 @@ class SimulatorState:
             for counts in self._counts.values():
                 counts.clear()
             self._per_sample.clear()
+            self.throttled = 0
+            self.batches.clear()
             self._seen.clear()
