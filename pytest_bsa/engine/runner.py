@@ -223,6 +223,8 @@ class Engine:
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()  # release its selector and self-pipe (no ResourceWarning)
 
     # -- the pipeline ----------------------------------------------------------------------
 
